@@ -1,0 +1,1 @@
+"""Extraction of aligned faces and the input pipelines that feed training."""

@@ -1,0 +1,271 @@
+"""Video/image inputs -> aligned face records on disk (resumable, parallel over inputs).
+
+Layout of an extraction directory (see WORKSPACE.md):
+
+    DIR/extract_config.json      crop size and coverage; a rerun must use the same
+    DIR/inputs/<key>/faces/NNNNNN.png   aligned crops of one finished input
+    DIR/inputs/<key>/alignments.jsonl   one line per kept face of that input
+    DIR/inputs/<key>/summary.json       counts for that input
+    DIR/alignments.jsonl, DIR/summary.json   merged over every finished input
+
+An input is written under `DIR/.partial-<key>-<pid>` and renamed to `inputs/<key>` only when
+complete, so a crash or kill loses at most the input in progress and never leaves a half record;
+a rerun skips finished inputs and so never duplicates one.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import dataclasses
+import hashlib
+import json
+import multiprocessing
+import os
+import re
+import shutil
+import time
+
+import numpy as np
+
+from facejax.errors import UserError, one_line
+from facejax.faces import align, detect, find, identity, landmarks as lm, video
+from facejax.progress import Progress
+
+CONFIG_FILE = "extract_config.json"
+INPUTS = "inputs"
+
+
+@dataclasses.dataclass
+class ExtractOptions:
+    size: int = 256
+    coverage: float = 0.75
+    identity: str = ""
+    every_n: int = 1
+    detector: str = "hog"
+    detect_max_side: int = 640
+    max_upsample: int = 1
+    min_face: float = 40.0
+    smooth: float = 0.0
+    reference: tuple = ()
+    workers: int = 1
+
+
+def input_key(path: str) -> str:
+    """A file-system-safe, unique name for an input: its base name and a hash of its full path.
+
+    Names from user data never become paths unsanitised, so nothing is written outside DIR.
+    """
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "_", os.path.basename(os.path.normpath(path)))[:60]
+    base = base.lstrip(".") or "input"
+    digest = hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:8]
+    return f"{base}-{digest}"
+
+
+def _json_line(obj) -> str:
+    return json.dumps(obj, separators=(",", ":")) + "\n"
+
+
+def check_or_write_config(out_dir: str, opts: ExtractOptions) -> None:
+    """Creates DIR and its config, or checks a rerun uses the same crop geometry."""
+    try:
+        os.makedirs(os.path.join(out_dir, INPUTS), exist_ok=True)
+    except OSError as e:
+        raise UserError(f"--output {out_dir}: cannot create it ({e.strerror})")
+    path = os.path.join(out_dir, CONFIG_FILE)
+    mine = {"size": opts.size, "coverage": opts.coverage}
+    if os.path.exists(path):
+        with open(path) as f:
+            theirs = json.load(f)
+        if {k: theirs.get(k) for k in mine} != mine:
+            raise UserError(f"--output {out_dir}: extracted before with {theirs}, now asked for "
+                            f"{mine}; use another output folder")
+        return
+    video.atomic_write_bytes(path, json.dumps(mine, indent=1).encode())
+
+
+def reference_embeddings(paths, detector) -> np.ndarray:
+    """Embeddings of the faces in the reference images (each: image file or folder)."""
+    finder = find.FaceFinder(detector, min_face=0, track=False)
+    embedder = identity.FaceEmbedder()
+    out = []
+    for path in paths:
+        if not os.path.exists(path):
+            raise UserError(f"--reference {path}: no such file or folder")
+        source = video.FrameSource(path)
+        for _, frame in source.frames(every_n=max(1, len(source) // 20)):
+            if frame is None:
+                continue
+            finder.reset()
+            face, _ = finder(frame)
+            if face is not None:
+                out.append(embedder.from_landmarks(frame, face.landmarks))
+    if not out:
+        raise UserError(f"--reference {','.join(paths)}: no face found in the reference images")
+    return np.stack(out)
+
+
+# Per-process state of a worker (built once per process: the dlib models take a moment to load).
+_WORKER = {}
+
+
+def _init_worker(opts: ExtractOptions, references, counters) -> None:
+    det = detect.make_detector(opts.detector, opts.detect_max_side, opts.max_upsample)
+    target = identity.TargetFilter(references) if references is not None else None
+    _WORKER.update(opts=opts, finder=find.FaceFinder(det, opts.min_face, target), counters=counters)
+
+
+def _extract_one(path: str, out_dir: str) -> dict:
+    """Extracts one input into DIR/inputs/<key>. Returns its summary."""
+    opts, finder, counters = _WORKER["opts"], _WORKER["finder"], _WORKER["counters"]
+    key = input_key(path)
+    final = os.path.join(out_dir, INPUTS, key)
+    partial = os.path.join(out_dir, f".partial-{key}-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    start = time.monotonic()
+    summary = {"input": path, "key": key, "frames_read": 0, "faces_kept": 0,
+               "skipped": {r: 0 for r in find.SKIP_REASONS}}
+    try:
+        source = video.FrameSource(path)
+    except UserError as e:
+        summary["error"] = one_line(e)
+        return summary
+    os.makedirs(os.path.join(partial, "faces"))
+    smoother = lm.LandmarkSmoother(opts.smooth) if opts.smooth else None
+    finder.reset()
+    lines = []
+    try:
+        report = _WORKER.get("report")
+        for index, frame in source.frames(every_n=opts.every_n):
+            summary["frames_read"] += 1
+            counters[0] += 1
+            if report:
+                report()
+            if frame is None:
+                summary["skipped"][find.UNREADABLE] += 1
+                continue
+            if source.kind != "video":
+                finder.reset()
+            face, reason = finder(frame)
+            if face is None:
+                summary["skipped"][reason] += 1
+                if smoother:
+                    smoother.reset()
+                continue
+            points = smoother(face.landmarks) if smoother else face.landmarks
+            affine = align.align_matrix(points, opts.size, opts.coverage)
+            crop = align.crop(frame, affine, opts.size)
+            record = f"{key}/{index:06d}"
+            video.write_image(os.path.join(partial, "faces", f"{index:06d}.png"), crop)
+            lines.append({
+                "record": record, "source": source.name_of(index), "input": path,
+                "frame": index, "box": face.box.as_list(),
+                "landmarks": np.round(points, 2).tolist(),
+                "affine": np.round(affine, 6).tolist(), "identity": opts.identity,
+                "size": opts.size, "frame_size": [frame.shape[1], frame.shape[0]],
+            })
+            summary["faces_kept"] += 1
+            counters[1] += 1
+        summary["seconds"] = round(time.monotonic() - start, 3)
+        with open(os.path.join(partial, "alignments.jsonl"), "w") as f:
+            f.writelines(_json_line(x) for x in lines)
+        with open(os.path.join(partial, "summary.json"), "w") as f:
+            json.dump(summary, f, indent=1)
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(partial, final)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return summary
+
+
+def merge(out_dir: str) -> dict:
+    """Rebuilds DIR/alignments.jsonl and DIR/summary.json from every finished input."""
+    inputs_dir = os.path.join(out_dir, INPUTS)
+    total = {"inputs": 0, "frames_read": 0, "faces_kept": 0,
+             "skipped": {r: 0 for r in find.SKIP_REASONS}, "seconds": 0.0}
+    lines = []
+    for key in sorted(os.listdir(inputs_dir)):
+        with open(os.path.join(inputs_dir, key, "summary.json")) as f:
+            s = json.load(f)
+        total["inputs"] += 1
+        for k in ("frames_read", "faces_kept", "seconds"):
+            total[k] += s.get(k, 0)
+        for r, n in s["skipped"].items():
+            total["skipped"][r] = total["skipped"].get(r, 0) + n
+        with open(os.path.join(inputs_dir, key, "alignments.jsonl")) as f:
+            lines.extend(f.readlines())
+    total["seconds"] = round(total["seconds"], 3)
+    total["frames_per_second"] = round(total["frames_read"] / max(total["seconds"], 1e-9), 2)
+    video.atomic_write_bytes(os.path.join(out_dir, "alignments.jsonl"), "".join(lines).encode())
+    return total
+
+
+def expand_inputs(inputs) -> list[str]:
+    """Splits comma-separated lists; keeps the order given, drops duplicates."""
+    out = []
+    for item in inputs:
+        for p in str(item).split(","):
+            p = p.strip()
+            if p and p not in out:
+                out.append(p)
+    if not out:
+        raise UserError("--input: give at least one video, image or folder")
+    return out
+
+
+def extract(inputs, out_dir: str, opts: ExtractOptions, num_shards: int = 1,
+            shard_index: int = 0, verbose: bool = True) -> dict:
+    """Extracts aligned faces from `inputs` into `out_dir`. Returns the merged summary.
+
+    Each input is processed at most once over reruns; failed inputs are reported in the
+    summary under "failed" and retried on the next run.
+    """
+    if not 0 <= shard_index < num_shards:
+        raise UserError(f"--shard_index {shard_index}: must be in [0, --num_shards={num_shards})")
+    if opts.size < 16:
+        raise UserError(f"--size {opts.size}: must be at least 16")
+    if opts.every_n < 1:
+        raise UserError(f"--every_n {opts.every_n}: must be at least 1")
+    paths = expand_inputs(inputs)[shard_index::num_shards]
+    check_or_write_config(out_dir, opts)
+    references = None
+    if opts.reference:
+        det = detect.make_detector(opts.detector, opts.detect_max_side, opts.max_upsample + 1)
+        references = reference_embeddings(opts.reference, det)
+    todo = [p for p in paths if not os.path.isdir(os.path.join(out_dir, INPUTS, input_key(p)))]
+    start = time.monotonic()
+    failed, done = [], []
+    progress = Progress("extract", unit="frames") if verbose else None
+    workers = max(1, min(opts.workers, len(todo)))
+    if workers == 1:
+        counters = [0, 0]
+        _init_worker(opts, references, counters)
+        for p in todo:
+            if progress:
+                _WORKER["report"] = lambda: progress.update(counters[0], faces=counters[1])
+            done.append(_extract_one(p, out_dir))
+    else:
+        ctx = multiprocessing.get_context("spawn")
+        counters = ctx.Array("l", 2)
+        with concurrent.futures.ProcessPoolExecutor(
+                workers, mp_context=ctx, initializer=_init_worker,
+                initargs=(opts, references, counters)) as pool:
+            futures = [pool.submit(_extract_one, p, out_dir) for p in todo]
+            pending = set(futures)
+            while pending:
+                finished, pending = concurrent.futures.wait(pending, timeout=1.0)
+                if progress:
+                    progress.update(counters[0], faces=counters[1])
+            done = [f.result() for f in futures]
+    for s in done:
+        if "error" in s:
+            failed.append({"input": s["input"], "error": s["error"]})
+    total = merge(out_dir)
+    total["this_run"] = {"inputs": len(todo), "skipped_finished": len(paths) - len(todo),
+                         "seconds": round(time.monotonic() - start, 3)}
+    total["failed"] = failed
+    video.atomic_write_bytes(os.path.join(out_dir, "summary.json"),
+                             json.dumps(total, indent=1).encode())
+    if progress:
+        progress.close(faces=total["faces_kept"])
+    return total

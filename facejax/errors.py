@@ -1,0 +1,10 @@
+"""User-facing errors: one line that names the file or flag and the problem."""
+
+
+class UserError(Exception):
+    """Bad input from the user. Tools print `str(err)` on one line and exit non-zero."""
+
+
+def one_line(err: BaseException) -> str:
+    """Returns the error message collapsed to a single line."""
+    return " ".join(str(err).split()) or type(err).__name__

@@ -1,0 +1,1 @@
+"""Classical computer vision for faces: numpy, OpenCV and dlib only (no JAX)."""
