@@ -1,0 +1,76 @@
+"""The original deepfakes autoencoder: 64 px, shared encoder, decoders A and B, L1, Adam 5e-5.
+
+Run (after extracting two people with tools/extract.py):
+
+    python tools/train.py --config=experiments/deepfakes_original.py \
+        --config.data.a=runs/faces_a --config.data.b=runs/faces_b --workdir=runs/deepfakes
+
+Variants (`--config=experiments/deepfakes_original.py:VARIANT`):
+    default  64 px, batch 16 per face, 100k steps (a real run)
+    128      128 px, same widths (no new code)
+    quick    the README's main job: 64 px, batch 8, 120 steps (about 10 minutes on 2 CPU cores)
+    tiny     32 px and narrow layers, for tests
+"""
+
+import ml_collections
+
+from facejax import augment
+
+
+def get_config(variant: str = "default") -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.task = "autoencoder"
+    c.seed = 0
+    c.model = ml_collections.ConfigDict(dict(
+        size=64,
+        encoder_widths=(128, 256, 512, 1024),
+        latent=1024,
+        code_channels=512,
+        decoder_widths=(256, 128, 64),
+        conv_impl="auto",          # stride-2 convolution: "xla", "s2d" or per backend
+        compute_dtype="float32",   # or "bfloat16" (parameters and optimizer stay float32)
+    ))
+    c.augment = augment.default_config()
+    c.data = ml_collections.ConfigDict(dict(
+        a="runs/faces_a",          # extraction directories (tools/extract.py)
+        b="runs/faces_b",
+        load_size=80,              # crops are loaded at this side; the model sees region of it
+        per_process=True,
+        data_dir="",               # TFDS data_dir; empty: inside each extraction directory
+        degrade=dict(prob=0.0, max_blur=0.0, jpeg_min=100),
+    ))
+    c.optim = ml_collections.ConfigDict(dict(learning_rate=5e-5, b1=0.5, b2=0.999))
+    c.batch_size = 16              # per identity, over all devices and processes
+    c.num_steps = 100_000
+    c.log_every = 50
+    c.eval_every = 1000
+    c.eval_batches = 2
+    c.preview_every = 1000
+    c.checkpoint_every = 1000
+    c.keep_checkpoints = 3
+    c.init_from = ""               # a workdir whose weights start this run
+
+    if variant == "128":
+        c.model.size = 128
+        c.data.load_size = 160
+    elif variant == "quick":
+        c.batch_size = 8
+        c.num_steps = 120
+        c.log_every = 10
+        c.eval_every = 60
+        c.preview_every = 60
+        c.checkpoint_every = 60
+    elif variant == "tiny":
+        c.model.update(size=32, encoder_widths=(16, 32, 64, 128), latent=64, code_channels=64,
+                       decoder_widths=(32, 16, 8))
+        c.data.load_size = 40
+        c.optim.learning_rate = 5e-4
+        c.batch_size = 8
+        c.num_steps = 20
+        c.log_every = 5
+        c.eval_every = 10
+        c.preview_every = 10
+        c.checkpoint_every = 5
+    elif variant != "default":
+        raise ValueError(f"unknown variant {variant!r}; expected default, 128, quick or tiny")
+    return c

@@ -1,0 +1,71 @@
+"""Checkpoints of the training state: the only module that imports orbax.
+
+Saves go to `<workdir>/checkpoints/<step>`; orbax writes each into a temporary directory and
+renames it when complete, so a kill during a save never leaves a checkpoint that gets picked up.
+Paths go through etils/epath, so `gs://` and other filesystems work where their plugin is
+installed.
+"""
+
+from __future__ import annotations
+
+import jax
+import orbax.checkpoint as ocp
+from etils import epath
+
+from facejax.errors import UserError
+from facejax.tasks.common import all_finite
+
+
+class NonFiniteState(Exception):
+    """A state with NaN or Inf was about to be saved."""
+
+
+class Checkpointer:
+    """Saves and restores the training state of one workdir."""
+
+    def __init__(self, workdir: str, keep: int = 3, read_only: bool = False):
+        self.directory = epath.Path(workdir) / "checkpoints"
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=not read_only, read_only=read_only,
+            enable_async_checkpointing=False)
+        try:
+            self._manager = ocp.CheckpointManager(self.directory, options=options)
+        except (OSError, ValueError) as e:
+            raise UserError(f"{self.directory}: cannot use as a checkpoint folder ({e})")
+
+    def latest_step(self) -> int | None:
+        return self._manager.latest_step()
+
+    def all_steps(self) -> list[int]:
+        return list(self._manager.all_steps())
+
+    def save(self, step: int, state) -> None:
+        """Saves `state` at `step`. Raises NonFiniteState rather than write NaN/Inf."""
+        if not bool(all_finite(state)):
+            raise NonFiniteState(f"state at step {step} is not finite; not saved")
+        self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+        self._manager.wait_until_finished()
+
+    def restore(self, abstract_state, step: int | None = None):
+        """Restores into the structure, dtypes and shardings of `abstract_state`.
+
+        Raises:
+          UserError: no checkpoint, or one whose structure or shapes differ (another model).
+        """
+        step = self.latest_step() if step is None else step
+        if step is None:
+            raise UserError(f"{self.directory}: no checkpoint to restore")
+        try:
+            return self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+        except (ValueError, KeyError, TypeError) as e:
+            msg = " ".join(str(e).split())[:300]
+            raise UserError(f"{self.directory}/{step}: does not fit this model ({msg})")
+
+    def close(self) -> None:
+        self._manager.close()
+
+
+def abstract_of(state_shapes, sharding):
+    """ShapeDtypeStructs with `sharding` for every leaf (what restore fills)."""
+    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
+                        state_shapes)

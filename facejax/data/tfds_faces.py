@@ -1,0 +1,145 @@
+"""A tensorflow-datasets builder over an extraction directory (the records of DESIGN.md §4).
+
+The prepared dataset lives under `<extraction dir>/tfds/<fingerprint>/` unless `data_dir` is
+given; the fingerprint covers the finished inputs and the crop size, so extracting more inputs
+makes a fresh dataset instead of silently reusing a stale one.
+
+Split: per input, the last `val_fraction` of its records by frame index go to "validation", the
+rest to "train" (inputs of one record, e.g. a still image, go to "train"). Deterministic.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+
+import numpy as np
+import tensorflow_datasets as tfds
+
+from facejax.data import extract as extract_lib
+from facejax.errors import UserError
+from facejax.faces import align, masks, video
+
+VAL_FRACTION = 0.1
+
+
+def read_records(extraction_dir: str) -> tuple[int, list[dict]]:
+    """Returns (crop size, records of every finished input), checking the directory.
+
+    Raises:
+      UserError: not an extraction directory, or no finished input with faces.
+    """
+    config_path = os.path.join(extraction_dir, extract_lib.CONFIG_FILE)
+    inputs_dir = os.path.join(extraction_dir, extract_lib.INPUTS)
+    if not os.path.isfile(config_path) or not os.path.isdir(inputs_dir):
+        raise UserError(f"{extraction_dir}: not an extraction directory (run tools/extract.py)")
+    with open(config_path) as f:
+        size = int(json.load(f)["size"])
+    records = []
+    for key in sorted(os.listdir(inputs_dir)):
+        path = os.path.join(inputs_dir, key, "alignments.jsonl")
+        if not os.path.isfile(path):
+            raise UserError(f"{path}: missing; the extraction of {key} is incomplete")
+        with open(path) as f:
+            for line in f:
+                rec = json.loads(line)
+                rec["key"] = key
+                records.append(rec)
+    if not records:
+        raise UserError(f"{extraction_dir}: holds no face records")
+    return size, records
+
+
+def assign_splits(records: list[dict], val_fraction: float = VAL_FRACTION) -> None:
+    """Sets rec["split"]: the last val_fraction of each input's frames are validation."""
+    by_key = {}
+    for rec in records:
+        by_key.setdefault(rec["key"], []).append(rec)
+    for recs in by_key.values():
+        recs.sort(key=lambda r: r["frame"])
+        n_val = math.ceil(val_fraction * len(recs)) if len(recs) > 1 else 0
+        for i, rec in enumerate(recs):
+            rec["split"] = "validation" if i >= len(recs) - n_val else "train"
+
+
+def fingerprint(extraction_dir: str) -> str:
+    """Changes whenever the set of finished inputs or their record counts change."""
+    size, records = read_records(extraction_dir)
+    counts = {}
+    for rec in records:
+        counts[rec["key"]] = counts.get(rec["key"], 0) + 1
+    blob = json.dumps({"size": size, "counts": counts, "val": VAL_FRACTION}, sort_keys=True)
+    return hashlib.sha1(blob.encode()).hexdigest()[:12]
+
+
+class FacejaxFaces(tfds.core.GeneratorBasedBuilder):
+    """Aligned face records from one facejax extraction directory."""
+
+    VERSION = tfds.core.Version("1.0.0")
+    RELEASE_NOTES = {"1.0.0": "Aligned crops, landmarks, hull and part masks, landmark image."}
+
+    def __init__(self, *, extraction_dir: str, **kwargs):
+        self.extraction_dir = extraction_dir
+        self.size, self._records = read_records(extraction_dir)
+        super().__init__(**kwargs)
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        s = self.size
+        return self.dataset_info_from_configs(
+            features=tfds.features.FeaturesDict({
+                "image": tfds.features.Image(shape=(s, s, 3)),
+                "landmarks": tfds.features.Tensor(shape=(68, 2), dtype=np.float32),
+                "mask": tfds.features.Image(shape=(s, s, 1)),
+                "parts": tfds.features.Image(shape=(s, s, 4)),
+                "landmark_image": tfds.features.Image(shape=(s, s, 3)),
+                "affine": tfds.features.Tensor(shape=(2, 3), dtype=np.float32),
+                "identity": tfds.features.Text(),
+                "video": tfds.features.Text(),
+                "frame": np.int64,
+                "record": tfds.features.Text(),
+            }),
+            supervised_keys=None,
+        )
+
+    def _split_generators(self, dl_manager):
+        del dl_manager
+        assign_splits(self._records)
+        return {split: self._generate_examples(split) for split in ("train", "validation")}
+
+    def _generate_examples(self, split):
+        s = self.size
+        for rec in self._records:
+            if rec["split"] != split:
+                continue
+            path = os.path.join(self.extraction_dir, extract_lib.INPUTS, rec["key"], "faces",
+                                f"{rec['frame']:06d}.png")
+            image = video.read_image(path)
+            if image.shape[:2] != (s, s):
+                raise UserError(f"{path}: crop of {image.shape[1]}x{image.shape[0]}, expected {s}")
+            affine = np.asarray(rec["affine"], np.float32)
+            points = align.transform_points(affine, np.asarray(rec["landmarks"])).astype(np.float32)
+            yield rec["record"], {
+                "image": image,
+                "landmarks": points,
+                "mask": masks.face_hull(points, (s, s))[:, :, None],
+                "parts": masks.part_masks(points, (s, s)),
+                "landmark_image": masks.landmark_image(points, s),
+                "affine": affine,
+                "identity": rec.get("identity", ""),
+                "video": rec["input"],
+                "frame": rec["frame"],
+                "record": rec["record"],
+            }
+
+
+def builder(extraction_dir: str, data_dir: str | None = None) -> FacejaxFaces:
+    """The prepared builder for an extraction directory (prepares it on first use)."""
+    extraction_dir = os.path.abspath(extraction_dir)
+    if data_dir is None:
+        data_dir = os.path.join(extraction_dir, "tfds", fingerprint(extraction_dir))
+    b = FacejaxFaces(extraction_dir=extraction_dir, data_dir=data_dir)
+    b.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+    return b

@@ -1,0 +1,45 @@
+"""Devices and processes: jax.distributed start-up, the data mesh and its shardings."""
+
+from __future__ import annotations
+
+import os
+
+import jax
+from jax.sharding import NamedSharding, PartitionSpec as P
+
+DATA = "data"
+
+
+def initialize(coordinator: str = "", num_processes: int = 0, process_id: int = -1,
+               cpu_collectives: str = "gloo") -> None:
+    """Starts jax.distributed. Explicit arguments win; otherwise JAX reads the cluster
+    environment (SLURM, Cloud TPU, Kubernetes, ...) or FACEJAX_COORDINATOR etc.
+
+    Must run before anything touches a device.
+    """
+    coordinator = coordinator or os.environ.get("FACEJAX_COORDINATOR", "")
+    num_processes = num_processes or int(os.environ.get("FACEJAX_NUM_PROCESSES", "0"))
+    if process_id < 0:
+        process_id = int(os.environ.get("FACEJAX_PROCESS_ID", "-1"))
+    if cpu_collectives:
+        jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
+    kwargs = {}
+    if coordinator:
+        kwargs = dict(coordinator_address=coordinator, num_processes=num_processes,
+                      process_id=process_id)
+    jax.distributed.initialize(**kwargs)
+
+
+def make_mesh() -> jax.sharding.Mesh:
+    """A 1-D mesh over every device of every process, axis "data"."""
+    return jax.make_mesh((jax.device_count(),), (DATA,),
+                         axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def replicated(mesh) -> NamedSharding:
+    return NamedSharding(mesh, P())
+
+
+def batch_sharding(mesh) -> NamedSharding:
+    """Leading (batch) axis split over "data"."""
+    return NamedSharding(mesh, P(DATA))

@@ -1,0 +1,20 @@
+"""Model families. Each module exports FIELDS, init, train_step, evaluate and preview.
+
+    init(rng, example_batch, config) -> state          # plain pytree: params, opt, step
+    train_step(state, batch, rng, config) -> (state, metrics)
+    evaluate(state, batch, config) -> metrics           # held-out batch, no augmentation
+    preview(state, batch, config) -> {name: images}     # float32 [N, H, W, 3] in [0, 1]
+"""
+
+import importlib
+
+from facejax.errors import UserError
+
+TASKS = ("autoencoder",)
+
+
+def get(name: str):
+    """The task module called `name`."""
+    if name not in TASKS:
+        raise UserError(f"--config.task={name}: unknown task; expected one of {', '.join(TASKS)}")
+    return importlib.import_module(f"facejax.tasks.{name}")

@@ -1,0 +1,104 @@
+"""The original deepfakes task: shared encoder, decoder_a and decoder_b, L1 on warped faces.
+
+Swap: a face of B -> encoder -> decoder_a gives A's face with B's expression and pose.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from facejax import augment, losses
+from facejax.models import autoencoder as ae_model
+from facejax.tasks import common
+
+FIELDS = ("image",)
+IDENTITIES = ("a", "b")
+
+
+def optimizer(config) -> optax.GradientTransformation:
+    o = config.optim
+    return optax.adam(o.learning_rate, b1=o.b1, b2=o.b2)
+
+
+def init(rng: jax.Array, example_batch, config) -> dict:
+    enc, dec = ae_model.build(config)
+    s = config.model.size
+    x = jnp.zeros((1, s, s, 3), jnp.float32)
+    k_enc, k_a, k_b = jax.random.split(rng, 3)
+    enc_params = enc.init(k_enc, x)["params"]
+    code = enc.apply({"params": enc_params}, x)
+    params = {"encoder": enc_params,
+              "decoder_a": dec.init(k_a, code)["params"],
+              "decoder_b": dec.init(k_b, code)["params"]}
+    return {"params": params, "opt": optimizer(config).init(params),
+            "step": jnp.zeros((), jnp.int32)}
+
+
+def forward(params: dict, images: jax.Array, decoder: str, config) -> jax.Array:
+    """Faces [B, S, S, 3] in [0, 1] -> encoder -> `decoder` ("decoder_a" or "decoder_b")."""
+    enc, dec = ae_model.build(config)
+    code = enc.apply({"params": params["encoder"]}, images)
+    return dec.apply({"params": params[decoder]}, code)
+
+
+def _augment(rng, images, config):
+    keys = jax.random.split(rng, images.shape[0])
+    fn = lambda k, im: augment.warp_pair(k, im, config.model.size, config.augment)
+    return jax.vmap(fn)(keys, images)
+
+
+def loss_fn(params, batch, rng, config):
+    ka, kb = jax.random.split(rng)
+    metrics, total = {}, 0.0
+    for name, key in (("a", ka), ("b", kb)):
+        warped, target = _augment(key, batch[name]["image"], config)
+        recon = forward(params, warped, f"decoder_{name}", config)
+        loss = losses.l1(recon, target).mean()
+        metrics[f"loss_{name}"] = loss
+        total = total + loss
+    metrics["loss"] = total
+    return total, metrics
+
+
+def train_step(state: dict, batch: dict, rng: jax.Array, config):
+    rng = jax.random.fold_in(rng, state["step"])
+    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch, rng,
+                                                                    config)
+    updates, opt = optimizer(config).update(grads, state["opt"], state["params"])
+    new = {"params": optax.apply_updates(state["params"], updates), "opt": opt,
+           "step": state["step"] + 1}
+    return common.guard_finite(state, new, metrics, grads)
+
+
+def _views(batch, name, config):
+    region = config.augment.region
+    return jax.vmap(lambda im: augment.centre_view(im, config.model.size, region))(
+        batch[name]["image"])
+
+
+def evaluate(state: dict, batch: dict, config) -> dict:
+    """Held-out L1 of each face through its own decoder (no augmentation)."""
+    out = {}
+    for name in IDENTITIES:
+        x = _views(batch, name, config)
+        out[f"val_l1_{name}"] = losses.l1(forward(state["params"], x, f"decoder_{name}", config),
+                                          x).mean()
+    return out
+
+
+def preview(state: dict, batch: dict, config) -> dict:
+    """Per side: input | reconstruction | swap to the other identity."""
+    out = {}
+    for name, other in (("a", "b"), ("b", "a")):
+        x = _views(batch, name, config)
+        out[name] = jnp.concatenate([
+            x, forward(state["params"], x, f"decoder_{name}", config),
+            forward(state["params"], x, f"decoder_{other}", config)], axis=2)
+    return out
+
+
+def swap(params: dict, faces: jax.Array, direction: str, config) -> jax.Array:
+    """b2a: faces of B rendered as A (decoder_a); a2b the reverse. Faces in [0, 1]."""
+    return forward(params, faces, "decoder_a" if direction == "b2a" else "decoder_b", config)

@@ -1,0 +1,23 @@
+"""Pieces every task's train_step shares."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+
+def all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+              if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def guard_finite(old_state, new_state, metrics: dict, grads):
+    """Keeps the old state when the loss or a gradient is not finite, and says so in metrics.
+
+    The training loop stops (or rolls back) on `metrics["finite"] == False`; the state it holds
+    is then the last good one, so no non-finite value can reach a checkpoint.
+    """
+    finite = all_finite(metrics) & all_finite(grads)
+    state = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new_state, old_state)
+    return state, dict(metrics, finite=finite)

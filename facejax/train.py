@@ -1,0 +1,232 @@
+"""The one generic training loop: mesh, sharded init, jitted donated step, checkpoints, summaries.
+
+It knows nothing about model families: a task module (facejax.tasks) supplies init, train_step,
+evaluate and preview, and declares the record fields and identities it needs.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import signal
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+
+from facejax import checkpoint as ckpt_lib
+from facejax import parallel, summaries, tasks
+from facejax.data import pipeline
+from facejax.errors import UserError
+from facejax.progress import format_seconds
+
+CONFIG_FILE = "config.json"
+# Config entries that define the model and its checkpoint layout: a workdir cannot be resumed,
+# nor a model initialised from another run, when these differ.
+MODEL_KEYS = ("task", "model")
+
+
+def _say(msg: str) -> None:
+    if jax.process_index() == 0:
+        print(msg, flush=True)
+
+
+class Diverged(Exception):
+    """Training produced a non-finite loss or gradient."""
+
+
+def _check_workdir(workdir: str) -> None:
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        probe = os.path.join(workdir, f".write-test-{os.getpid()}")
+        with open(probe, "w") as f:
+            f.write("ok")
+        os.unlink(probe)
+    except OSError as e:
+        raise UserError(f"--workdir {workdir}: not writable ({e.strerror})")
+
+
+def _model_part(config_dict: dict) -> dict:
+    return {k: config_dict.get(k) for k in MODEL_KEYS}
+
+
+def save_or_check_config(config, workdir: str) -> None:
+    """Writes workdir/config.json, or checks a resumed run trains the same model."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    mine = json.loads(config.to_json_best_effort())
+    if os.path.exists(path):
+        with open(path) as f:
+            theirs = json.load(f)
+        if _model_part(theirs) != _model_part(mine):
+            raise UserError(f"--workdir {workdir}: holds a run of another model "
+                            f"({json.dumps(_model_part(theirs))[:200]}); use a new workdir")
+    if jax.process_index() == 0:
+        from facejax.faces.video import atomic_write_bytes
+        atomic_write_bytes(path, json.dumps(mine, indent=1).encode())
+
+
+def load_tables(config, task, split: str, per_process: bool):
+    """{identity: FaceTable} of `split` for this process."""
+    tables = {}
+    for name in task.IDENTITIES:
+        directory = config.data.get(name)
+        if not directory:
+            raise UserError(f"--config.data.{name}: no extraction directory given")
+        tables[name] = pipeline.load_table(
+            directory, split, config.data.load_size,
+            landmark_image="landmark_image" in task.FIELDS,
+            process_index=jax.process_index(), process_count=jax.process_count(),
+            per_process=per_process, data_dir=config.data.get("data_dir") or None)
+    return tables
+
+
+class _Stop:
+    """Set by SIGTERM/SIGINT: finish the step, save a checkpoint, exit cleanly."""
+
+    def __init__(self):
+        self.requested = False
+
+    def __call__(self, signum, frame):
+        del frame
+        logging.warning("signal %d: saving a checkpoint and stopping", signum)
+        self.requested = True
+
+
+def _any_process(flag: bool) -> bool:
+    if jax.process_count() == 1:
+        return flag
+    from jax.experimental import multihost_utils
+    return bool(np.any(multihost_utils.process_allgather(np.array(flag))))
+
+
+def train(config, workdir: str) -> dict:
+    """Trains `config` in `workdir`, resuming from its latest checkpoint. Returns final metrics.
+
+    Raises:
+      UserError: bad config, data or workdir (before any training).
+      Diverged: a non-finite loss or gradient; no checkpoint of it is written.
+    """
+    task = tasks.get(config.task)
+    _check_workdir(workdir)
+    save_or_check_config(config, workdir)
+    is_main = jax.process_index() == 0
+    mesh = parallel.make_mesh()
+    rep, data_sharding = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+    if config.batch_size % jax.device_count():
+        raise UserError(f"--config.batch_size={config.batch_size}: must divide by the "
+                        f"{jax.device_count()} devices")
+
+    per_process = config.data.get("per_process", True)
+    train_tables = load_tables(config, task, "train", per_process)
+    degrade = dict(config.data.degrade) if config.data.degrade.prob > 0 else None
+    batches = pipeline.FaceBatches(train_tables, config.batch_size, config.seed, task.FIELDS,
+                                   jax.process_index(), jax.process_count(), per_process, degrade)
+    val_tables = load_tables(config, task, "validation", per_process)
+    val_batches = pipeline.FaceBatches(val_tables, config.batch_size, config.seed + 1,
+                                       task.FIELDS, jax.process_index(), jax.process_count(),
+                                       per_process)
+    to_global = functools.partial(pipeline.to_global, sharding=data_sharding)
+
+    key = jax.random.key(config.seed)
+    example = to_global(batches(0))
+    init_fn = functools.partial(task.init, config=config)
+    shapes = jax.eval_shape(init_fn, key, example)
+    abstract = ckpt_lib.abstract_of(shapes, rep)
+    ckpt = ckpt_lib.Checkpointer(workdir, keep=config.keep_checkpoints)
+    with jax.set_mesh(mesh):
+        if ckpt.latest_step() is not None:
+            state = ckpt.restore(abstract)
+            _say(f"resumed from {ckpt.directory} at step {int(state['step'])}")
+        else:
+            state = jax.jit(init_fn, out_shardings=rep)(key, example)
+            if config.get("init_from"):
+                source = ckpt_lib.Checkpointer(config.init_from, read_only=True)
+                theirs = os.path.join(config.init_from, CONFIG_FILE)
+                if os.path.exists(theirs):
+                    with open(theirs) as f:
+                        if _model_part(json.load(f)) != _model_part(
+                                json.loads(config.to_json_best_effort())):
+                            raise UserError(f"--config.init_from={config.init_from}: a run of "
+                                            "another model")
+                state = dict(state, params=source.restore(abstract)["params"])
+                _say(f"initialised weights from {config.init_from}")
+
+        step_fn = jax.jit(functools.partial(task.train_step, config=config),
+                          in_shardings=(rep, data_sharding, rep), out_shardings=(rep, rep),
+                          donate_argnums=0)
+        eval_fn = jax.jit(functools.partial(task.evaluate, config=config))
+        preview_fn = jax.jit(functools.partial(task.preview, config=config))
+
+        writer = summaries.Writer(workdir, enabled=is_main)
+        start = int(state["step"])
+        num_steps = config.num_steps
+        stop = _Stop()
+        old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        prefetch = pipeline.Prefetcher(batches, start, num_steps)
+        images_per_step = config.batch_size * len(task.IDENTITIES)
+        preview_batch = to_global(val_batches(0))
+        metrics = {}
+        t_start = time.monotonic()
+        t_log, step_log = t_start, start
+        step = start
+        try:
+            while step < num_steps:
+                # Every process must stop at the same step: agree on it every 10 steps.
+                if (jax.process_count() == 1 or step % 10 == 0) and _any_process(stop.requested):
+                    break
+                _, local = prefetch.next()
+                state, m = step_fn(state, to_global(local), key)
+                m = jax.device_get(m)
+                step += 1
+                if not m.pop("finite"):
+                    raise Diverged(f"non-finite loss or gradient at step {step} "
+                                   f"(loss {m.get('loss')}); the last checkpoint is kept")
+                metrics = {k: float(v) for k, v in m.items()}
+                if step == start + 1:
+                    compile_s = time.monotonic() - t_start
+                    _say(f"first step (with compilation) took {compile_s:.1f} s")
+                    t_log, step_log = time.monotonic(), step
+                if step % config.log_every == 0 or step == num_steps:
+                    now = time.monotonic()
+                    rate = (step - step_log) / max(now - t_log, 1e-9) if step > step_log else 0.0
+                    t_log, step_log = now, step
+                    metrics.update(steps_per_s=rate, images_per_s=rate * images_per_step)
+                    eta = format_seconds((num_steps - step) / rate) if rate else "?"
+                    line = " ".join(f"{k} {v:.4g}" for k, v in sorted(metrics.items()))
+                    if is_main:
+                        print(f"step {step}/{num_steps} {line} ETA {eta}", flush=True)
+                    writer.scalars(step, metrics)
+                if config.eval_every and (step % config.eval_every == 0 or step == num_steps):
+                    ev = evaluate_held_out(eval_fn, state, val_batches, to_global,
+                                           config.eval_batches)
+                    metrics.update(ev)
+                    writer.scalars(step, ev)
+                if config.preview_every and (step % config.preview_every == 0
+                                             or step == num_steps):
+                    writer.images(step, jax.device_get(preview_fn(state, preview_batch)))
+                if step % config.checkpoint_every == 0 and step < num_steps:
+                    ckpt.save(step, state)
+            ckpt.save(step, state)
+            if step < num_steps:
+                _say(f"stopped at step {step} on request; checkpoint saved")
+        finally:
+            prefetch.close()
+            writer.close()
+            ckpt.close()
+            for s, h in old.items():
+                signal.signal(s, h)
+    metrics["step"] = step
+    return metrics
+
+
+def evaluate_held_out(eval_fn, state, val_batches, to_global, num_batches: int) -> dict:
+    """Mean of the task's evaluation metrics over fixed held-out batches."""
+    totals = {}
+    for i in range(num_batches):
+        for k, v in jax.device_get(eval_fn(state, to_global(val_batches(i)))).items():
+            totals[k] = totals.get(k, 0.0) + float(v) / num_batches
+    return totals

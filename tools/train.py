@@ -1,0 +1,49 @@
+"""Trains an experiment.
+
+    python tools/train.py --config=experiments/deepfakes_original.py[:VARIANT] \
+        [--config.KEY=VALUE ...] --workdir=runs/NAME [--distributed]
+
+Rerunning the same command resumes from the workdir's latest checkpoint. On several hosts, run
+the same command on every host with --distributed (JAX reads the cluster environment, or give
+--coordinator, --num_processes and --process_id).
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from facejax.cli import run_main  # noqa: E402
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Experiment file, experiments/NAME.py[:VARIANT].",
+                                lock_config=True)
+flags.DEFINE_string("workdir", None, "Where checkpoints, TensorBoard logs and previews go.")
+flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize (multi-host).")
+flags.DEFINE_string("coordinator", "", "host:port of process 0 (with --distributed).")
+flags.DEFINE_integer("num_processes", 0, "Number of processes (with --distributed).")
+flags.DEFINE_integer("process_id", -1, "This process's index (with --distributed).")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise flags.Error(f"unexpected arguments: {' '.join(argv[1:])}")
+    from facejax import parallel
+    if FLAGS.distributed:
+        parallel.initialize(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
+    from facejax import train as train_lib
+    logging.set_verbosity(logging.WARNING)
+    try:
+        metrics = train_lib.train(FLAGS.config, FLAGS.workdir)
+    except train_lib.Diverged as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(3)
+    print("final " + " ".join(f"{k} {v:.5g}" for k, v in sorted(metrics.items())))
+
+
+if __name__ == "__main__":
+    run_main(main)
