@@ -30,10 +30,11 @@ def initialize(coordinator: str = "", num_processes: int = 0, process_id: int = 
     jax.distributed.initialize(**kwargs)
 
 
-def make_mesh() -> jax.sharding.Mesh:
-    """A 1-D mesh over every device of every process, axis "data"."""
-    return jax.make_mesh((jax.device_count(),), (DATA,),
-                         axis_types=(jax.sharding.AxisType.Auto,))
+def make_mesh(devices=None) -> jax.sharding.Mesh:
+    """A 1-D mesh, axis "data", over `devices` (default: every device of every process)."""
+    devices = jax.devices() if devices is None else list(devices)
+    return jax.make_mesh((len(devices),), (DATA,), axis_types=(jax.sharding.AxisType.Auto,),
+                         devices=devices)
 
 
 def replicated(mesh) -> NamedSharding:

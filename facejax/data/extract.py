@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import glob
 import hashlib
 import json
 import multiprocessing
@@ -120,7 +121,10 @@ def _extract_one(path: str, out_dir: str) -> dict:
     key = input_key(path)
     final = os.path.join(out_dir, INPUTS, key)
     partial = os.path.join(out_dir, f".partial-{key}-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
+    # Leftovers of a killed run of this input (only one job ever owns an input: shards are
+    # disjoint) are removed before starting again.
+    for stale in glob.glob(os.path.join(out_dir, f".partial-{glob.escape(key)}-*")):
+        shutil.rmtree(stale, ignore_errors=True)
     start = time.monotonic()
     summary = {"input": path, "key": key, "frames_read": 0, "faces_kept": 0,
                "skipped": {r: 0 for r in find.SKIP_REASONS}}

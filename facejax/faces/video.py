@@ -147,7 +147,7 @@ class FrameSource:
             ok, frame = cap.read()
             if not ok or frame is None:
                 cap.release()
-                raise UserError(f"{path}: video has no decodable frame")
+                raise UserError(f"{path}: video has no decodable frame (truncated or corrupt?)")
             count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT))
             fps = float(cap.get(cv2.CAP_PROP_FPS)) or 25.0
             cap.release()
@@ -198,15 +198,23 @@ class FrameSource:
             cap.release()
 
     def read(self, index: int) -> np.ndarray:
-        """Returns frame `index` (random access)."""
+        """Returns frame `index` (random access).
+
+        Container seeking is not frame-exact for every codec (MPEG-PS seeks to a nearby
+        keyframe), so videos are decoded forward from the last position or from the start:
+        exact, and cheap when indices increase.
+        """
         if self.kind != "video":
             return read_image(self._files[index])
-        cap = cv2.VideoCapture(self.path)
-        try:
-            cap.set(cv2.CAP_PROP_POS_FRAMES, index)
-            ok, frame = cap.read()
-        finally:
-            cap.release()
+        cap, pos = getattr(self, "_cap", None), getattr(self, "_pos", 0)
+        if cap is None or index < pos:
+            if cap is not None:
+                cap.release()
+            cap, pos = cv2.VideoCapture(self.path), 0
+        while pos < index and cap.grab():
+            pos += 1
+        ok, frame = cap.read() if pos == index else (False, None)
+        self._cap, self._pos = cap, pos + (1 if ok else 0)
         if not ok or frame is None:
             raise UserError(f"{self.path}: cannot read frame {index}")
         return to_rgb8(frame)

@@ -13,11 +13,11 @@ def all_finite(tree) -> jax.Array:
 
 
 def guard_finite(old_state, new_state, metrics: dict, grads):
-    """Keeps the old state when the loss or a gradient is not finite, and says so in metrics.
+    """Keeps the old state when the loss, a gradient or the new state is not finite, and says so.
 
     The training loop stops (or rolls back) on `metrics["finite"] == False`; the state it holds
     is then the last good one, so no non-finite value can reach a checkpoint.
     """
-    finite = all_finite(metrics) & all_finite(grads)
+    finite = all_finite(metrics) & all_finite(grads) & all_finite(new_state)
     state = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new_state, old_state)
     return state, dict(metrics, finite=finite)

