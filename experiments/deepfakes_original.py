@@ -8,7 +8,7 @@ Run (after extracting two people with tools/extract.py):
 Variants (`--config=experiments/deepfakes_original.py:VARIANT`):
     default  64 px, batch 16 per face, 100k steps (a real run)
     128      128 px, same widths (no new code)
-    quick    the README's main job: 64 px, batch 8, 120 steps (about 10 minutes on 2 CPU cores)
+    quick    the README's main job: 64 px, batch 8, 200 steps (about 10 minutes on 2 CPU cores)
     tiny     32 px and narrow layers, for tests
 """
 
@@ -55,11 +55,11 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         c.data.load_size = 160
     elif variant == "quick":
         c.batch_size = 8
-        c.num_steps = 120
+        c.num_steps = 200
         c.log_every = 10
-        c.eval_every = 60
-        c.preview_every = 60
-        c.checkpoint_every = 60
+        c.eval_every = 50
+        c.preview_every = 50
+        c.checkpoint_every = 50
     elif variant == "tiny":
         c.model.update(size=32, encoder_widths=(16, 32, 64, 128), latent=64, code_channels=64,
                        decoder_widths=(32, 16, 8))

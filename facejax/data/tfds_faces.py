@@ -139,6 +139,7 @@ def builder(extraction_dir: str, data_dir: str | None = None) -> FacejaxFaces:
     extraction_dir = os.path.abspath(extraction_dir)
     if data_dir is None:
         data_dir = os.path.join(extraction_dir, "tfds", fingerprint(extraction_dir))
+    tfds.disable_progress_bar()
     b = FacejaxFaces(extraction_dir=extraction_dir, data_dir=data_dir)
     b.download_and_prepare(
         download_config=tfds.download.DownloadConfig(try_download_gcs=False))

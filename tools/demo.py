@@ -1,0 +1,56 @@
+"""The README's main job: sample clips -> extracted faces -> a trained deepfakes autoencoder.
+
+    python tools/demo.py --workdir=runs/demo            # about 10 minutes on 2 CPU cores
+    python tools/demo.py --workdir=runs/demo --variant=default   # a real run (100k steps)
+
+Leaves in WORKDIR: faces_a/ and faces_b/ (extraction directories), and train/ (checkpoints,
+TensorBoard logs under train/tensorboard, preview PNGs under train/previews). Rerunning resumes.
+"""
+
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import flags, logging  # noqa: E402
+
+from facejax.cli import run_main  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("workdir", "runs/demo", "Folder for faces, checkpoints, logs and previews.")
+flags.DEFINE_string("samples", None, "Folder holding the sample clips (see tools/samples.py).")
+flags.DEFINE_string("variant", "quick", "Variant of experiments/deepfakes_original.py.")
+flags.DEFINE_integer("steps", 0, "Override the number of training steps (0: the variant's).")
+flags.DEFINE_integer("size", 128, "Crop size of the extracted faces.")
+flags.DEFINE_integer("every_n", 2, "Keep every n-th video frame.")
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    import samples
+    from experiments import deepfakes_original
+    from facejax import train
+    from facejax.data import extract
+
+    clips = samples.obtain(FLAGS.samples, os.path.join(FLAGS.workdir, "samples"))
+    dirs = {}
+    for name, clip in sorted(clips.items()):
+        dirs[name] = os.path.join(FLAGS.workdir, f"faces_{name}")
+        s = extract.extract([clip], dirs[name], extract.ExtractOptions(
+            size=FLAGS.size, identity=name, every_n=FLAGS.every_n))
+        print(f"faces {name}: {s['faces_kept']} from {clip}", flush=True)
+    config = deepfakes_original.get_config(FLAGS.variant)
+    config.data.a, config.data.b = dirs["a"], dirs["b"]
+    if FLAGS.steps:
+        config.num_steps = FLAGS.steps
+        config.log_every = config.eval_every = config.preview_every = min(
+            config.log_every, FLAGS.steps)
+    metrics = train.train(config, os.path.join(FLAGS.workdir, "train"))
+    print("final " + " ".join(f"{k} {v:.5g}" for k, v in sorted(metrics.items())))
+    print(f"previews: {os.path.join(FLAGS.workdir, 'train', 'previews', 'latest.png')}")
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    run_main(main)
