@@ -1,0 +1,80 @@
+"""TFDS builder and batches: splits, per-process slices, determinism in (seed, step)."""
+
+import jax
+import numpy as np
+import pytest
+
+from facejax import parallel
+from facejax.data import pipeline, tfds_faces
+from facejax.errors import UserError
+
+
+def test_builder_features_and_held_out_split(grid_faces):
+    b = tfds_faces.builder(grid_faces["a"])
+    assert b.info.splits["train"].num_examples == 67
+    assert b.info.splits["validation"].num_examples == 8  # the last 10% of the clip's frames
+    ex = next(iter(b.as_dataset(split="validation").take(1)))
+    assert ex["image"].shape == (64, 64, 3) and ex["mask"].shape == (64, 64, 1)
+    assert ex["parts"].shape == (64, 64, 4) and ex["landmarks"].shape == (68, 2)
+    assert ex["identity"].numpy() == b"a"
+    frames_val = [int(e["frame"]) for e in b.as_dataset(split="validation")]
+    frames_train = [int(e["frame"]) for e in b.as_dataset(split="train")]
+    assert min(frames_val) > max(frames_train)
+
+
+def test_processes_cover_the_split_disjointly_and_completely(grid_faces):
+    whole = pipeline.load_table(grid_faces["a"], "train", 32)
+    parts = [pipeline.load_table(grid_faces["a"], "train", 32, process_index=i, process_count=2)
+             for i in range(2)]
+    frames = [set(p.frame.tolist()) for p in parts]
+    assert not frames[0] & frames[1]
+    assert frames[0] | frames[1] == set(whole.frame.tolist())
+
+
+def test_batches_are_a_pure_function_of_seed_and_step(grid_faces):
+    tables = {k: pipeline.load_table(v, "train", 32) for k, v in grid_faces.items()}
+    make = lambda seed: pipeline.FaceBatches(tables, 8, seed, ("image", "mask"))
+    a, b = make(0), make(0)
+    for step in (0, 5, 9, 40):  # 40·8 > 67: crosses epochs
+        x, y = a(step), b(step)
+        np.testing.assert_array_equal(x["a"]["image"], y["a"]["image"])
+        np.testing.assert_array_equal(x["b"]["mask"], y["b"]["mask"])
+    assert not np.array_equal(a(1)["a"]["image"], a(2)["a"]["image"])
+    assert not np.array_equal(a(1)["a"]["image"], make(1)(1)["a"]["image"])
+    # Each epoch visits every example once.
+    sampler = pipeline.EpochSampler(67, 67, 3)
+    assert sorted(sampler.indices(0).tolist()) == list(range(67))
+    assert sorted(sampler.indices(1).tolist()) == list(range(67))
+
+
+def test_full_mode_splits_one_global_batch_across_processes(grid_faces):
+    tables = {"a": pipeline.load_table(grid_faces["a"], "train", 32)}
+    one = pipeline.FaceBatches(tables, 8, 0, ("image",), per_process=False)(3)["a"]["image"]
+    parts = [pipeline.FaceBatches(tables, 8, 0, ("image",), i, 2, per_process=False)(3)
+             for i in range(2)]
+    np.testing.assert_array_equal(np.concatenate([p["a"]["image"] for p in parts]), one)
+
+
+def test_global_arrays_are_sharded_on_the_mesh(grid_faces):
+    tables = {"a": pipeline.load_table(grid_faces["a"], "train", 32)}
+    batch = pipeline.FaceBatches(tables, 8, 0, ("image",))(0)
+    mesh = parallel.make_mesh()
+    g = pipeline.to_global(batch, parallel.batch_sharding(mesh))
+    assert g["a"]["image"].shape == (8, 32, 32, 3)
+    assert len(g["a"]["image"].addressable_shards) == jax.device_count()
+    np.testing.assert_array_equal(np.asarray(g["a"]["image"]), batch["a"]["image"])
+
+
+def test_degradation_is_deterministic_and_changes_images(grid_faces):
+    tables = {"a": pipeline.load_table(grid_faces["a"], "train", 32)}
+    deg = dict(prob=1.0, max_blur=1.5, jpeg_min=20)
+    x = pipeline.FaceBatches(tables, 4, 0, ("image",), degrade=deg)(2)["a"]["image"]
+    y = pipeline.FaceBatches(tables, 4, 0, ("image",), degrade=deg)(2)["a"]["image"]
+    z = pipeline.FaceBatches(tables, 4, 0, ("image",))(2)["a"]["image"]
+    np.testing.assert_array_equal(x, y)
+    assert np.abs(x.astype(int) - z.astype(int)).mean() > 1
+
+
+def test_not_an_extraction_dir(tmp_path):
+    with pytest.raises(UserError, match="not an extraction directory"):
+        tfds_faces.builder(str(tmp_path))

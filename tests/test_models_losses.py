@@ -1,0 +1,124 @@
+"""Models, layers, losses and augmentation: shapes, parameter counts, numpy references, grads."""
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from experiments import deepfakes_original
+from facejax import augment, losses
+from facejax.models import autoencoder, layers
+from facejax.tasks import autoencoder as ae_task
+
+
+def count(tree):
+    return sum(x.size for x in jax.tree.leaves(tree))
+
+
+def test_autoencoder_shapes_and_parameter_count():
+    config = deepfakes_original.get_config()
+    state = jax.eval_shape(lambda k: ae_task.init(k, None, config), jax.random.key(0))
+    p = state["params"]
+    conv = lambda k, i, o: k * k * i * o + o
+    dense = lambda i, o: i * o + o
+    enc = (conv(5, 3, 128) + conv(5, 128, 256) + conv(5, 256, 512) + conv(5, 512, 1024)
+           + dense(4 * 4 * 1024, 1024) + dense(1024, 4 * 4 * 1024) + conv(3, 1024, 4 * 512))
+    dec = conv(3, 512, 4 * 256) + conv(3, 256, 4 * 128) + conv(3, 128, 4 * 64) + conv(5, 64, 3)
+    print(f"64 px autoencoder: encoder {count(p['encoder']):,}, decoder {count(p['decoder_a']):,}, "
+          f"total {count(p):,} parameters")
+    assert count(p["encoder"]) == enc and count(p["decoder_a"]) == count(p["decoder_b"]) == dec
+    enc_m, dec_m = autoencoder.build(config)
+    x = jnp.zeros((2, 64, 64, 3))
+    code = jax.eval_shape(lambda p, x: enc_m.apply({"params": p}, x), p["encoder"], x)
+    chex.assert_shape(code, (2, 8, 8, 512))
+    out = jax.eval_shape(lambda p, c: dec_m.apply({"params": p}, c), p["decoder_a"], code)
+    chex.assert_shape(out, (2, 64, 64, 3))
+
+
+def test_128px_needs_no_new_code():
+    config = deepfakes_original.get_config("128")
+    state = jax.eval_shape(lambda k: ae_task.init(k, None, config), jax.random.key(0))
+    out = jax.eval_shape(
+        lambda p, x: ae_task.forward(p, x, "decoder_b", config), state["params"],
+        jnp.zeros((1, 128, 128, 3)))
+    chex.assert_shape(out, (1, 128, 128, 3))
+
+
+@pytest.mark.parametrize("shape, k", [((2, 16, 16, 3), 5), ((1, 9, 8, 4), 5), ((2, 8, 8, 6), 4),
+                                      ((1, 4, 4, 8), 3)])
+def test_space_to_depth_conv_equals_strided_conv_in_value_and_gradient(shape, k):
+    x = jax.random.normal(jax.random.key(0), shape)
+    w = jax.random.normal(jax.random.key(1), (k, k, shape[-1], 5))
+    pad = (layers.same_padding(shape[1], k, 2), layers.same_padding(shape[2], k, 2))
+    ref = lambda x, w: jax.lax.conv_general_dilated(x, w, (2, 2), pad,
+                                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    s2d = lambda x, w: layers.conv_s2d(x, w, pad)
+    np.testing.assert_allclose(s2d(x, w), ref(x, w), atol=1e-4, rtol=1e-4)
+    g_ref = jax.grad(lambda x, w: (ref(x, w) ** 2).sum(), (0, 1))(x, w)
+    g_s2d = jax.jit(jax.grad(lambda x, w: (s2d(x, w) ** 2).sum(), (0, 1)))(x, w)
+    for a, b in zip(g_s2d, g_ref):
+        np.testing.assert_allclose(a, b, atol=1e-3, rtol=1e-4)
+
+
+def test_pixel_shuffle_is_depth_to_space_and_inverts():
+    x = jnp.arange(2 * 3 * 3 * 8, dtype=jnp.float32).reshape(2, 3, 3, 8)
+    y = layers.pixel_shuffle(x)
+    assert y.shape == (2, 6, 6, 2)
+    # Output pixel (2i+dy, 2j+dx, c) takes input channel (dy·2 + dx)·C + c.
+    assert y[0, 1, 0, 1] == x[0, 0, 0, 2 * 2 + 1]
+    np.testing.assert_array_equal(layers.space_to_depth(y), x)
+
+
+def test_l1_and_masked_mean_against_numpy():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(4, 8, 8, 3)), rng.normal(size=(4, 8, 8, 3))
+    m = (rng.uniform(size=(4, 8, 8, 1)) > 0.5).astype(np.float32)
+    np.testing.assert_allclose(jax.jit(losses.l1)(a, b), np.abs(a - b), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(jax.jit(losses.l2)(a, b), (a - b) ** 2, rtol=1e-5)
+    ref = (np.abs(a - b) * m).sum() / np.broadcast_to(m, a.shape).sum()
+    np.testing.assert_allclose(jax.jit(losses.masked_mean)(losses.l1(a, b), m), ref, rtol=1e-5)
+    assert float(losses.masked_mean(losses.l1(a, b), np.zeros_like(m))) == 0.0
+    g = jax.grad(lambda x: losses.masked_mean(losses.l1(x, b), np.zeros_like(m)))(jnp.array(a))
+    assert np.isfinite(g).all()
+    check_grads(lambda x: losses.masked_mean(losses.l2(x, b), m), (jnp.array(a),), order=2,
+                modes=["rev"])
+    check_grads(lambda x: losses.l1(x, b).mean(), (jnp.array(a) + 0.01,), order=1,
+                modes=["rev"], eps=1e-4)
+    with pytest.raises(AssertionError):
+        losses.l1(a, b[:, :4])
+
+
+def test_lab_round_trip_and_reference_values():
+    rgb = jax.random.uniform(jax.random.key(0), (32, 3))
+    np.testing.assert_allclose(augment.lab_to_rgb(augment.rgb_to_lab(rgb)), rgb, atol=2e-4)
+    # Reference values of the sRGB/D65 conversion (white, red).
+    np.testing.assert_allclose(augment.rgb_to_lab(jnp.ones(3)), [100, 0, 0], atol=0.05)
+    np.testing.assert_allclose(augment.rgb_to_lab(jnp.array([1.0, 0, 0])), [53.24, 80.09, 67.20],
+                               atol=0.1)
+
+
+def test_warp_without_randomness_is_the_centre_view():
+    cfg = augment.default_config()
+    cfg.update(rotation=0.0, zoom=0.0, shift=0.0, shear=0.0, flip=0.0, warp=0.0)
+    image = jax.random.randint(jax.random.key(0), (80, 80, 3), 0, 256).astype(jnp.uint8)
+    warped, target = augment.warp_pair(jax.random.key(1), image, 64, cfg)
+    centre = augment.centre_view(image, 64, cfg.region)
+    np.testing.assert_allclose(target, centre, atol=1e-5)
+    np.testing.assert_allclose(warped, centre, atol=1e-5)
+    cfg.flip = 1.0
+    _, flipped = augment.warp_pair(jax.random.key(1), image, 64, cfg)
+    np.testing.assert_allclose(flipped, centre[:, ::-1], atol=1e-5)
+
+
+def test_random_warp_moves_pixels_smoothly():
+    cfg = augment.default_config()
+    image = jax.random.randint(jax.random.key(0), (80, 80, 3), 0, 256).astype(jnp.uint8)
+    warped, target = jax.jit(lambda k: augment.warp_pair(k, image, 64, cfg))(jax.random.key(3))
+    assert warped.shape == target.shape == (64, 64, 3)
+    assert float(jnp.abs(warped - target).mean()) > 0.02
+    field = augment.warp_field(jax.random.key(0), 64, 80, cfg)
+    # Displacement std ≈ warp · region · size, and neighbouring pixels move alike.
+    assert 0.3 < float(field.std()) / (cfg.warp * cfg.region * 80) < 2.0
+    assert float(jnp.abs(jnp.diff(field, axis=0)).max()) < 0.2 * float(jnp.abs(field).max())
