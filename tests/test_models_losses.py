@@ -82,8 +82,9 @@ def test_l1_and_masked_mean_against_numpy():
     assert float(losses.masked_mean(losses.l1(a, b), np.zeros_like(m))) == 0.0
     g = jax.grad(lambda x: losses.masked_mean(losses.l1(x, b), np.zeros_like(m)))(jnp.array(a))
     assert np.isfinite(g).all()
-    check_grads(lambda x: losses.masked_mean(losses.l2(x, b), m), (jnp.array(a),), order=2,
-                modes=["rev"])
+    # Central differences are exact for a quadratic, so a large step keeps float32 noise out.
+    check_grads(lambda x: losses.masked_mean(losses.l2(x, b), m), (jnp.array(a),), order=1,
+                modes=["fwd", "rev"], eps=1e-1)
     check_grads(lambda x: losses.l1(x, b).mean(), (jnp.array(a) + 0.01,), order=1,
                 modes=["rev"], eps=1e-4)
     with pytest.raises(AssertionError):
