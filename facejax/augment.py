@@ -9,6 +9,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import ml_collections
+import numpy as np
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -68,11 +69,12 @@ def sample(image: jax.Array, coords: jax.Array) -> jax.Array:
     return top * (1 - fy) + bot * fy
 
 
-# sRGB (D65) <-> CIE LAB.
-_RGB2XYZ = jnp.array([[0.412453, 0.357580, 0.180423],
+# sRGB (D65) <-> CIE LAB. numpy constants: importing this module must not start a JAX backend.
+_RGB2XYZ = np.array([[0.412453, 0.357580, 0.180423],
                       [0.212671, 0.715160, 0.072169],
                       [0.019334, 0.119193, 0.950227]])
-_WHITE = jnp.array([0.950456, 1.0, 1.088754])
+_WHITE = np.array([0.950456, 1.0, 1.088754])
+_XYZ2RGB = np.linalg.inv(_RGB2XYZ)
 
 
 def rgb_to_lab(rgb: jax.Array) -> jax.Array:
@@ -90,7 +92,7 @@ def lab_to_rgb(lab: jax.Array) -> jax.Array:
     fx, fz = fy + lab[..., 1] / 500.0, fy - lab[..., 2] / 200.0
     f = jnp.stack([fx, fy, fz], -1)
     xyz = jnp.where(f > 0.206893, f ** 3, (f - 16.0 / 116.0) / 7.787) * _WHITE
-    lin = xyz @ jnp.linalg.inv(_RGB2XYZ).T
+    lin = xyz @ _XYZ2RGB.T
     lin = jnp.clip(lin, 0.0, 1.0)
     return jnp.where(lin > 0.0031308, 1.055 * lin ** (1 / 2.4) - 0.055, 12.92 * lin)
 

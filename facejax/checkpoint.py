@@ -61,12 +61,13 @@ class Checkpointer:
             msg = " ".join(str(e).split())[:300]
             raise UserError(f"{self.directory}/{step}: does not fit this model ({msg})")
 
-    def restore_raw(self, step: int | None = None):
-        """Restores the saved tree as it was written (arrays on the default device)."""
-        step = self.latest_step() if step is None else step
-        if step is None:
-            raise UserError(f"{self.directory}: no checkpoint to restore")
-        return self._manager.restore(step, args=ocp.args.StandardRestore())
+    def restore_local(self, shapes, step: int | None = None):
+        """Restores into `shapes` (a tree of shapes/dtypes) on this process's first device.
+
+        Works whatever device layout saved the checkpoint (other host or device counts).
+        """
+        device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+        return self.restore(abstract_of(shapes, device), step)
 
     def close(self) -> None:
         self._manager.close()

@@ -8,19 +8,26 @@ from typing import Callable
 from facejax.errors import UserError, one_line
 
 
+def _fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def run_main(main: Callable) -> None:
-    """absl's `app.run(main)`, with UserError printed on one line and exit status 2."""
-    from absl import app
+    """Like absl's `app.run(main)`, with bad flags and UserError printed on one line, exit 2."""
+    from absl import app, flags
 
-    def wrapped(argv):
-        try:
-            return main(argv)
-        except UserError as e:
-            print(f"error: {one_line(e)}", file=sys.stderr)
-            sys.exit(2)
-
+    # Parse first, so a misspelt or ill-typed flag (config_flags raises plain AttributeError,
+    # KeyError, TypeError or ValueError for `--config.key=value`) is one line, not a traceback.
     try:
-        app.run(wrapped)
-    except app.UsageError as e:  # raised for bad flags before main runs
-        print(f"error: {one_line(e)}", file=sys.stderr)
-        sys.exit(2)
+        argv = flags.FLAGS(sys.argv)
+    except flags.Error as e:
+        _fail(one_line(e))
+    except (AttributeError, KeyError, TypeError, ValueError) as e:
+        _fail(f"bad flag value: {one_line(e)}")
+
+    del app  # flags are parsed once, here; parsing twice would redefine config overrides
+    try:
+        sys.exit(main(argv))
+    except UserError as e:
+        _fail(one_line(e))

@@ -20,7 +20,7 @@ from absl import logging
 
 from facejax import checkpoint as ckpt_lib
 from facejax import parallel, summaries, tasks
-from facejax.data import pipeline
+from facejax.data import pipeline, tfds_faces
 from facejax.errors import UserError
 from facejax.progress import format_seconds
 
@@ -76,6 +76,12 @@ def load_tables(config, task, split: str, per_process: bool):
         directory = config.data.get(name)
         if not directory:
             raise UserError(f"--config.data.{name}: no extraction directory given")
+        if jax.process_count() > 1:
+            # One process prepares the TFDS dataset; the others wait and read it.
+            from jax.experimental import multihost_utils
+            if jax.process_index() == 0:
+                tfds_faces.builder(directory, config.data.get("data_dir") or None)
+            multihost_utils.sync_global_devices(f"tfds {directory}")
         tables[name] = pipeline.load_table(
             directory, split, config.data.load_size,
             landmark_image="landmark_image" in task.FIELDS,
@@ -170,6 +176,10 @@ def train(config, workdir: str) -> dict:
         images_per_step = config.batch_size * len(task.IDENTITIES)
         preview_batch = to_global(val_batches(0))
         metrics = {}
+        if config.eval_every and start == 0:
+            ev = evaluate_held_out(eval_fn, state, val_batches, to_global, config.eval_batches)
+            _record(workdir, 0, ev)
+            writer.scalars(0, ev)
         t_start = time.monotonic()
         t_log, step_log = t_start, start
         step = start
@@ -204,6 +214,7 @@ def train(config, workdir: str) -> dict:
                     ev = evaluate_held_out(eval_fn, state, val_batches, to_global,
                                            config.eval_batches)
                     metrics.update(ev)
+                    _record(workdir, step, ev)
                     writer.scalars(step, ev)
                 if config.preview_every and (step % config.preview_every == 0
                                              or step == num_steps):
@@ -221,6 +232,26 @@ def train(config, workdir: str) -> dict:
                 signal.signal(s, h)
     metrics["step"] = step
     return metrics
+
+
+def _record(workdir: str, step: int, values: dict) -> None:
+    """Appends held-out metrics to workdir/metrics.jsonl (process 0), a readable history."""
+    if jax.process_index() == 0:
+        with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
+            f.write(json.dumps(dict(step=step, **{k: float(v) for k, v in values.items()})) + "\n")
+
+
+def read_history(workdir: str) -> list[dict]:
+    """The held-out metrics recorded so far (a line cut by a kill is skipped)."""
+    out = []
+    path = os.path.join(workdir, "metrics.jsonl")
+    if os.path.exists(path):
+        for line in open(path):
+            try:
+                out.append(json.loads(line))
+            except json.JSONDecodeError:
+                continue
+    return out
 
 
 def evaluate_held_out(eval_fn, state, val_batches, to_global, num_batches: int) -> dict:

@@ -1,0 +1,194 @@
+"""The training core on real faces: sharding, multi-process, exact resume, divergence, learning."""
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import jax
+import numpy as np
+import pytest
+
+from experiments import deepfakes_original
+from facejax import checkpoint, parallel, train
+from facejax.data import pipeline, tfds_faces
+from facejax.tasks import autoencoder as ae_task
+from tests.conftest import ROOT, run_tool
+
+CONFIG = "--config=experiments/deepfakes_original.py:tiny"
+
+
+def tiny(grid_faces):
+    c = deepfakes_original.get_config("tiny")
+    c.data.a, c.data.b = grid_faces["a"], grid_faces["b"]
+    return c
+
+
+def state_shapes():
+    config = deepfakes_original.get_config("tiny")
+    return jax.eval_shape(lambda k: ae_task.init(k, None, config), jax.random.key(0))
+
+
+def params_of(workdir, step=None):
+    ck = checkpoint.Checkpointer(workdir, read_only=True)
+    try:
+        return jax.device_get(ck.restore_local(state_shapes(), step)["params"])
+    finally:
+        ck.close()
+
+
+def assert_same_params(a, b, atol=1e-6):
+    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=0, atol=atol), a, b)
+
+
+def test_sharded_step_equals_single_device_step(grid_faces):
+    config = tiny(grid_faces)
+    tables = {k: pipeline.load_table(v, "train", config.data.load_size)
+              for k, v in grid_faces.items()}
+    batches = pipeline.FaceBatches(tables, 8, 0, ae_task.FIELDS)
+    key = jax.random.key(0)
+    results = []
+    for devices in (jax.devices()[:1], jax.devices()):
+        mesh = parallel.make_mesh(devices)
+        rep, ds = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+        with jax.set_mesh(mesh):
+            example = pipeline.to_global(batches(0), ds)
+            state = jax.jit(lambda k, b: ae_task.init(k, b, config), out_shardings=rep)(key,
+                                                                                      example)
+            step = jax.jit(lambda s, b, k: ae_task.train_step(s, b, k, config),
+                           in_shardings=(rep, ds, rep), out_shardings=(rep, rep))
+            for i in range(2):
+                state, metrics = step(state, pipeline.to_global(batches(i), ds), key)
+            results.append((jax.device_get(state["params"]), float(metrics["loss"])))
+    assert len(jax.devices()) == 8
+    assert results[0][1] == pytest.approx(results[1][1], rel=1e-5)
+    assert_same_params(results[0][0], results[1][0], atol=1e-5)
+
+
+def test_short_run_lowers_held_out_l1(grid_faces, tmp_path):
+    config = tiny(grid_faces)
+    config.num_steps, config.eval_every, config.checkpoint_every = 60, 30, 30
+    metrics = train.train(config, str(tmp_path))
+    history = train.read_history(str(tmp_path))
+    first, last = history[0], history[-1]
+    print(f"held-out L1: A {first['val_l1_a']:.4f} -> {last['val_l1_a']:.4f}, "
+          f"B {first['val_l1_b']:.4f} -> {last['val_l1_b']:.4f} in 60 steps")
+    assert first["step"] == 0 and last["step"] == 60
+    for k in ("val_l1_a", "val_l1_b"):
+        assert last[k] < 0.8 * first[k]
+    assert os.path.isfile(os.path.join(tmp_path, "previews", "latest.png"))
+    assert os.listdir(os.path.join(tmp_path, "tensorboard"))
+    assert metrics["step"] == 60 and checkpoint.Checkpointer(str(tmp_path)).latest_step() == 60
+
+
+def _train_cmd(grid_faces, workdir, *extra):
+    return [sys.executable, "tools/train.py", CONFIG, f"--config.data.a={grid_faces['a']}",
+            f"--config.data.b={grid_faces['b']}", f"--workdir={workdir}",
+            "--config.num_steps=8", "--config.checkpoint_every=2", "--config.log_every=1",
+            "--config.eval_every=0", "--config.preview_every=0", *extra]
+
+
+def _env(devices=1):
+    return dict(os.environ, JAX_NUM_CPU_DEVICES=str(devices), JAX_PLATFORMS="cpu")
+
+
+def _start(cmd, env):
+    return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(grid_faces, tmp_path_factory):
+    wd = str(tmp_path_factory.mktemp("straight"))
+    proc = subprocess.run(_train_cmd(grid_faces, wd), cwd=ROOT, env=_env(), capture_output=True,
+                          text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return params_of(wd)
+
+
+def test_resume_after_sigterm_is_exact(grid_faces, uninterrupted, tmp_path):
+    wd = str(tmp_path)
+    proc = _start(_train_cmd(grid_faces, wd), _env())
+    for line in proc.stdout:
+        if line.startswith("step 3/"):
+            proc.send_signal(signal.SIGTERM)
+            break
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 0, out[-3000:]
+    stopped = checkpoint.Checkpointer(wd, read_only=True).latest_step()
+    assert 3 <= stopped < 8 and "stopped at step" in out
+    subprocess.run(_train_cmd(grid_faces, wd), cwd=ROOT, env=_env(), check=True,
+                   capture_output=True, timeout=300)
+    assert_same_params(params_of(wd), uninterrupted)
+
+
+def test_resume_after_kill_9_is_exact(grid_faces, uninterrupted, tmp_path):
+    wd = str(tmp_path)
+    proc = _start(_train_cmd(grid_faces, wd), _env())
+    ckdir = os.path.join(wd, "checkpoints", "4")
+    deadline = time.time() + 240
+    while not os.path.isdir(ckdir) and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert checkpoint.Checkpointer(wd, read_only=True).latest_step() in (4, 6)
+    subprocess.run(_train_cmd(grid_faces, wd), cwd=ROOT, env=_env(), check=True,
+                   capture_output=True, timeout=300)
+    assert_same_params(params_of(wd), uninterrupted)
+
+
+def test_non_finite_loss_stops_without_writing_it(grid_faces, tmp_path):
+    proc = run_tool(*_train_cmd(grid_faces, str(tmp_path), "--config.optim.learning_rate=1e30")[1:])
+    assert proc.returncode == 3
+    assert "non-finite loss or gradient at step" in proc.stderr and "Traceback" not in proc.stderr
+    ck = checkpoint.Checkpointer(str(tmp_path), read_only=True)
+    for step in ck.all_steps():
+        state = ck.restore_local(state_shapes(), step)
+        assert all(np.isfinite(x).all() for x in jax.tree.leaves(state))
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--config.batchsize=3", "batchsize"),
+    ("--config.batch_size=many", "batch_size"),
+    ("--config.task=nope", "--config.task=nope"),
+])
+def test_config_errors_are_one_line(grid_faces, tmp_path, flag, message):
+    proc = run_tool(*_train_cmd(grid_faces, str(tmp_path), flag)[1:])
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if message in line]
+    assert errors, proc.stderr[-2000:]
+
+
+def test_another_models_workdir_is_refused(grid_faces, tmp_path):
+    c = tiny(grid_faces)
+    c.num_steps = 1
+    train.train(c, str(tmp_path))
+    c.model.latent = 32
+    with pytest.raises(Exception, match="another model"):
+        train.train(c, str(tmp_path))
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_two_processes_equal_one_process_with_four_devices(grid_faces, tmp_path):
+    for d in grid_faces.values():
+        tfds_faces.builder(d)  # prepared once, read by every process
+    common = ["--config.data.per_process=false", "--config.num_steps=3"]
+    one = str(tmp_path / "one")
+    proc = subprocess.run(_train_cmd(grid_faces, one, *common), cwd=ROOT, env=_env(4),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    two = str(tmp_path / "two")
+    port = _free_port()
+    procs = [_start(_train_cmd(grid_faces, two, *common, "--distributed",
+                               f"--coordinator=127.0.0.1:{port}", "--num_processes=2",
+                               f"--process_id={i}"), _env(2)) for i in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
+    assert_same_params(params_of(two), params_of(one), atol=1e-5)
