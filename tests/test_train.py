@@ -191,4 +191,7 @@ def test_two_processes_equal_one_process_with_four_devices(grid_faces, tmp_path)
                                f"--process_id={i}"), _env(2)) for i in range(2)]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
-    assert_same_params(params_of(two), params_of(one), atol=1e-5)
+    # gloo's cross-process all-reduce sums in another order than one process's 4 devices, and
+    # Adam turns a rounding-level gradient difference on a near-zero gradient into up to a full
+    # step (lr 5e-4): 2e-4 is float tolerance here, far below what a different batch gives.
+    assert_same_params(params_of(two), params_of(one), atol=2e-4)

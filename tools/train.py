@@ -17,6 +17,7 @@ from absl import flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
 from facejax.cli import run_main  # noqa: E402
+from facejax.errors import UserError  # noqa: E402
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment file, experiments/NAME.py[:VARIANT].",
@@ -31,7 +32,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 def main(argv):
     if len(argv) > 1:
-        raise flags.Error(f"unexpected arguments: {' '.join(argv[1:])}")
+        raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
     from facejax import parallel
     if FLAGS.distributed:
         parallel.initialize(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)

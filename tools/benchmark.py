@@ -1,0 +1,130 @@
+"""Throughput benchmarks; each prints one JSON line.
+
+    python tools/benchmark.py extract [--clip=PATH]
+    python tools/benchmark.py train --config=experiments/deepfakes_original.py[:VARIANT] \
+        [--config.batch_size=16] [--steps=5]
+
+extract: frames/s of decode + detect + landmarks + align + write on a clip (default
+driving_d6.mp4), and examples/s of the input pipeline reading the result.
+train: median step time on random data, images/s, compile seconds, GFLOP per step from XLA's
+cost analysis, achieved GFLOP/s, and that as a fraction of a 2048² fp32 matmul peak measured in
+the same run (alternating matmul and step timings so machine noise hits both alike).
+"""
+
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+from facejax.cli import run_main  # noqa: E402
+from facejax.errors import UserError  # noqa: E402
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file("config", None, "Experiment file (train).", lock_config=True)
+flags.DEFINE_string("clip", os.path.join(os.path.dirname(ROOT), "shared", "data", "videos",
+                                         "liveportrait", "driving_d6.mp4"), "Clip (extract).")
+flags.DEFINE_integer("steps", 5, "Timed steps (train).")
+
+
+def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
+    import jax
+    import jax.numpy as jnp
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    f = jax.jit(lambda x: x @ x)
+    f(a).block_until_ready()
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        f(a).block_until_ready()
+        times.append(time.perf_counter() - t)
+    return 2 * n ** 3 / min(times) / 1e9
+
+
+def bench_extract():
+    from facejax.data import extract, pipeline
+    with tempfile.TemporaryDirectory() as d:
+        t = time.perf_counter()
+        s = extract.extract([FLAGS.clip], d, extract.ExtractOptions(size=128), verbose=False)
+        seconds = time.perf_counter() - t
+        table = pipeline.load_table(d, "train", 80)
+        batches = pipeline.FaceBatches({"a": table}, 16, 0, ("image",))
+        batches(0)
+        t = time.perf_counter()
+        for step in range(50):
+            batches(step)
+        pipe = 50 * 16 / (time.perf_counter() - t)
+    return {"benchmark": "extract", "clip": os.path.basename(FLAGS.clip),
+            "frames": s["frames_read"], "faces": s["faces_kept"],
+            "frames_per_s": round(s["frames_read"] / seconds, 1),
+            "pipeline_examples_per_s": round(pipe, 1)}
+
+
+def bench_train():
+    import functools
+
+    import jax
+    import numpy as np
+    from facejax import parallel, tasks
+    config = FLAGS.config
+    task = tasks.get(config.task)
+    mesh = parallel.make_mesh()
+    rep, ds = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+    rng = np.random.default_rng(0)
+    load = config.data.load_size
+    batch = {name: {f: rng.integers(0, 256, (config.batch_size, load, load, 3), np.uint8)
+                    for f in task.FIELDS} for name in task.IDENTITIES}
+    with jax.set_mesh(mesh):
+        gbatch = jax.device_put(batch, ds)
+        key = jax.random.key(0)
+        state = jax.jit(functools.partial(task.init, config=config), out_shardings=rep)(key,
+                                                                                         gbatch)
+        step = jax.jit(functools.partial(task.train_step, config=config),
+                       in_shardings=(rep, ds, rep), out_shardings=(rep, rep), donate_argnums=0)
+        t = time.perf_counter()
+        compiled = step.lower(state, gbatch, key).compile()
+        compile_s = time.perf_counter() - t
+        cost = compiled.cost_analysis()
+        cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+        gflop = float(cost.get("flops", 0.0)) / 1e9
+        state, m = compiled(state, gbatch, key)
+        jax.block_until_ready(m)
+        times, peaks = [], []
+        for _ in range(FLAGS.steps):
+            peaks.append(matmul_gflops(reps=2))
+            t = time.perf_counter()
+            state, m = compiled(state, gbatch, key)
+            jax.block_until_ready(m)
+            times.append(time.perf_counter() - t)
+    step_s = statistics.median(times)
+    images = config.batch_size * len(task.IDENTITIES)
+    peak = statistics.median(peaks)
+    import resource
+    return {"benchmark": "train", "task": config.task, "size": config.model.size,
+            "batch_per_identity": config.batch_size, "devices": jax.device_count(),
+            "backend": jax.default_backend(), "step_ms": round(step_s * 1e3, 1),
+            "images_per_s": round(images / step_s, 2), "compile_s": round(compile_s, 1),
+            "gflop_per_step": round(gflop, 1), "achieved_gflop_per_s": round(gflop / step_s, 1),
+            "matmul_peak_gflop_per_s": round(peak, 1),
+            "fraction_of_peak": round(gflop / step_s / peak, 3),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+
+
+def main(argv):
+    logging.set_verbosity(logging.WARNING)
+    if len(argv) != 2 or argv[1] not in ("extract", "train"):
+        raise UserError("usage: benchmark.py extract|train [flags]")
+    if argv[1] == "train" and FLAGS.config is None:
+        raise UserError("--config: train needs --config=experiments/NAME.py")
+    print(json.dumps(bench_extract() if argv[1] == "extract" else bench_train()))
+
+
+if __name__ == "__main__":
+    run_main(main)
