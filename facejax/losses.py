@@ -33,3 +33,37 @@ def masked_mean(values: jax.Array, mask: jax.Array, axis=None) -> jax.Array:
 def per_example_mean(values: jax.Array) -> jax.Array:
     """Mean over every axis but the first: [B, ...] -> [B]."""
     return values.reshape(values.shape[0], -1).mean(-1)
+
+
+GAN_MODES = ("vanilla", "lsgan", "hinge")
+
+
+def bce_with_logits(logits: jax.Array, label: float) -> jax.Array:
+    """Elementwise binary cross-entropy of sigmoid(logits) against a constant label, stable."""
+    return jnp.maximum(logits, 0) - logits * label + jnp.log1p(jnp.exp(-jnp.abs(logits)))
+
+
+def gan_discriminator(real: jax.Array, fake: jax.Array, mode: str) -> tuple[jax.Array, jax.Array]:
+    """Elementwise discriminator loss terms (on real logits, on fake logits).
+
+    vanilla: BCE(real, 1), BCE(fake, 0) (the pix2pix paper); lsgan: (real-1)², fake²;
+    hinge: relu(1 - real), relu(1 + fake).
+    """
+    if mode == "vanilla":
+        return bce_with_logits(real, 1.0), bce_with_logits(fake, 0.0)
+    if mode == "lsgan":
+        return jnp.square(real - 1.0), jnp.square(fake)
+    if mode == "hinge":
+        return jax.nn.relu(1.0 - real), jax.nn.relu(1.0 + fake)
+    raise ValueError(f"gan_mode {mode!r}: expected one of {GAN_MODES}")
+
+
+def gan_generator(fake: jax.Array, mode: str) -> jax.Array:
+    """Elementwise generator loss on the discriminator's logits for generated images."""
+    if mode == "vanilla":
+        return bce_with_logits(fake, 1.0)
+    if mode == "lsgan":
+        return jnp.square(fake - 1.0)
+    if mode == "hinge":
+        return -fake
+    raise ValueError(f"gan_mode {mode!r}: expected one of {GAN_MODES}")

@@ -13,6 +13,7 @@ import math
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def pixel_shuffle(x: jax.Array, r: int = 2) -> jax.Array:
@@ -112,3 +113,87 @@ class Upscale(nn.Module):
                     param_dtype=jnp.float32)(x)
         x = nn.leaky_relu(x, self.negative_slope)
         return pixel_shuffle(x, 2)
+
+
+# Tap of the 4-tap transposed kernel that feeds output phase r from input offset u-1, for a
+# stride-2 'SAME' transposed convolution (XLA pads the dilated input by 2 at the low end):
+# t = 2u - r when 0 <= t <= 3; 4 marks "no tap" (a zero row appended to the kernel).
+_SUBPIXEL_TAPS = np.array([[0, 4], [2, 1], [4, 3]])
+
+
+def conv_transpose_subpixel(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """4×4 stride-2 'SAME' transposed convolution as a 3×3 convolution + pixel shuffle.
+
+    Equal to lax.conv_transpose(x, kernel, (2, 2), "SAME") (tested in value and gradient), but
+    every output phase is one dense stride-1 convolution, which XLA:CPU runs far faster than the
+    weight gradient of a transposed convolution.
+
+    Args:
+      x: [B, H, W, C]; kernel: [4, 4, C, O].
+    Returns:
+      [B, 2H, 2W, O].
+    """
+    if kernel.shape[:2] != (4, 4):
+        raise ValueError(f"subpixel transposed convolution needs a 4×4 kernel, got {kernel.shape}")
+    c, o = kernel.shape[2], kernel.shape[3]
+    kp = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
+    rows = kp[_SUBPIXEL_TAPS]                       # [3 (uy), 2 (ry), 5, C, O]
+    k3 = rows[:, :, _SUBPIXEL_TAPS]                 # [3, 2, 3 (ux), 2 (rx), C, O]
+    k3 = k3.transpose(0, 2, 4, 1, 3, 5).reshape(3, 3, c, 4 * o)
+    y = jax.lax.conv_general_dilated(x, k3, (1, 1), ((1, 1), (1, 1)),
+                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    return pixel_shuffle(y, 2)
+
+
+class UpConv(nn.Module):
+    """4×4 stride-2 transposed convolution ('SAME': doubles H and W); parameters as
+    nn.ConvTranspose's. impl: "xla", "subpixel" or "auto" (per backend)."""
+    features: int
+    use_bias: bool = True
+    impl: str = "auto"
+    dtype: jnp.dtype | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                            (4, 4, x.shape[-1], self.features), jnp.float32)
+        dtype = self.dtype or x.dtype
+        x, kernel = x.astype(dtype), kernel.astype(dtype)
+        impl = ("subpixel" if jax.default_backend() == "cpu" else "xla") if self.impl == "auto" \
+            else self.impl
+        if impl == "subpixel":
+            y = conv_transpose_subpixel(x, kernel)
+        else:
+            y = jax.lax.conv_transpose(x, kernel, (2, 2), "SAME",
+                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,),
+                               jnp.float32).astype(dtype)
+        return y
+
+
+class InstanceNorm(nn.Module):
+    """Per-example, per-channel normalisation over H and W, with scale and bias."""
+    epsilon: float = 1e-5
+    affine: bool = True
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        mean = x.mean(axis=(1, 2), keepdims=True)
+        var = jnp.square(x - mean).mean(axis=(1, 2), keepdims=True)
+        y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
+        if self.affine:
+            y = y * self.param("scale", nn.initializers.ones, (x.shape[-1],)) \
+                + self.param("bias", nn.initializers.zeros, (x.shape[-1],))
+        return y
+
+
+def norm_layer(kind: str, train: bool):
+    """A normalisation constructor: "batch" (running statistics at inference), "instance", "none"."""
+    if kind == "batch":
+        return lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
+    if kind == "instance":
+        return lambda: InstanceNorm()
+    if kind == "none":
+        return lambda: (lambda x: x)
+    raise ValueError(f"unknown norm {kind!r}; expected batch, instance or none")

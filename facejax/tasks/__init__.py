@@ -10,7 +10,7 @@ import importlib
 
 from facejax.errors import UserError
 
-TASKS = ("autoencoder",)
+TASKS = ("autoencoder", "pix2pix")
 
 
 def get(name: str):

@@ -21,3 +21,22 @@ def guard_finite(old_state, new_state, metrics: dict, grads):
     finite = all_finite(metrics) & all_finite(grads) & all_finite(new_state)
     state = jax.tree.map(lambda n, o: jnp.where(finite, n, o), new_state, old_state)
     return state, dict(metrics, finite=finite)
+
+
+def learning_rate(config):
+    """Constant `optim.learning_rate`, then linear decay to 0 over the last `optim.decay_steps`."""
+    o = config.optim
+    decay = int(o.get("decay_steps", 0))
+    if decay <= 0:
+        return o.learning_rate
+    import optax
+    hold = max(config.num_steps - decay, 0)
+    return optax.join_schedules(
+        [optax.constant_schedule(o.learning_rate),
+         optax.linear_schedule(o.learning_rate, 0.0, decay)], [hold])
+
+
+def adam(config):
+    import optax
+    o = config.optim
+    return optax.adam(learning_rate(config), b1=o.b1, b2=o.b2)

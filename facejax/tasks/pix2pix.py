@@ -1,0 +1,159 @@
+"""pix2pix for face2face: landmark drawing of A -> A's face (U-Net G, conditional PatchGAN D).
+
+One jitted step updates D on (input, target) vs (input, G(input)), then G with GAN + λ·L1 against
+the updated D (the order of pytorch-CycleGAN-and-pix2pix). G is run forward once: its VJP is kept
+and fed the gradient with respect to the generated image. Batch-norm statistics live in the
+state ("batch_stats"); evaluation and inference use the running statistics, without dropout.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from facejax import losses
+from facejax.models.patchgan import PatchGAN
+from facejax.models.unet import UNet
+from facejax.tasks import common
+
+FIELDS = ("image", "landmark_image")
+IDENTITIES = ("a",)
+
+
+def build(config):
+    m = config.model
+    dtype = jnp.bfloat16 if m.get("compute_dtype", "float32") == "bfloat16" else None
+    g = UNet(size=m.size, base=m.g_base, max_width=m.max_width, dropout=m.dropout,
+             norm=m.g_norm, conv_impl=m.conv_impl, dtype=dtype)
+    d = PatchGAN(base=m.d_base, n_layers=m.d_layers, max_width=m.max_width, norm=m.d_norm,
+                 conv_impl=m.conv_impl, dtype=dtype)
+    return g, d
+
+
+def _variables(net_state):
+    return {"params": net_state["params"], **({"batch_stats": net_state["batch_stats"]}
+                                             if net_state.get("batch_stats") else {})}
+
+
+def init(rng: jax.Array, example_batch, config) -> dict:
+    g, d = build(config)
+    s = config.model.size
+    x = jnp.zeros((1, s, s, 3))
+    kg, kd = jax.random.split(rng)
+    state = {"step": jnp.zeros((), jnp.int32)}
+    for name, net, inp in (("g", g, x), ("d", d, jnp.zeros((1, s, s, 6)))):
+        v = net.init({"params": kg if name == "g" else kd, "dropout": kg}, inp, train=False)
+        params = v["params"]
+        state[name] = {"params": params, "batch_stats": v.get("batch_stats", {}),
+                       "opt": common.adam(config).init(params)}
+    return state
+
+
+def to_unit(x):
+    """uint8 images -> float32 in [-1, 1]."""
+    return x.astype(jnp.float32) / 127.5 - 1.0
+
+
+def jitter(rng, inputs, targets, config):
+    """Random jitter, identical for input and target: resize to 286/256 of the size, random
+    crop back to the size, random mirror (pix2pix). Returns float32 in [-1, 1]."""
+    s = config.model.size
+    big = int(round(s * config.augment.jitter_scale))
+    both = jnp.concatenate([to_unit(inputs), to_unit(targets)], axis=-1)
+
+    def one(key, im):
+        k1, k2, k3 = jax.random.split(key, 3)
+        im = jax.image.resize(im, (big, big, im.shape[-1]), "linear")
+        oy = jax.random.randint(k1, (), 0, big - s + 1)
+        ox = jax.random.randint(k2, (), 0, big - s + 1)
+        im = jax.lax.dynamic_slice(im, (oy, ox, 0), (s, s, im.shape[-1]))
+        return jnp.where(jax.random.uniform(k3) < config.augment.flip, im[:, ::-1], im)
+
+    out = jax.vmap(one)(jax.random.split(rng, both.shape[0]), both)
+    return out[..., :3], out[..., 3:]
+
+
+def _plain(batch, config):
+    """Inputs and targets without jitter, at the model size, in [-1, 1]."""
+    s = config.model.size
+    x, y = to_unit(batch["a"]["landmark_image"]), to_unit(batch["a"]["image"])
+    if x.shape[1] != s:
+        x = jax.image.resize(x, (x.shape[0], s, s, 3), "linear")
+        y = jax.image.resize(y, (y.shape[0], s, s, 3), "linear")
+    return x, y
+
+
+def train_step(state: dict, batch: dict, rng: jax.Array, config):
+    rng = jax.random.fold_in(rng, state["step"])
+    k_jit, k_drop = jax.random.split(rng)
+    g, d = build(config)
+    mode, lam = config.loss.gan_mode, config.loss.l1_weight
+    x, y = jitter(k_jit, batch["a"]["landmark_image"], batch["a"]["image"], config)
+    opt = common.adam(config)
+
+    def g_forward(params):
+        out, mut = g.apply(_variables(dict(state["g"], params=params)), x, train=True,
+                           rngs={"dropout": k_drop}, mutable=["batch_stats"])
+        return out, mut.get("batch_stats", {})
+
+    fake, g_vjp, g_stats = jax.vjp(g_forward, state["g"]["params"], has_aux=True)
+
+    def d_apply(params, stats, inputs):
+        out, mut = d.apply(_variables({"params": params, "batch_stats": stats}), inputs,
+                           train=True, mutable=["batch_stats"])
+        return out, mut.get("batch_stats", {})
+
+    def d_loss(params):
+        real, stats = d_apply(params, state["d"]["batch_stats"], jnp.concatenate([x, y], -1))
+        fake_logits, stats = d_apply(params, stats,
+                                     jnp.concatenate([x, jax.lax.stop_gradient(fake)], -1))
+        lr, lf = losses.gan_discriminator(real, fake_logits, mode)
+        return 0.5 * (lr.mean() + lf.mean()), (stats, lr.mean(), lf.mean())
+
+    (d_total, (d_stats, d_real, d_fake)), d_grads = jax.value_and_grad(d_loss, has_aux=True)(
+        state["d"]["params"])
+    d_updates, d_opt = opt.update(d_grads, state["d"]["opt"], state["d"]["params"])
+    d_params = optax.apply_updates(state["d"]["params"], d_updates)
+
+    def g_loss(generated):
+        logits, stats = d_apply(d_params, d_stats, jnp.concatenate([x, generated], -1))
+        gan = losses.gan_generator(logits, mode).mean()
+        l1 = losses.l1(generated, y).mean()
+        return gan + lam * l1, (stats, gan, l1)
+
+    (g_total, (d_stats, g_gan, g_l1)), d_fake_img = jax.value_and_grad(g_loss, has_aux=True)(fake)
+    (g_grads,) = g_vjp(d_fake_img)
+    g_updates, g_opt = opt.update(g_grads, state["g"]["opt"], state["g"]["params"])
+    new = {
+        "g": {"params": optax.apply_updates(state["g"]["params"], g_updates),
+              "batch_stats": g_stats, "opt": g_opt},
+        "d": {"params": d_params, "batch_stats": d_stats, "opt": d_opt},
+        "step": state["step"] + 1,
+    }
+    metrics = {"loss": g_total, "g_gan": g_gan, "g_l1": g_l1, "d_loss": d_total,
+               "d_real": d_real, "d_fake": d_fake}
+    return common.guard_finite(state, new, metrics, (g_grads, d_grads))
+
+
+def generate(g_state: dict, landmark_images: jax.Array, config) -> jax.Array:
+    """Inference: uint8 landmark drawings [B, S, S, 3] -> faces in [0, 1] (running statistics,
+    no dropout)."""
+    g, _ = build(config)
+    return (g.apply(_variables(g_state), to_unit(landmark_images), train=False) + 1.0) / 2.0
+
+
+def evaluate(state: dict, batch: dict, config) -> dict:
+    """Held-out L1 (in [0, 1] units) between generated and real faces."""
+    g, _ = build(config)
+    x, y = _plain(batch, config)
+    out = g.apply(_variables(state["g"]), x, train=False)
+    return {"val_l1": losses.l1(out, y).mean() / 2.0}
+
+
+def preview(state: dict, batch: dict, config) -> dict:
+    """landmark image | target | generated."""
+    g, _ = build(config)
+    x, y = _plain(batch, config)
+    out = g.apply(_variables(state["g"]), x, train=False)
+    return {"a": (jnp.concatenate([x, y, out], axis=2) + 1.0) / 2.0}

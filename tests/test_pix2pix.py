@@ -1,0 +1,199 @@
+"""face2face pix2pix: GAN losses, U-Net and PatchGAN, the conditional D, training, reenactment."""
+
+import os
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.test_util import check_grads
+
+from experiments import face2face_pix2pix
+from facejax import losses, parallel, reenact, train
+from facejax.data import pipeline
+from facejax.faces import align, video
+from facejax.models import layers, patchgan, unet
+from facejax.tasks import pix2pix
+from tests.conftest import GRID, run_tool
+
+
+def np_bce(logits, label):
+    p = 1 / (1 + np.exp(-logits))
+    return -(label * np.log(p) + (1 - label) * np.log(1 - p))
+
+
+def test_gan_losses_against_numpy():
+    rng = np.random.default_rng(0)
+    real, fake = rng.normal(size=(2, 30, 30, 1)) * 3, rng.normal(size=(2, 30, 30, 1)) * 3
+    for mode, ref_r, ref_f, ref_g in [
+        ("vanilla", np_bce(real, 1), np_bce(fake, 0), np_bce(fake, 1)),
+        ("lsgan", (real - 1) ** 2, fake ** 2, (fake - 1) ** 2),
+        ("hinge", np.maximum(0, 1 - real), np.maximum(0, 1 + fake), -fake),
+    ]:
+        r, f = jax.jit(losses.gan_discriminator, static_argnums=2)(real, fake, mode)
+        np.testing.assert_allclose(r, ref_r, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(f, ref_f, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(jax.jit(losses.gan_generator, static_argnums=1)(fake, mode),
+                                   ref_g, rtol=1e-5, atol=1e-6)
+    # Stable for large logits, and gradients match finite differences.
+    assert np.isfinite(losses.bce_with_logits(jnp.array([1e4, -1e4]), 1.0)).all()
+    check_grads(lambda x: losses.bce_with_logits(x, 1.0).mean(), (jnp.array(real[0]),),
+                order=1, modes=["rev"], eps=1e-2, atol=1e-2)
+    check_grads(lambda x: losses.gan_generator(x, "lsgan").mean(), (jnp.array(fake[0]),),
+                order=1, modes=["rev"], eps=1e-1)
+    with pytest.raises(ValueError, match="gan_mode"):
+        losses.gan_generator(fake, "wgan")
+
+
+def test_generator_loss_weights_l1_by_lambda(grid_faces):
+    config = face2face_pix2pix.get_config("tiny")
+    config.data.a = grid_faces["a"]
+    table = pipeline.load_table(grid_faces["a"], "train", 32, landmark_image=True)
+    batch = jax.tree.map(jnp.asarray, pipeline.FaceBatches({"a": table}, 4, 0,
+                                                           pix2pix.FIELDS)(0))
+    state = pix2pix.init(jax.random.key(0), batch, config)
+    _, m1 = jax.jit(lambda s, b: pix2pix.train_step(s, b, jax.random.key(1), config))(state, batch)
+    config.loss.l1_weight = 10.0
+    state = pix2pix.init(jax.random.key(0), batch, config)
+    _, m2 = jax.jit(lambda s, b: pix2pix.train_step(s, b, jax.random.key(1), config))(state, batch)
+    np.testing.assert_allclose(m1["loss"], m1["g_gan"] + 100 * m1["g_l1"], rtol=1e-5)
+    np.testing.assert_allclose(m2["loss"], m2["g_gan"] + 10 * m2["g_l1"], rtol=1e-5)
+    np.testing.assert_allclose(m1["g_l1"], m2["g_l1"], rtol=1e-6)
+
+
+@pytest.mark.parametrize("size, down, logits", [(64, 6, 6), (128, 7, 14), (256, 8, 30)])
+def test_unet_and_patchgan_shapes(size, down, logits):
+    g = unet.UNet(size=size)
+    x = jnp.zeros((1, size, size, 3))
+    v = jax.eval_shape(lambda: g.init({"params": jax.random.key(0)}, x, train=False))
+    chex.assert_shape(jax.eval_shape(lambda v: g.apply(v, x, train=False), v), (1, size, size, 3))
+    assert len(unet.down_widths(size)) == down
+    assert unet.down_widths(256) == [64, 128, 256, 512, 512, 512, 512, 512]
+    d = patchgan.PatchGAN()
+    xd = jnp.zeros((1, size, size, 6))
+    vd = jax.eval_shape(lambda: d.init(jax.random.key(0), xd, train=False))
+    out = jax.eval_shape(lambda v: d.apply(v, xd, train=False), vd)
+    chex.assert_shape(out, (1, logits, logits, 1))
+
+
+def test_patchgan_receptive_field_is_70():
+    assert patchgan.receptive_field(3) == 70
+    # Measured: the input pixels that move one output logit, by the gradient.
+    d = patchgan.PatchGAN(base=4, max_width=8, norm="none")
+    x = jax.random.normal(jax.random.key(0), (1, 128, 128, 3))
+    v = d.init(jax.random.key(1), x, train=False)
+    grad = jax.grad(lambda x: d.apply(v, x, train=False)[0, 7, 7, 0])(x)
+    rows = np.nonzero(np.abs(np.asarray(grad[0])).sum((1, 2)))[0]
+    cols = np.nonzero(np.abs(np.asarray(grad[0])).sum((0, 2)))[0]
+    assert rows.max() - rows.min() + 1 == 70 and cols.max() - cols.min() + 1 == 70
+
+
+def test_discriminator_sees_the_concatenated_pair(grid_faces):
+    config = face2face_pix2pix.get_config("tiny")
+    state = pix2pix.init(jax.random.key(0), None, config)
+    first = state["d"]["params"]["StridedConv_0"]["kernel"]
+    assert first.shape[2] == 6  # landmark image (3) + face (3)
+    _, d = pix2pix.build(config)
+    v = {"params": state["d"]["params"], "batch_stats": state["d"]["batch_stats"]}
+    face = jax.random.uniform(jax.random.key(1), (1, 32, 32, 3))
+    cond1 = jax.random.uniform(jax.random.key(2), (1, 32, 32, 3))
+    cond2 = jax.random.uniform(jax.random.key(3), (1, 32, 32, 3))
+    out1 = d.apply(v, jnp.concatenate([cond1, face], -1), train=False)
+    out2 = d.apply(v, jnp.concatenate([cond2, face], -1), train=False)
+    # Same face, other condition: another verdict. A D that saw the face alone could not differ.
+    assert float(jnp.abs(out1 - out2).mean()) > 1e-4
+
+
+@pytest.mark.parametrize("shape", [(2, 4, 4, 3), (1, 5, 7, 8)])
+def test_subpixel_transposed_conv_equals_xla(shape):
+    x = jax.random.normal(jax.random.key(0), shape)
+    k = jax.random.normal(jax.random.key(1), (4, 4, shape[-1], 5))
+    ref = lambda x, k: jax.lax.conv_transpose(x, k, (2, 2), "SAME",
+                                              dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    np.testing.assert_allclose(layers.conv_transpose_subpixel(x, k), ref(x, k), atol=1e-4)
+    g1 = jax.grad(lambda x, k: (layers.conv_transpose_subpixel(x, k) ** 2).sum(), (0, 1))(x, k)
+    g2 = jax.grad(lambda x, k: (ref(x, k) ** 2).sum(), (0, 1))(x, k)
+    for a, b in zip(g1, g2):
+        np.testing.assert_allclose(a, b, atol=1e-3, rtol=1e-4)
+
+
+def test_inference_uses_running_statistics(grid_faces):
+    config = face2face_pix2pix.get_config("tiny")
+    state = pix2pix.init(jax.random.key(0), None, config)
+    x = jax.random.randint(jax.random.key(1), (2, 32, 32, 3), 0, 256).astype(jnp.uint8)
+    one = pix2pix.generate(state["g"], x[:1], config)
+    both = pix2pix.generate(state["g"], x, config)
+    # With batch statistics the first output would depend on the second example.
+    np.testing.assert_allclose(one[0], both[0], atol=1e-5)
+
+
+def test_sharded_step_equals_single_device_step(grid_faces):
+    config = face2face_pix2pix.get_config("tiny")
+    config.batch_size = 8
+    table = pipeline.load_table(grid_faces["a"], "train", 32, landmark_image=True)
+    batches = pipeline.FaceBatches({"a": table}, 8, 0, pix2pix.FIELDS)
+    key = jax.random.key(0)
+    results = []
+    for devices in (jax.devices()[:1], jax.devices()):
+        mesh = parallel.make_mesh(devices)
+        rep, ds = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+        with jax.set_mesh(mesh):
+            state = jax.jit(lambda k: pix2pix.init(k, None, config), out_shardings=rep)(key)
+            step = jax.jit(lambda s, b, k: pix2pix.train_step(s, b, k, config),
+                           in_shardings=(rep, ds, rep), out_shardings=(rep, rep))
+            for i in range(2):
+                state, m = step(state, pipeline.to_global(batches(i), ds), key)
+            results.append((jax.device_get(state), float(m["loss"])))
+    assert results[0][1] == pytest.approx(results[1][1], rel=1e-4)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4),
+                 results[0][0], results[1][0])
+
+
+@pytest.fixture(scope="module")
+def trained(grid_faces, tmp_path_factory):
+    config = face2face_pix2pix.get_config("tiny")
+    config.data.a = grid_faces["a"]
+    config.num_steps, config.eval_every, config.checkpoint_every = 150, 75, 75
+    config.batch_size = 8  # the test process has 8 devices
+    config.model.update(g_base=16, max_width=64)
+    config.optim.learning_rate = 1e-3
+    workdir = str(tmp_path_factory.mktemp("f2f"))
+    metrics = train.train(config, workdir)
+    return workdir, metrics
+
+
+def test_training_on_one_person_lowers_held_out_l1(trained):
+    workdir, metrics = trained
+    history = train.read_history(workdir)
+    first, last = history[0]["val_l1"], history[-1]["val_l1"]
+    print(f"face2face held-out L1 (0-1 scale): {first:.4f} -> {last:.4f} in 150 steps")
+    assert last < 0.6 * first
+    assert all(np.isfinite(v) for v in metrics.values())
+
+
+def test_retargeting_keeps_the_driver_displacements():
+    rng = np.random.default_rng(0)
+    target_mean = align.mean_face_in_crop(64)
+    driver_mean = align.mean_face_in_crop(64, coverage=0.6) + 3.0
+    driver = driver_mean[None] + rng.normal(size=(10, 68, 2))
+    out = reenact.retarget(driver, driver_mean, target_mean)
+    np.testing.assert_allclose(out.mean(0), target_mean + (driver.mean(0) - driver_mean) * 1.25,
+                               atol=1e-9)
+    back = reenact.displacements(out, target_mean, driver_mean)
+    np.testing.assert_allclose(back, driver - driver_mean[None], atol=1e-9)
+
+
+def test_reenact_tool_writes_the_drivers_frames_and_fps(trained, tmp_path):
+    workdir, _ = trained
+    out = str(tmp_path / "re.mp4")
+    proc = run_tool("tools/reenact.py", f"--model={workdir}",
+                    f"--driver={GRID}/GRID_brbk7n.mpg", f"--output={out}", "--batch=16")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    src = video.FrameSource(out)
+    assert len(list(src.frames())) == 75 and src.info.fps == pytest.approx(25.0)
+    assert (src.info.width, src.info.height) == (96, 32)
+    proc = run_tool("tools/reenact.py", f"--model={tmp_path}/nothing",
+                    f"--driver={GRID}/GRID_brbk7n.mpg", f"--output={out}")
+    assert proc.returncode == 2 and "no such workdir" in proc.stderr
+    assert "Traceback" not in proc.stderr
