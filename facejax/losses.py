@@ -35,7 +35,7 @@ def per_example_mean(values: jax.Array) -> jax.Array:
     return values.reshape(values.shape[0], -1).mean(-1)
 
 
-GAN_MODES = ("vanilla", "lsgan", "hinge")
+GAN_MODES = ("vanilla", "lsgan", "hinge", "l1")
 
 
 def bce_with_logits(logits: jax.Array, label: float) -> jax.Array:
@@ -47,7 +47,8 @@ def gan_discriminator(real: jax.Array, fake: jax.Array, mode: str) -> tuple[jax.
     """Elementwise discriminator loss terms (on real logits, on fake logits).
 
     vanilla: BCE(real, 1), BCE(fake, 0) (the pix2pix paper); lsgan: (real-1)², fake²;
-    hinge: relu(1 - real), relu(1 + fake).
+    hinge: relu(1 - real), relu(1 + fake); l1: |real - 1|, |fake| (the face-swap CycleGAN
+    seed's L1(D(X), 1[X ∈ domain])).
     """
     if mode == "vanilla":
         return bce_with_logits(real, 1.0), bce_with_logits(fake, 0.0)
@@ -55,6 +56,8 @@ def gan_discriminator(real: jax.Array, fake: jax.Array, mode: str) -> tuple[jax.
         return jnp.square(real - 1.0), jnp.square(fake)
     if mode == "hinge":
         return jax.nn.relu(1.0 - real), jax.nn.relu(1.0 + fake)
+    if mode == "l1":
+        return jnp.abs(real - 1.0), jnp.abs(fake)
     raise ValueError(f"gan_mode {mode!r}: expected one of {GAN_MODES}")
 
 
@@ -66,4 +69,6 @@ def gan_generator(fake: jax.Array, mode: str) -> jax.Array:
         return jnp.square(fake - 1.0)
     if mode == "hinge":
         return -fake
+    if mode == "l1":
+        return jnp.abs(fake - 1.0)
     raise ValueError(f"gan_mode {mode!r}: expected one of {GAN_MODES}")

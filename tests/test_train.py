@@ -43,6 +43,21 @@ def assert_same_params(a, b, atol=1e-6):
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=0, atol=atol), a, b)
 
 
+def assert_params_agree(a, b, lr: float, steps: int, share: float = 1e-2):
+    """Equal up to float reduction order, as seen through Adam.
+
+    Adam's first steps move each weight by about lr·sign(gradient): where a gradient is at
+    rounding level (an exactly-zero true gradient), another summation order flips the sign and
+    the weight moves 2·lr the other way. So: at most `share` of the weights differ by more than
+    1e-6, and none by more than 2·lr per step. A different batch or a different step would move
+    most weights.
+    """
+    diff = np.concatenate([np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64)).ravel()
+                           for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))])
+    print(f"{(diff > 1e-6).mean():.2e} of {diff.size} values differ by >1e-6, max {diff.max():.2e}")
+    assert (diff > 1e-6).mean() < share and diff.max() <= 2 * lr * steps + 1e-6
+
+
 def test_sharded_step_equals_single_device_step(grid_faces):
     config = tiny(grid_faces)
     tables = {k: pipeline.load_table(v, "train", config.data.load_size)
@@ -83,8 +98,8 @@ def test_short_run_lowers_held_out_l1(grid_faces, tmp_path):
     assert metrics["step"] == 60 and checkpoint.Checkpointer(str(tmp_path)).latest_step() == 60
 
 
-def _train_cmd(grid_faces, workdir, *extra):
-    return [sys.executable, "tools/train.py", CONFIG, f"--config.data.a={grid_faces['a']}",
+def _train_cmd(grid_faces, workdir, *extra, config=CONFIG):
+    return [sys.executable, "tools/train.py", config, f"--config.data.a={grid_faces['a']}",
             f"--config.data.b={grid_faces['b']}", f"--workdir={workdir}",
             "--config.num_steps=8", "--config.checkpoint_every=2", "--config.log_every=1",
             "--config.eval_every=0", "--config.preview_every=0", *extra]
@@ -191,7 +206,5 @@ def test_two_processes_equal_one_process_with_four_devices(grid_faces, tmp_path)
                                f"--process_id={i}"), _env(2)) for i in range(2)]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
-    # gloo's cross-process all-reduce sums in another order than one process's 4 devices, and
-    # Adam turns a rounding-level gradient difference on a near-zero gradient into up to a full
-    # step (lr 5e-4): 2e-4 is float tolerance here, far below what a different batch gives.
-    assert_same_params(params_of(two), params_of(one), atol=2e-4)
+    # gloo's cross-process all-reduce sums in another order than one process's 4 devices.
+    assert_params_agree(params_of(two), params_of(one), lr=5e-4, steps=3)

@@ -64,12 +64,37 @@ def assign_splits(records: list[dict], val_fraction: float = VAL_FRACTION) -> No
             rec["split"] = "validation" if i >= len(recs) - n_val else "train"
 
 
+def external_parts(extraction_dir: str, rec: dict, size: int) -> np.ndarray | None:
+    """Part masks supplied from outside (e.g. a face-parsing network), if any.
+
+    `inputs/<key>/parts/NNNNNN.png` beside the crop: a 4-channel PNG whose R, G, B, A channels
+    are eyes, brows, nose, mouth (masks.PART_NAMES), or one gray channel used for all four.
+    """
+    path = os.path.join(extraction_dir, extract_lib.INPUTS, rec["key"], "parts",
+                        f"{rec['frame']:06d}.png")
+    if not os.path.isfile(path):
+        return None
+    import cv2
+    m = cv2.imread(path, cv2.IMREAD_UNCHANGED)
+    if m is None or m.shape[:2] != (size, size) or m.dtype != np.uint8:
+        raise UserError(f"{path}: part masks must be {size}x{size} 8-bit PNG")
+    if m.ndim == 2:
+        return np.repeat(m[:, :, None], 4, axis=2)
+    if m.shape[2] != 4:
+        raise UserError(f"{path}: part masks need 1 or 4 channels, found {m.shape[2]}")
+    return cv2.cvtColor(m, cv2.COLOR_BGRA2RGBA)
+
+
 def fingerprint(extraction_dir: str) -> str:
     """Changes whenever the set of finished inputs or their record counts change."""
     size, records = read_records(extraction_dir)
     counts = {}
     for rec in records:
         counts[rec["key"]] = counts.get(rec["key"], 0) + 1
+    for key in list(counts):
+        parts = os.path.join(extraction_dir, extract_lib.INPUTS, key, "parts")
+        if os.path.isdir(parts):  # externally supplied part masks change the dataset too
+            counts[key + "/parts"] = len(os.listdir(parts))
     blob = json.dumps({"size": size, "counts": counts, "val": VAL_FRACTION}, sort_keys=True)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
@@ -120,11 +145,14 @@ class FacejaxFaces(tfds.core.GeneratorBasedBuilder):
                 raise UserError(f"{path}: crop of {image.shape[1]}x{image.shape[0]}, expected {s}")
             affine = np.asarray(rec["affine"], np.float32)
             points = align.transform_points(affine, np.asarray(rec["landmarks"])).astype(np.float32)
+            parts = external_parts(self.extraction_dir, rec, s)
+            if parts is None:
+                parts = masks.part_masks(points, (s, s))
             yield rec["record"], {
                 "image": image,
                 "landmarks": points,
                 "mask": masks.face_hull(points, (s, s))[:, :, None],
-                "parts": masks.part_masks(points, (s, s)),
+                "parts": parts,
                 "landmark_image": masks.landmark_image(points, s),
                 "affine": affine,
                 "identity": rec.get("identity", ""),

@@ -80,6 +80,7 @@ class StridedConv(nn.Module):
     use_bias: bool = True
     impl: str = "auto"  # "xla", "s2d" or "auto"
     dtype: jnp.dtype | None = None
+    padding: int | None = None  # None: 'SAME'; an int p pads p on every side (PyTorch style)
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -88,7 +89,10 @@ class StridedConv(nn.Module):
                             (k, k, x.shape[-1], self.features), jnp.float32)
         dtype = self.dtype or x.dtype
         x, kernel = x.astype(dtype), kernel.astype(dtype)
-        padding = (same_padding(x.shape[1], k, 2), same_padding(x.shape[2], k, 2))
+        if self.padding is None:
+            padding = (same_padding(x.shape[1], k, 2), same_padding(x.shape[2], k, 2))
+        else:
+            padding = ((self.padding, self.padding), (self.padding, self.padding))
         impl = default_conv_impl() if self.impl == "auto" else self.impl
         if impl == "s2d":
             y = conv_s2d(x, kernel, padding)
@@ -146,17 +150,27 @@ def conv_transpose_subpixel(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 
 class UpConv(nn.Module):
-    """4×4 stride-2 transposed convolution ('SAME': doubles H and W); parameters as
-    nn.ConvTranspose's. impl: "xla", "subpixel" or "auto" (per backend)."""
+    """Stride-2 transposed convolution that doubles H and W. impl: "xla", "subpixel" or "auto".
+
+    kernel_size 4: 'SAME' padding (pix2pix). kernel_size 3: PyTorch's ConvTranspose2d(k=3, s=2,
+    padding=1, output_padding=1) (CycleGAN), computed as the 4×4 case with the kernel flipped
+    and a zero tap in front: y[o] = sum_i x[i]·w[o - 2i + 1].
+    """
     features: int
     use_bias: bool = True
     impl: str = "auto"
     dtype: jnp.dtype | None = None
+    kernel_size: int = 4
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
+        k = self.kernel_size
+        if k not in (3, 4):
+            raise ValueError(f"UpConv supports kernels 3 and 4, got {k}")
         kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                            (4, 4, x.shape[-1], self.features), jnp.float32)
+                            (k, k, x.shape[-1], self.features), jnp.float32)
+        if k == 3:
+            kernel = jnp.pad(kernel[::-1, ::-1], ((1, 0), (1, 0), (0, 0), (0, 0)))
         dtype = self.dtype or x.dtype
         x, kernel = x.astype(dtype), kernel.astype(dtype)
         impl = ("subpixel" if jax.default_backend() == "cpu" else "xla") if self.impl == "auto" \
@@ -193,7 +207,8 @@ def norm_layer(kind: str, train: bool):
     if kind == "batch":
         return lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
     if kind == "instance":
-        return lambda: InstanceNorm()
+        # affine=False, as pytorch-CycleGAN-and-pix2pix's default instance norm.
+        return lambda: InstanceNorm(affine=False)
     if kind == "none":
         return lambda: (lambda x: x)
     raise ValueError(f"unknown norm {kind!r}; expected batch, instance or none")

@@ -27,9 +27,9 @@ class PatchGAN(nn.Module):
     dtype: jnp.dtype | None = None
 
     @nn.compact
-    def __call__(self, x: jax.Array, train: bool) -> jax.Array:
+    def __call__(self, x: jax.Array, train: bool = True) -> jax.Array:
         norm = norm_layer(self.norm, train)
-        bias = self.norm != "batch"  # a bias before batch norm is redundant
+        bias = self.norm == "none"  # a bias before a normalisation is removed by it
         x = nn.leaky_relu(StridedConv(self.base, 4, impl=self.conv_impl, dtype=self.dtype)(x),
                           0.2)
         for i in range(1, self.n_layers):

@@ -10,7 +10,7 @@ import importlib
 
 from facejax.errors import UserError
 
-TASKS = ("autoencoder", "pix2pix")
+TASKS = ("autoencoder", "pix2pix", "cyclegan")
 
 
 def get(name: str):

@@ -1,0 +1,56 @@
+"""CycleGAN for faces with face-part attention, 1.5-cycle terms, pixel dropout and image pools.
+
+    python tools/train.py --config=experiments/cyclegan_faces.py \
+        --config.data.a=runs/faces_a --config.data.b=runs/faces_b --workdir=runs/cyclegan
+
+Variants (`--config=experiments/cyclegan_faces.py:VARIANT`):
+    default  128 px, 6 residual blocks (CPU-friendly)
+    256      256 px, 9 residual blocks (pytorch-CycleGAN-and-pix2pix's resnet_9blocks)
+    tiny     32 px, narrow, for tests
+Swap for conversion: G_ba turns faces of B into A ("b2a").
+"""
+
+import ml_collections
+
+
+def get_config(variant: str = "default") -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.task = "cyclegan"
+    c.seed = 0
+    c.model = ml_collections.ConfigDict(dict(
+        size=128, g_base=64, d_base=64, max_width=512, d_layers=3, n_blocks=0,  # 0: by size
+        conv_impl="auto", compute_dtype="float32"))
+    c.loss = ml_collections.ConfigDict(dict(
+        gan_mode="lsgan", c_gan=1.0, c_cycle=10.0, c_attention=5.0, c_multi=5.0,
+        c_multi_gan=0.5, c_identity=0.0))
+    c.pixel_dropout = 0.1
+    c.pool_size = 50
+    c.augment = ml_collections.ConfigDict(dict(flip=True))
+    c.data = ml_collections.ConfigDict(dict(
+        a="runs/faces_a", b="runs/faces_b", load_size=128, per_process=True, data_dir="",
+        degrade=dict(prob=0.0, max_blur=0.0, jpeg_min=100)))
+    c.optim = ml_collections.ConfigDict(dict(learning_rate=2e-4, b1=0.5, b2=0.999,
+                                             decay_steps=100_000))
+    c.batch_size = 1
+    c.num_steps = 200_000
+    c.log_every = 100
+    c.eval_every = 2000
+    c.eval_batches = 4
+    c.preview_every = 2000
+    c.checkpoint_every = 2000
+    c.keep_checkpoints = 3
+    c.init_from = ""
+    if variant == "256":
+        c.model.size = c.data.load_size = 256
+    elif variant == "tiny":
+        c.model.update(size=32, g_base=8, d_base=8, max_width=32, n_blocks=2)
+        c.data.load_size = 32
+        c.pool_size = 8
+        c.batch_size = 4
+        c.num_steps = 20
+        c.optim.decay_steps = 0
+        c.log_every, c.eval_every, c.preview_every, c.checkpoint_every = 5, 10, 10, 5
+        c.eval_batches = 2
+    elif variant != "default":
+        raise ValueError(f"unknown variant {variant!r}; expected default, 256 or tiny")
+    return c

@@ -1,0 +1,57 @@
+"""The CycleGAN ResNet generator (Zhu et al. 2017; Johnson et al. 2016).
+
+c7s1-64, d128, d256, R256 × n_blocks (9 at 256 px, 6 at 128 px), u128, u64, c7s1-3, tanh; instance
+norm (no affine parameters) and reflection padding, as in pytorch-CycleGAN-and-pix2pix (whose
+biases before instance norm, which the norm cancels, are left out here).
+"""
+
+from __future__ import annotations
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from facejax.models.layers import StridedConv, UpConv, norm_layer
+
+
+def reflect(x: jax.Array, p: int) -> jax.Array:
+    return jnp.pad(x, ((0, 0), (p, p), (p, p), (0, 0)), mode="reflect")
+
+
+def default_blocks(size: int) -> int:
+    return 9 if size >= 256 else 6
+
+
+class ResnetGenerator(nn.Module):
+    base: int = 64
+    n_blocks: int = 9
+    out_channels: int = 3
+    norm: str = "instance"
+    conv_impl: str = "auto"
+    dtype: jnp.dtype | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        norm = norm_layer(self.norm, train=True)
+        # Convolutions followed by instance norm carry no bias: the norm removes any per-channel
+        # constant, so such a bias has no gradient but rounding noise, which Adam would amplify.
+        bias = self.norm == "none"
+        conv = lambda f, k, b=bias: nn.Conv(f, (k, k), padding="VALID", use_bias=b,
+                                            dtype=self.dtype, param_dtype=jnp.float32)
+        x = nn.relu(norm()(conv(self.base, 7)(reflect(x, 3))))
+        for mult in (2, 4):
+            x = StridedConv(self.base * mult, 3, use_bias=bias, impl=self.conv_impl,
+                            dtype=self.dtype, padding=1)(x)
+            x = nn.relu(norm()(x))
+        width = self.base * 4
+        for _ in range(self.n_blocks):
+            h = nn.relu(norm()(conv(width, 3)(reflect(x, 1))))
+            h = norm()(conv(width, 3)(reflect(h, 1)))
+            x = x + h
+        up_impl = {"s2d": "subpixel"}.get(self.conv_impl, self.conv_impl)
+        for mult in (2, 1):
+            x = UpConv(self.base * mult, use_bias=bias, impl=up_impl, dtype=self.dtype,
+                       kernel_size=3)(x)
+            x = nn.relu(norm()(x))
+        x = conv(self.out_channels, 7, True)(reflect(x, 3))
+        return jnp.tanh(x.astype(jnp.float32))

@@ -1,0 +1,241 @@
+"""CycleGAN for faces: loss terms and their order, pool, pixel dropout, training, sharding."""
+
+import os
+
+import chex
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from experiments import cyclegan_faces
+from facejax import checkpoint, losses, parallel, train
+from facejax.data import pipeline, tfds_faces
+from facejax.models import layers, resnet
+from facejax.tasks import cyclegan
+from tests.test_train import _env, _train_cmd, assert_params_agree
+
+
+def loss_cfg(**kw):
+    c = dict(gan_mode="lsgan", c_gan=1.0, c_cycle=10.0, c_attention=5.0, c_multi=5.0,
+             c_multi_gan=0.5, c_identity=0.5)
+    c.update(kw)
+    return ml_collections.ConfigDict(c)
+
+
+def test_terms_against_numpy_with_known_generators():
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(-1, 1, (2, 8, 8, 3)), rng.uniform(-1, 1, (2, 8, 8, 3))
+    px = (rng.uniform(size=(2, 8, 8, 1)) > 0.7).astype(np.float32)
+    py = np.zeros((2, 8, 8, 1), np.float32)  # empty mask: attention term 0, not NaN
+    g_ab = lambda v: 0.5 * v + 0.25   # non-commuting maps, so any other order fails
+    g_ba = lambda v: v * v - 0.1
+    d_a = lambda v: v.mean(-1, keepdims=True)
+    d_b = lambda v: 2 * v[..., :1]
+    ident = lambda v: v
+    cfg = loss_cfg()
+    t, im = jax.jit(lambda x, y, px, py: cyclegan.generator_terms(
+        g_ab, g_ba, d_a, d_b, x, y, px, py, ident, ident, cfg))(x, y, px, py)
+    fb, fa = 0.5 * x + 0.25, y * y - 0.1
+    rx, ry = fb * fb - 0.1, 0.5 * fa + 0.25          # G_ba(G_ab(x)), G_ab(G_ba(y))
+    fb2, fa2 = 0.5 * rx + 0.25, ry * ry - 0.1        # G_ab(G_ba(G_ab(x))), G_ba(G_ab(G_ba(y)))
+    ls = lambda d: ((d - 1) ** 2).mean()
+    ref = {
+        "gan": ls(2 * fb[..., :1]) + ls(fa.mean(-1, keepdims=True)),
+        "cycle": np.abs(rx - x).mean() + np.abs(ry - y).mean(),
+        "attention": (np.abs(rx - x) * px).sum() / (px.sum() * 3) + 0.0,
+        "multi": np.abs(fb2 - fb).mean() + np.abs(fa2 - fa).mean(),
+        "multi_gan": ls(2 * fb2[..., :1]) + ls(fa2.mean(-1, keepdims=True)),
+        "identity": np.abs((x * x - 0.1) - x).mean() + np.abs((0.5 * y + 0.25) - y).mean(),
+    }
+    for k, v in ref.items():
+        np.testing.assert_allclose(t[k], v, rtol=1e-5, err_msg=k)
+    total = sum(cfg[c] * ref[k] for c, k in [("c_gan", "gan"), ("c_cycle", "cycle"),
+                                             ("c_attention", "attention"), ("c_multi", "multi"),
+                                             ("c_multi_gan", "multi_gan"),
+                                             ("c_identity", "identity")])
+    np.testing.assert_allclose(t["total"], total, rtol=1e-5)
+    # Gradient of the total is finite with an empty attention mask and matches differences.
+    f = lambda x: cyclegan.generator_terms(g_ab, g_ba, d_a, d_b, x, y, px, py, ident, ident,
+                                           cfg)[0]["cycle"]
+    g = jax.grad(f)(jnp.array(x))
+    assert np.isfinite(g).all()
+    e = np.zeros_like(x)
+    e[0, 3, 3, 1] = 1e-2
+    np.testing.assert_allclose((f(x + e) - f(x - e)) / 2e-2, g[0, 3, 3, 1], rtol=2e-2)
+
+
+def test_seed_l1_gan_mode():
+    real, fake = jnp.array([0.2, 1.5]), jnp.array([-0.3, 0.4])
+    r, f = losses.gan_discriminator(real, fake, "l1")
+    np.testing.assert_allclose(r, [0.8, 0.5], rtol=1e-6)
+    np.testing.assert_allclose(f, [0.3, 0.4], rtol=1e-6)
+    np.testing.assert_allclose(losses.gan_generator(fake, "l1"), [1.3, 0.6], rtol=1e-6)
+
+
+def test_pool_fills_then_swaps_half_and_is_deterministic():
+    pool = cyclegan.pool_init(4, (2, 2, 1))
+    q = jax.jit(cyclegan.pool_query)
+    imgs = jnp.arange(1, 5, dtype=jnp.float32)[:, None, None, None] * jnp.ones((4, 2, 2, 1))
+    pool, out = q(pool, imgs, jax.random.key(0))
+    np.testing.assert_array_equal(out, imgs)            # not full: the incoming images
+    np.testing.assert_array_equal(pool["images"], imgs)
+    assert int(pool["count"]) == 4
+    returned_old, n = 0, 400
+    state = pool
+    for i in range(n // 4):
+        new = (100 + 4 * i + jnp.arange(4.0))[:, None, None, None] * jnp.ones((4, 2, 2, 1))
+        before = set(np.asarray(state["images"])[:, 0, 0, 0].tolist())
+        state, out = q(state, new, jax.random.key(i + 1))
+        vals = np.asarray(out)[:, 0, 0, 0]
+        # A value other than the incoming image's is a stored one, handed out.
+        returned_old += int((vals != np.asarray(new)[:, 0, 0, 0]).sum())
+        # An image handed out from the pool was replaced by the new one.
+        after = np.asarray(state["images"])[:, 0, 0, 0]
+        assert all(v not in after for v in vals if v in before)
+    assert 0.4 < returned_old / n < 0.6
+    a = q(pool, imgs * 7, jax.random.key(9))
+    b = q(pool, imgs * 7, jax.random.key(9))
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+
+
+def test_pool_survives_a_checkpoint_round_trip(tmp_path):
+    pool = cyclegan.pool_init(3, (4, 4, 3))
+    pool, _ = cyclegan.pool_query(pool, jax.random.uniform(jax.random.key(0), (3, 4, 4, 3)),
+                                  jax.random.key(1))
+    state = {"pool_a": pool, "step": jnp.array(3)}
+    ck = checkpoint.Checkpointer(str(tmp_path))
+    ck.save(3, state)
+    back = ck.restore_local(jax.eval_shape(lambda: state))
+    jax.tree.map(np.testing.assert_array_equal, back, state)
+    k = jax.random.key(5)
+    x = jnp.ones((3, 4, 4, 3))
+    jax.tree.map(np.testing.assert_array_equal, cyclegan.pool_query(back["pool_a"], x, k),
+                 cyclegan.pool_query(pool, x, k))
+
+
+def test_pixel_dropout_zeroes_the_fraction_and_nothing_else():
+    x = jax.random.uniform(jax.random.key(0), (4, 64, 64, 3), minval=0.1, maxval=1.0)
+    y = jax.jit(cyclegan.pixel_dropout, static_argnums=2)(jax.random.key(1), x, 0.3)
+    zero = np.asarray((y == 0).all(-1))
+    assert abs(zero.mean() - 0.3) < 0.02
+    np.testing.assert_array_equal(np.asarray(y)[~zero], np.asarray(x)[~zero])
+    assert not np.asarray(y == 0).any(-1)[~zero].any()  # whole pixels, all channels together
+    np.testing.assert_array_equal(cyclegan.pixel_dropout(jax.random.key(1), x, 0.0), x)
+
+
+def test_upconv3_matches_pytorch_conv_transpose_definition():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(1, 3, 4, 2)).astype(np.float32)
+    w = rng.normal(size=(3, 3, 2, 5)).astype(np.float32)
+    # PyTorch ConvTranspose2d(k=3, s=2, padding=1, output_padding=1): y[o] += x[i] w[o - 2i + 1].
+    ref = np.zeros((1, 6, 8, 5), np.float32)
+    for i in range(3):
+        for j in range(4):
+            for a in range(3):
+                for b in range(3):
+                    oy, ox = 2 * i + a - 1, 2 * j + b - 1
+                    if 0 <= oy < 6 and 0 <= ox < 8:
+                        ref[0, oy, ox] += x[0, i, j] @ w[a, b]
+    for impl in ("xla", "subpixel"):
+        m = layers.UpConv(5, use_bias=False, impl=impl, kernel_size=3)
+        out = m.apply({"params": {"kernel": w}}, x)
+        np.testing.assert_allclose(out, ref, atol=1e-5, err_msg=impl)
+
+
+@pytest.mark.parametrize("size, blocks", [(128, 6), (256, 9)])
+def test_resnet_generator_shapes_and_blocks(size, blocks):
+    assert resnet.default_blocks(size) == blocks
+    g = resnet.ResnetGenerator(n_blocks=blocks)
+    x = jnp.zeros((1, size, size, 3))
+    v = jax.eval_shape(lambda: g.init(jax.random.key(0), x))
+    chex.assert_shape(jax.eval_shape(lambda v: g.apply(v, x), v), (1, size, size, 3))
+    # 2 convs per residual block, plus c7s1-64, d128, d256, u128, u64, c7s1-3.
+    convs = [k for k in jax.tree_util.tree_flatten_with_path(v)[0] if "kernel" in str(k[0])]
+    assert len(convs) == 2 * blocks + 6
+
+
+def test_external_part_masks_replace_landmark_parts(grid_faces, tmp_path):
+    import shutil
+    import cv2
+    d = str(tmp_path / "ext")
+    shutil.copytree(grid_faces["a"], d, ignore=shutil.ignore_patterns("tfds"))
+    key = os.listdir(os.path.join(d, "inputs"))[0]
+    os.makedirs(os.path.join(d, "inputs", key, "parts"))
+    m = np.zeros((64, 64), np.uint8)
+    m[10:20, 10:20] = 255
+    cv2.imwrite(os.path.join(d, "inputs", key, "parts", "000070.png"), m)
+    ex = [e for e in tfds_faces.builder(d).as_dataset(split="validation")
+          if int(e["frame"]) == 70][0]
+    parts = ex["parts"].numpy()
+    assert (parts[10:20, 10:20] == 255).all() and parts.sum() == 100 * 255 * 4
+
+
+def test_sharded_step_equals_single_device_step(grid_faces):
+    config = cyclegan_faces.get_config("tiny")
+    config.batch_size = 8
+    tables = {k: pipeline.load_table(v, "train", 32) for k, v in grid_faces.items()}
+    batches = pipeline.FaceBatches(tables, 8, 0, cyclegan.FIELDS)
+    key = jax.random.key(0)
+    results = []
+    for devices in (jax.devices()[:1], jax.devices()):
+        mesh = parallel.make_mesh(devices)
+        rep, ds = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+        with jax.set_mesh(mesh):
+            state = jax.jit(lambda k: cyclegan.init(k, None, config), out_shardings=rep)(key)
+            step = jax.jit(lambda s, b, k: cyclegan.train_step(s, b, k, config),
+                           in_shardings=(rep, ds, rep), out_shardings=(rep, rep))
+            state, m = step(state, pipeline.to_global(batches(0), ds), key)
+            results.append((jax.device_get(state), jax.device_get(m)))
+    for k in results[0][1]:
+        assert results[0][1][k] == pytest.approx(results[1][1][k], rel=1e-5, abs=1e-6), k
+    # One step: later steps of a GAN amplify the float differences (see assert_params_agree).
+    params = lambda st: {k: st[k]["params"] for k in cyclegan.NETS}
+    assert_params_agree(params(results[0][0]), params(results[1][0]),
+                        lr=config.optim.learning_rate, steps=1)
+    for pool in ("pool_a", "pool_b"):
+        np.testing.assert_allclose(results[0][0][pool]["images"], results[1][0][pool]["images"],
+                                   atol=1e-4)
+
+
+def test_short_run_on_two_people_lowers_the_cycle_loss(grid_faces, tmp_path):
+    config = cyclegan_faces.get_config("tiny")
+    config.data.a, config.data.b = grid_faces["a"], grid_faces["b"]
+    config.batch_size = 8
+    config.num_steps, config.eval_every, config.checkpoint_every = 80, 40, 40
+    config.optim.learning_rate = 1e-3
+    metrics = train.train(config, str(tmp_path))
+    h = train.read_history(str(tmp_path))
+    print(f"CycleGAN held-out cycle L1: A {h[0]['val_cycle_a']:.4f} -> {h[-1]['val_cycle_a']:.4f},"
+          f" B {h[0]['val_cycle_b']:.4f} -> {h[-1]['val_cycle_b']:.4f} in 80 steps")
+    for k in ("val_cycle_a", "val_cycle_b"):
+        assert h[-1][k] < 0.6 * h[0][k]
+    assert all(np.isfinite(v) for v in metrics.values())
+
+
+def test_exact_resume_with_the_pools_in_the_state(grid_faces, tmp_path):
+    import signal
+    import subprocess
+    import time
+    from tests.conftest import ROOT
+    cmd = lambda wd: _train_cmd(grid_faces, str(wd), "--config.pool_size=3",
+                                config="--config=experiments/cyclegan_faces.py:tiny")
+    subprocess.run(cmd(tmp_path / "straight"), cwd=ROOT, env=_env(), check=True,
+                   capture_output=True, timeout=300)
+    proc = subprocess.Popen(cmd(tmp_path / "killed"), cwd=ROOT, env=_env(),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not os.path.isdir(tmp_path / "killed" / "checkpoints" / "4") and time.time() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    subprocess.run(cmd(tmp_path / "killed"), cwd=ROOT, env=_env(), check=True,
+                   capture_output=True, timeout=300)
+    config = cyclegan_faces.get_config("tiny")
+    config.pool_size = 3
+    shapes = jax.eval_shape(lambda: cyclegan.init(jax.random.key(0), None, config))
+    a = checkpoint.Checkpointer(str(tmp_path / "straight"), read_only=True).restore_local(shapes)
+    b = checkpoint.Checkpointer(str(tmp_path / "killed"), read_only=True).restore_local(shapes)
+    assert int(a["step"]) == int(b["step"]) == 8 and int(a["pool_a"]["count"]) == 3
+    jax.tree.map(lambda x, y: np.testing.assert_array_equal(x, y), a, b)
