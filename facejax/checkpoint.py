@@ -8,6 +8,9 @@ installed.
 
 from __future__ import annotations
 
+import json
+import os
+
 import jax
 import orbax.checkpoint as ocp
 from etils import epath
@@ -39,10 +42,19 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         return list(self._manager.all_steps())
 
+    def _shapes_file(self):
+        return self.directory / "shapes.json"
+
     def save(self, step: int, state) -> None:
         """Saves `state` at `step`. Raises NonFiniteState rather than write NaN/Inf."""
         if not bool(all_finite(state)):
             raise NonFiniteState(f"state at step {step} is not finite; not saved")
+        if jax.process_index() == 0 and not self._shapes_file().exists():
+            # Shapes of every leaf, so a restore into another model fails with a clear message
+            # before orbax reads anything.
+            tmp = self.directory / f".shapes.json.tmp-{os.getpid()}"
+            tmp.write_text(json.dumps(shapes_of(state), indent=0))
+            tmp.rename(self._shapes_file())
         self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
         self._manager.wait_until_finished()
 
@@ -55,6 +67,15 @@ class Checkpointer:
         step = self.latest_step() if step is None else step
         if step is None:
             raise UserError(f"{self.directory}: no checkpoint to restore")
+        if self._shapes_file().exists():
+            saved = json.loads(self._shapes_file().read_text())
+            wanted = shapes_of(abstract_state)
+            for key in sorted(set(saved) | set(wanted)):
+                if saved.get(key) != wanted.get(key):
+                    raise UserError(
+                        f"{self.directory}/{step}: does not fit this model: {key} is "
+                        f"{saved.get(key, 'absent')} in the checkpoint, "
+                        f"{wanted.get(key, 'absent')} in the config")
         try:
             return self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
         except (ValueError, KeyError, TypeError) as e:
@@ -71,6 +92,12 @@ class Checkpointer:
 
     def close(self) -> None:
         self._manager.close()
+
+
+def shapes_of(tree) -> dict:
+    """{leaf path: shape list} of a state or abstract state."""
+    return {jax.tree_util.keystr(path): list(leaf.shape)
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 def abstract_of(state_shapes, sharding):

@@ -3,9 +3,12 @@
     python tools/benchmark.py extract [--clip=PATH]
     python tools/benchmark.py train --config=experiments/deepfakes_original.py[:VARIANT] \
         [--config.batch_size=16] [--steps=5]
+    python tools/benchmark.py convert [--clip=PATH]
 
 extract: frames/s of decode + detect + landmarks + align + write on a clip (default
 driving_d6.mp4), and examples/s of the input pipeline reading the result.
+convert: frames/s swapping faces in the first 300 frames of a clip (default driving_d6.mp4,
+480×480) with the 64 px autoencoder: detect/track, landmarks, align, model, paste.
 train: median step time on random data, images/s, compile seconds, GFLOP per step from XLA's
 cost analysis, achieved GFLOP/s, and that as a fraction of a 2048² fp32 matmul peak measured in
 the same run (alternating matmul and step timings so machine noise hits both alike).
@@ -67,6 +70,41 @@ def bench_extract():
             "pipeline_examples_per_s": round(pipe, 1)}
 
 
+def bench_convert():
+    """frames/s converting a 480×480 clip with the 64 px autoencoder (random weights: speed does
+    not depend on them), after compilation."""
+    import jax
+    import numpy as np
+    from experiments import deepfakes_original
+    from facejax import convert
+    from facejax.faces.video import FrameSource
+    from facejax.tasks import autoencoder as ae
+    config = deepfakes_original.get_config()
+    config.model.conv_impl = "xla"  # as convert.load_model does for inference
+    state = ae.init(jax.random.key(0), None, config)
+    batch = 8
+    fn = jax.jit(lambda s, x: ae.swap(s, x.astype(np.float32) / 255.0, "b2a", config))
+
+    def run(crops):
+        n = len(crops)
+        if n < batch:
+            crops = np.concatenate([crops, np.zeros((batch - n,) + crops.shape[1:], crops.dtype)])
+        return fn(state, crops)[:n]
+
+    run(np.zeros((batch, 64, 64, 3), np.uint8))
+    model = convert.SwapModel(run, 64, 0.75 / config.augment.region)
+    src = FrameSource(FLAGS.clip)
+    frames = [f for _, f in src.frames()][:300]
+    opts = convert.ConvertOptions(batch=batch, smooth=0.5, blur=8)
+    t = time.perf_counter()
+    counts, _ = convert._process(enumerate(frames), model, opts, lambda i, f: None)
+    seconds = time.perf_counter() - t
+    return {"benchmark": "convert", "clip": os.path.basename(FLAGS.clip),
+            "frame_size": f"{src.info.width}x{src.info.height}", "model": "deepfakes 64 px",
+            "frames": counts["frames"], "faces": counts["faces_swapped"],
+            "frames_per_s": round(counts["frames"] / seconds, 1)}
+
+
 def bench_train():
     import functools
 
@@ -79,7 +117,9 @@ def bench_train():
     rep, ds = parallel.replicated(mesh), parallel.batch_sharding(mesh)
     rng = np.random.default_rng(0)
     load = config.data.load_size
-    batch = {name: {f: rng.integers(0, 256, (config.batch_size, load, load, 3), np.uint8)
+    channels = {"parts": 4}
+    batch = {name: {f: rng.integers(0, 256, (config.batch_size, load, load, channels.get(f, 3)),
+                                    np.uint8)
                     for f in task.FIELDS} for name in task.IDENTITIES}
     with jax.set_mesh(mesh):
         gbatch = jax.device_put(batch, ds)
@@ -119,11 +159,12 @@ def bench_train():
 
 def main(argv):
     logging.set_verbosity(logging.WARNING)
-    if len(argv) != 2 or argv[1] not in ("extract", "train"):
-        raise UserError("usage: benchmark.py extract|train [flags]")
+    if len(argv) != 2 or argv[1] not in ("extract", "train", "convert"):
+        raise UserError("usage: benchmark.py extract|train|convert [flags]")
     if argv[1] == "train" and FLAGS.config is None:
         raise UserError("--config: train needs --config=experiments/NAME.py")
-    print(json.dumps(bench_extract() if argv[1] == "extract" else bench_train()))
+    run = {"extract": bench_extract, "train": bench_train, "convert": bench_convert}[argv[1]]
+    print(json.dumps(run()))
 
 
 if __name__ == "__main__":

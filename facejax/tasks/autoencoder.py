@@ -99,6 +99,12 @@ def preview(state: dict, batch: dict, config) -> dict:
     return out
 
 
-def swap(params: dict, faces: jax.Array, direction: str, config) -> jax.Array:
+def swap(state: dict, faces: jax.Array, direction: str, config) -> jax.Array:
     """b2a: faces of B rendered as A (decoder_a); a2b the reverse. Faces in [0, 1]."""
-    return forward(params, faces, "decoder_a" if direction == "b2a" else "decoder_b", config)
+    return forward(state["params"], faces, "decoder_a" if direction == "b2a" else "decoder_b",
+                   config)
+
+
+def model_region(config) -> float:
+    """Fraction of the extracted crop's side that the model sees (for conversion)."""
+    return float(config.augment.region)

@@ -246,3 +246,8 @@ def swap(state: dict, faces: jax.Array, direction: str, config) -> jax.Array:
     """b2a: faces of B (in [0, 1]) rendered as A through G_ba; a2b through G_ab."""
     net = "g_ba" if direction == "b2a" else "g_ab"
     return (translate(state, faces * 2 - 1, net, config) + 1) / 2
+
+
+def model_region(config) -> float:
+    """The model sees the whole extracted crop."""
+    return 1.0

@@ -1,0 +1,156 @@
+"""Conversion on real clips: geometry exactness, masks, pass-through, smoothing, tool, bad input."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+
+from experiments import deepfakes_original
+from facejax import convert, train
+from facejax.faces import landmarks as lm, video
+from tests.conftest import GRID, PYFEAT, run_tool
+
+
+def identity_model(size=128):
+    return convert.SwapModel(lambda crops: crops.astype(np.float32) / 255.0, size, 0.75)
+
+
+def noise_model(size=64):
+    rng = np.random.default_rng(0)
+    return convert.SwapModel(lambda crops: rng.uniform(size=crops.shape), size, 0.75)
+
+
+def run(path, model, opts, limit=None):
+    frames, outs = [], {}
+    src = video.FrameSource(path)
+    pairs = [(i, f) for i, f in src.frames()][:limit]
+    counts, track = convert._process(iter(pairs), model, opts,
+                                     lambda i, f: outs.__setitem__(i, f))
+    return [f for _, f in pairs], [outs[i] for i, _ in pairs], counts, track
+
+
+def test_identity_model_reproduces_every_frame():
+    opts = convert.ConvertOptions(color="none", blur=0, erode=0, batch=4)
+    frames, outs, counts, _ = run(f"{GRID}/GRID_bbaf2n.mpg", identity_model(), opts)
+    assert counts["faces_swapped"] == 75
+    worst_mean, worst_max = 0.0, 0
+    for f, o in zip(frames, outs):
+        err = np.abs(f.astype(int) - o.astype(int))
+        changed = err.max(-1) > 0
+        worst_mean = max(worst_mean, err[changed].mean() if changed.any() else 0.0)
+        worst_max = max(worst_max, int(err.max()))
+    print(f"identity model: worst per-frame mean error inside the face {worst_mean:.2f}, "
+          f"max {worst_max} (8-bit levels)")
+    # Two bilinear resamplings (frame -> 128 px crop -> frame) blur a little; nothing more.
+    assert worst_mean < 4.0 and worst_max < 80
+
+
+def test_outside_the_mask_and_faceless_frames_are_untouched():
+    opts = convert.ConvertOptions(color="rct", blur=6, erode=-4, batch=8)
+    frames, outs, counts, _ = run(f"{PYFEAT}/face_noface.mov", noise_model(), opts)
+    assert counts["passed_through"] > 20 and counts["faces_swapped"] > 20
+    assert counts["frames"] == len(outs) == 169
+    changed_frames = 0
+    for f, o, in zip(frames, outs):
+        diff = np.abs(f.astype(int) - o.astype(int)).max(-1) > 0
+        if diff.any():
+            changed_frames += 1
+            ys, xs = np.nonzero(diff)
+            # Changes stay in a face-sized region of the frame.
+            assert (ys.max() - ys.min()) < 0.8 * f.shape[0] and (xs.max() - xs.min()) < 0.5 * f.shape[1]
+    assert changed_frames == counts["faces_swapped"]
+
+
+def test_paste_changes_nothing_outside_the_feathered_mask():
+    frame = video.FrameSource(f"{GRID}/GRID_bbaf2n.mpg").read(5)
+    from facejax.faces import align, detect, find
+    face, _ = find.FaceFinder(detect.make_detector())(frame)
+    m = align.align_matrix(face.landmarks, 64)
+    pts = align.transform_points(m, face.landmarks)
+    opts = convert.ConvertOptions(color="none", blur=5, erode=-3)
+    out, alpha = convert.paste(frame, np.full((64, 64, 3), 255, np.uint8), m, pts, opts)
+    np.testing.assert_array_equal(out[alpha == 0], frame[alpha == 0])
+    inner = alpha > 0.999
+    assert (out[inner] >= 254).all() and inner.sum() > 1000
+
+
+def test_smoothing_lowers_the_jitter_of_the_pasted_face():
+    tracks = {}
+    for s in (0.0, 0.6):
+        opts = convert.ConvertOptions(color="none", smooth=s, batch=16)
+        _, _, _, track = run(f"{GRID}/GRID_lbax4n.mpg", identity_model(64), opts)
+        tracks[s] = lm.jitter(np.stack(track))
+    print(f"pasted-face jitter: raw {tracks[0.0]:.4f}, smoothed {tracks[0.6]:.4f}")
+    assert tracks[0.6] < 0.7 * tracks[0.0]
+
+
+def test_colour_matching_moves_statistics_to_the_target():
+    rng = np.random.default_rng(0)
+    face = rng.integers(0, 120, (32, 32, 3)).astype(np.uint8)
+    target = rng.integers(100, 255, (32, 32, 3)).astype(np.uint8)
+    mask = np.ones((32, 32), np.float32)
+    for fn in (convert.match_rct, convert.match_histogram):
+        out = fn(face, target, mask)
+        assert abs(out.mean() - target.mean()) < 0.25 * abs(face.mean() - target.mean())
+
+
+@pytest.fixture(scope="module")
+def ae_run(grid_faces, tmp_path_factory):
+    c = deepfakes_original.get_config("tiny")
+    c.data.a, c.data.b = grid_faces["a"], grid_faces["b"]
+    c.num_steps, c.eval_every, c.preview_every = 8, 0, 0
+    wd = str(tmp_path_factory.mktemp("ae"))
+    train.train(c, wd)
+    return wd
+
+
+def test_tool_converts_a_clip_with_a_trained_autoencoder(ae_run, tmp_path):
+    out = str(tmp_path / "out.mp4")
+    proc = run_tool("tools/convert.py", f"--model={ae_run}", f"--input={GRID}/GRID_brbk7n.mpg",
+                    f"--output={out}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    src, ref = video.FrameSource(out), video.FrameSource(f"{GRID}/GRID_brbk7n.mpg")
+    assert len(list(src.frames())) == 75
+    assert src.info.fps == pytest.approx(ref.info.fps)
+    assert (src.info.width, src.info.height) == (ref.info.width, ref.info.height)
+    s = json.load(open(str(tmp_path / "out.summary.json")))
+    assert s["frames"] == 75 and s["faces_swapped"] == 75
+    assert sorted(os.listdir(tmp_path)) == ["out.mp4", "out.summary.json"]
+    # Images and folders too.
+    proc = run_tool("tools/convert.py", f"--model={ae_run}",
+                    f"--input={os.path.dirname(GRID)}/../stills", f"--output={tmp_path}/stills")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert os.path.isfile(tmp_path / "stills" / "astronaut.png")
+
+
+def test_bad_input_is_one_line_and_leaves_nothing(ae_run, tmp_path):
+    (tmp_path / "text.mp4").write_text("not a video")
+    (tmp_path / "incomplete").mkdir()
+    (tmp_path / "incomplete" / "config.json").write_text(open(f"{ae_run}/config.json").read())
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    os.symlink(f"{ae_run}/checkpoints", wrong / "checkpoints")
+    cfg = json.load(open(f"{ae_run}/config.json"))
+    cfg["model"]["size"] = 64
+    (wrong / "config.json").write_text(json.dumps(cfg))
+    out = tmp_path / "out"
+    out.mkdir()
+    cases = [
+        ([f"--model={ae_run}", f"--input={tmp_path}/text.mp4", f"--output={out}/a.mp4"],
+         "not a readable video"),
+        ([f"--model={tmp_path}/missing", f"--input={GRID}/GRID_brbk7n.mpg",
+          f"--output={out}/b.mp4"], "no such workdir"),
+        ([f"--model={tmp_path}/incomplete", f"--input={GRID}/GRID_brbk7n.mpg",
+          f"--output={out}/c.mp4"], "no checkpoint"),
+        ([f"--model={wrong}", f"--input={GRID}/GRID_brbk7n.mpg", f"--output={out}/d.mp4"],
+         "does not fit"),
+        ([f"--model={ae_run}", f"--input={GRID}/GRID_brbk7n.mpg",
+          f"--output={tmp_path}/nofolder/e.mp4"], "does not exist"),
+    ]
+    for args, message in cases:
+        proc = run_tool("tools/convert.py", *args)
+        last = proc.stderr.strip().splitlines()[-1]
+        assert proc.returncode == 2 and message in last, (args, proc.stderr[-1500:])
+        assert "Traceback" not in proc.stderr
+    assert os.listdir(out) == []
