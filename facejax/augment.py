@@ -22,9 +22,9 @@ def default_config() -> ml_collections.ConfigDict:
         flip=0.4,          # probability of a horizontal flip
         warp=5.0 / 160.0,  # std of the control-point noise, as a fraction of the region
         warp_grid=5,       # control points per side (the original's 5×5)
-        lightness=0.0,     # std of a lightness shift, LAB L units (0-100)
-        color=0.0,         # std of a/b shifts, LAB units
-        contrast=0.0,      # std of a relative lightness-contrast change
+        lightness=3.0,     # std of a lightness shift, LAB L units (0-100)
+        color=2.0,         # std of a/b shifts, LAB units
+        contrast=0.05,     # std of a relative lightness-contrast change
     ))
 
 

@@ -10,11 +10,9 @@ import functools
 import json
 import os
 import signal
-import sys
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import logging
 

@@ -57,3 +57,24 @@ def grid_faces(tmp_path_factory):
                         extract.ExtractOptions(size=64, identity=name), verbose=False)
         out[name] = d
     return out
+
+
+def train_steps_on(devices, task, config, batches, steps: int):
+    """Runs `steps` jitted train steps of `task` on a mesh of `devices`, data sharded on it.
+
+    Returns (state, metrics of the last step), fetched to the host.
+    """
+    import jax
+    from facejax import parallel
+    from facejax.data import pipeline
+    key = jax.random.key(0)
+    mesh = parallel.make_mesh(devices)
+    rep, ds = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+    with jax.set_mesh(mesh):
+        example = pipeline.to_global(batches(0), ds)
+        state = jax.jit(lambda k, b: task.init(k, b, config), out_shardings=rep)(key, example)
+        step = jax.jit(lambda s, b, k: task.train_step(s, b, k, config),
+                       in_shardings=(rep, ds, rep), out_shardings=(rep, rep))
+        for i in range(steps):
+            state, metrics = step(state, pipeline.to_global(batches(i), ds), key)
+        return jax.device_get(state), jax.device_get(metrics)

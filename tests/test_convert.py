@@ -22,7 +22,7 @@ def noise_model(size=64):
 
 
 def run(path, model, opts, limit=None):
-    frames, outs = [], {}
+    outs = {}
     src = video.FrameSource(path)
     pairs = [(i, f) for i, f in src.frames()][:limit]
     counts, track = convert._process(iter(pairs), model, opts,
@@ -154,3 +154,18 @@ def test_bad_input_is_one_line_and_leaves_nothing(ae_run, tmp_path):
         assert proc.returncode == 2 and message in last, (args, proc.stderr[-1500:])
         assert "Traceback" not in proc.stderr
     assert os.listdir(out) == []
+
+
+def test_cyclegan_swaps_through_g_ba(grid_faces, tmp_path):
+    from experiments import cyclegan_faces
+    c = cyclegan_faces.get_config("tiny")
+    c.data.a, c.data.b = grid_faces["a"], grid_faces["b"]
+    c.batch_size, c.num_steps, c.eval_every, c.preview_every = 8, 2, 0, 0
+    wd = str(tmp_path / "cg")
+    train.train(c, wd)
+    model = convert.load_model(wd, "b2a", 4)
+    assert model.size == 32
+    frames, outs, counts, _ = run(f"{GRID}/GRID_brbk7n.mpg", model,
+                                  convert.ConvertOptions(batch=4), limit=6)
+    assert counts["faces_swapped"] == 6
+    assert all(np.abs(f.astype(int) - o.astype(int)).max() > 0 for f, o in zip(frames, outs))

@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from experiments import cyclegan_faces
-from facejax import checkpoint, losses, parallel, train
+from facejax import checkpoint, losses, train
 from facejax.data import pipeline, tfds_faces
 from facejax.models import layers, resnet
 from facejax.tasks import cyclegan
+from tests.conftest import train_steps_on
 from tests.test_train import _env, _train_cmd, assert_params_agree
 
 
@@ -177,17 +178,8 @@ def test_sharded_step_equals_single_device_step(grid_faces):
     config.batch_size = 8
     tables = {k: pipeline.load_table(v, "train", 32) for k, v in grid_faces.items()}
     batches = pipeline.FaceBatches(tables, 8, 0, cyclegan.FIELDS)
-    key = jax.random.key(0)
-    results = []
-    for devices in (jax.devices()[:1], jax.devices()):
-        mesh = parallel.make_mesh(devices)
-        rep, ds = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-        with jax.set_mesh(mesh):
-            state = jax.jit(lambda k: cyclegan.init(k, None, config), out_shardings=rep)(key)
-            step = jax.jit(lambda s, b, k: cyclegan.train_step(s, b, k, config),
-                           in_shardings=(rep, ds, rep), out_shardings=(rep, rep))
-            state, m = step(state, pipeline.to_global(batches(0), ds), key)
-            results.append((jax.device_get(state), jax.device_get(m)))
+    results = [train_steps_on(devices, cyclegan, config, batches, 1)
+               for devices in (jax.devices()[:1], jax.devices())]
     for k in results[0][1]:
         assert results[0][1][k] == pytest.approx(results[1][1][k], rel=1e-5, abs=1e-6), k
     # One step: later steps of a GAN amplify the float differences (see assert_params_agree).

@@ -103,7 +103,8 @@ def test_lab_round_trip_and_reference_values():
 
 def test_warp_without_randomness_is_the_centre_view():
     cfg = augment.default_config()
-    cfg.update(rotation=0.0, zoom=0.0, shift=0.0, shear=0.0, flip=0.0, warp=0.0)
+    cfg.update(rotation=0.0, zoom=0.0, shift=0.0, shear=0.0, flip=0.0, warp=0.0, lightness=0.0,
+               color=0.0, contrast=0.0)
     image = jax.random.randint(jax.random.key(0), (80, 80, 3), 0, 256).astype(jnp.uint8)
     warped, target = augment.warp_pair(jax.random.key(1), image, 64, cfg)
     centre = augment.centre_view(image, 64, cfg.region)

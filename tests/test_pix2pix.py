@@ -1,6 +1,5 @@
 """face2face pix2pix: GAN losses, U-Net and PatchGAN, the conditional D, training, reenactment."""
 
-import os
 
 import chex
 import jax
@@ -10,12 +9,12 @@ import pytest
 from jax.test_util import check_grads
 
 from experiments import face2face_pix2pix
-from facejax import losses, parallel, reenact, train
+from facejax import losses, reenact, train
 from facejax.data import pipeline
 from facejax.faces import align, video
 from facejax.models import layers, patchgan, unet
 from facejax.tasks import pix2pix
-from tests.conftest import GRID, run_tool
+from tests.conftest import GRID, run_tool, train_steps_on
 
 
 def np_bce(logits, label):
@@ -133,18 +132,10 @@ def test_sharded_step_equals_single_device_step(grid_faces):
     config.batch_size = 8
     table = pipeline.load_table(grid_faces["a"], "train", 32, landmark_image=True)
     batches = pipeline.FaceBatches({"a": table}, 8, 0, pix2pix.FIELDS)
-    key = jax.random.key(0)
     results = []
     for devices in (jax.devices()[:1], jax.devices()):
-        mesh = parallel.make_mesh(devices)
-        rep, ds = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-        with jax.set_mesh(mesh):
-            state = jax.jit(lambda k: pix2pix.init(k, None, config), out_shardings=rep)(key)
-            step = jax.jit(lambda s, b, k: pix2pix.train_step(s, b, k, config),
-                           in_shardings=(rep, ds, rep), out_shardings=(rep, rep))
-            for i in range(2):
-                state, m = step(state, pipeline.to_global(batches(i), ds), key)
-            results.append((jax.device_get(state), float(m["loss"])))
+        state, m = train_steps_on(devices, pix2pix, config, batches, 2)
+        results.append((state, float(m["loss"])))
     assert results[0][1] == pytest.approx(results[1][1], rel=1e-4)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4),
                  results[0][0], results[1][0])

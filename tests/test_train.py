@@ -12,10 +12,10 @@ import numpy as np
 import pytest
 
 from experiments import deepfakes_original
-from facejax import checkpoint, parallel, train
+from facejax import checkpoint, train
 from facejax.data import pipeline, tfds_faces
 from facejax.tasks import autoencoder as ae_task
-from tests.conftest import ROOT, run_tool
+from tests.conftest import ROOT, run_tool, train_steps_on
 
 CONFIG = "--config=experiments/deepfakes_original.py:tiny"
 
@@ -63,20 +63,10 @@ def test_sharded_step_equals_single_device_step(grid_faces):
     tables = {k: pipeline.load_table(v, "train", config.data.load_size)
               for k, v in grid_faces.items()}
     batches = pipeline.FaceBatches(tables, 8, 0, ae_task.FIELDS)
-    key = jax.random.key(0)
     results = []
     for devices in (jax.devices()[:1], jax.devices()):
-        mesh = parallel.make_mesh(devices)
-        rep, ds = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-        with jax.set_mesh(mesh):
-            example = pipeline.to_global(batches(0), ds)
-            state = jax.jit(lambda k, b: ae_task.init(k, b, config), out_shardings=rep)(key,
-                                                                                      example)
-            step = jax.jit(lambda s, b, k: ae_task.train_step(s, b, k, config),
-                           in_shardings=(rep, ds, rep), out_shardings=(rep, rep))
-            for i in range(2):
-                state, metrics = step(state, pipeline.to_global(batches(i), ds), key)
-            results.append((jax.device_get(state["params"]), float(metrics["loss"])))
+        state, metrics = train_steps_on(devices, ae_task, config, batches, 2)
+        results.append((state["params"], float(metrics["loss"])))
     assert len(jax.devices()) == 8
     assert results[0][1] == pytest.approx(results[1][1], rel=1e-5)
     assert_same_params(results[0][0], results[1][0], atol=1e-5)
@@ -208,3 +198,31 @@ def test_two_processes_equal_one_process_with_four_devices(grid_faces, tmp_path)
     assert [p.returncode for p in procs] == [0, 0], outs[0][-3000:] + outs[1][-3000:]
     # gloo's cross-process all-reduce sums in another order than one process's 4 devices.
     assert_params_agree(params_of(two), params_of(one), lr=5e-4, steps=3)
+
+
+def test_init_from_starts_with_another_runs_weights(grid_faces, tmp_path):
+    c = tiny(grid_faces)
+    c.num_steps, c.eval_every, c.preview_every = 3, 0, 0
+    train.train(c, str(tmp_path / "first"))
+    c2 = tiny(grid_faces)
+    c2.num_steps, c2.eval_every, c2.preview_every, c2.checkpoint_every = 1, 0, 0, 100
+    c2.optim.learning_rate = 1e-12  # a step that changes nothing measurable
+    c2.init_from = str(tmp_path / "first")
+    train.train(c2, str(tmp_path / "second"))
+    assert_same_params(params_of(str(tmp_path / "second")), params_of(str(tmp_path / "first")),
+                       atol=1e-6)
+    fresh = jax.device_get(ae_task.init(jax.random.key(0), None, c)["params"])
+    with pytest.raises(AssertionError):
+        assert_same_params(params_of(str(tmp_path / "second")), fresh, atol=1e-3)
+
+
+def test_samples_are_found_and_checked(tmp_path):
+    sys.path.insert(0, os.path.join(ROOT, "tools"))
+    import samples
+    found = samples.obtain(None, str(tmp_path))
+    assert os.path.basename(found["a"]) == "driving_d6.mp4"
+    assert os.path.basename(found["b"]) == "driving_d9.mp4"
+    (tmp_path / "liveportrait").mkdir()
+    (tmp_path / "liveportrait" / "driving_d6.mp4").write_bytes(b"tampered")
+    with pytest.raises(Exception, match="sha256"):
+        samples.obtain(str(tmp_path), str(tmp_path / "dl"))

