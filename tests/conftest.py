@@ -78,3 +78,16 @@ def train_steps_on(devices, task, config, batches, steps: int):
         for i in range(steps):
             state, metrics = step(state, pipeline.to_global(batches(i), ds), key)
         return jax.device_get(state), jax.device_get(metrics)
+
+
+@pytest.fixture(scope="session")
+def tiny_ae_run(grid_faces, tmp_path_factory):
+    """A workdir of the tiny autoencoder trained 8 steps on the two GRID speakers."""
+    from experiments import deepfakes_original
+    from facejax import train
+    c = deepfakes_original.get_config("tiny")
+    c.data.a, c.data.b = grid_faces["a"], grid_faces["b"]
+    c.num_steps, c.eval_every, c.preview_every = 8, 0, 0
+    wd = str(tmp_path_factory.mktemp("tiny_ae"))
+    train.train(c, wd)
+    return wd

@@ -6,7 +6,6 @@ import os
 import numpy as np
 import pytest
 
-from experiments import deepfakes_original
 from facejax import convert, train
 from facejax.faces import landmarks as lm, video
 from tests.conftest import GRID, PYFEAT, run_tool
@@ -95,14 +94,9 @@ def test_colour_matching_moves_statistics_to_the_target():
         assert abs(out.mean() - target.mean()) < 0.25 * abs(face.mean() - target.mean())
 
 
-@pytest.fixture(scope="module")
-def ae_run(grid_faces, tmp_path_factory):
-    c = deepfakes_original.get_config("tiny")
-    c.data.a, c.data.b = grid_faces["a"], grid_faces["b"]
-    c.num_steps, c.eval_every, c.preview_every = 8, 0, 0
-    wd = str(tmp_path_factory.mktemp("ae"))
-    train.train(c, wd)
-    return wd
+@pytest.fixture
+def ae_run(tiny_ae_run):
+    return tiny_ae_run
 
 
 def test_tool_converts_a_clip_with_a_trained_autoencoder(ae_run, tmp_path):

@@ -166,13 +166,11 @@ def test_config_errors_are_one_line(grid_faces, tmp_path, flag, message):
     assert errors, proc.stderr[-2000:]
 
 
-def test_another_models_workdir_is_refused(grid_faces, tmp_path):
+def test_another_models_workdir_is_refused(grid_faces, tiny_ae_run):
     c = tiny(grid_faces)
-    c.num_steps = 1
-    train.train(c, str(tmp_path))
     c.model.latent = 32
     with pytest.raises(Exception, match="another model"):
-        train.train(c, str(tmp_path))
+        train.train(c, tiny_ae_run)
 
 
 def _free_port():
@@ -200,17 +198,14 @@ def test_two_processes_equal_one_process_with_four_devices(grid_faces, tmp_path)
     assert_params_agree(params_of(two), params_of(one), lr=5e-4, steps=3)
 
 
-def test_init_from_starts_with_another_runs_weights(grid_faces, tmp_path):
+def test_init_from_starts_with_another_runs_weights(grid_faces, tiny_ae_run, tmp_path):
     c = tiny(grid_faces)
-    c.num_steps, c.eval_every, c.preview_every = 3, 0, 0
-    train.train(c, str(tmp_path / "first"))
     c2 = tiny(grid_faces)
     c2.num_steps, c2.eval_every, c2.preview_every, c2.checkpoint_every = 1, 0, 0, 100
     c2.optim.learning_rate = 1e-12  # a step that changes nothing measurable
-    c2.init_from = str(tmp_path / "first")
+    c2.init_from = tiny_ae_run
     train.train(c2, str(tmp_path / "second"))
-    assert_same_params(params_of(str(tmp_path / "second")), params_of(str(tmp_path / "first")),
-                       atol=1e-6)
+    assert_same_params(params_of(str(tmp_path / "second")), params_of(tiny_ae_run), atol=1e-6)
     fresh = jax.device_get(ae_task.init(jax.random.key(0), None, c)["params"])
     with pytest.raises(AssertionError):
         assert_same_params(params_of(str(tmp_path / "second")), fresh, atol=1e-3)
