@@ -17,12 +17,12 @@ import numpy as np
 from absl import logging
 
 from facejax import checkpoint as ckpt_lib
-from facejax import parallel, summaries, tasks
+from facejax import inference, parallel, summaries, tasks
 from facejax.data import pipeline, tfds_faces
 from facejax.errors import UserError
 from facejax.progress import format_seconds
 
-CONFIG_FILE = "config.json"
+CONFIG_FILE = inference.CONFIG_FILE
 # Config entries that define the model and its checkpoint layout: a workdir cannot be resumed,
 # nor a model initialised from another run, when these differ.
 MODEL_KEYS = ("task", "model")
@@ -52,16 +52,22 @@ def _model_part(config_dict: dict) -> dict:
     return {k: config_dict.get(k) for k in MODEL_KEYS}
 
 
+def check_same_model(config, workdir: str, what: str) -> None:
+    """Raises UserError when `workdir` holds a run of another model than `config`'s."""
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        theirs = _model_part(json.load(f))
+    if theirs != _model_part(json.loads(config.to_json_best_effort())):
+        raise UserError(f"{what}: holds a run of another model ({json.dumps(theirs)[:200]})")
+
+
 def save_or_check_config(config, workdir: str) -> None:
     """Writes workdir/config.json, or checks a resumed run trains the same model."""
     path = os.path.join(workdir, CONFIG_FILE)
     mine = json.loads(config.to_json_best_effort())
-    if os.path.exists(path):
-        with open(path) as f:
-            theirs = json.load(f)
-        if _model_part(theirs) != _model_part(mine):
-            raise UserError(f"--workdir {workdir}: holds a run of another model "
-                            f"({json.dumps(_model_part(theirs))[:200]}); use a new workdir")
+    check_same_model(config, workdir, f"--workdir {workdir}")
     if jax.process_index() == 0:
         from facejax.faces.video import atomic_write_bytes
         atomic_write_bytes(path, json.dumps(mine, indent=1).encode())
@@ -148,14 +154,9 @@ def train(config, workdir: str) -> dict:
         else:
             state = jax.jit(init_fn, out_shardings=rep)(key, example)
             if config.get("init_from"):
+                check_same_model(config, config.init_from,
+                                 f"--config.init_from={config.init_from}")
                 source = ckpt_lib.Checkpointer(config.init_from, read_only=True)
-                theirs = os.path.join(config.init_from, CONFIG_FILE)
-                if os.path.exists(theirs):
-                    with open(theirs) as f:
-                        if _model_part(json.load(f)) != _model_part(
-                                json.loads(config.to_json_best_effort())):
-                            raise UserError(f"--config.init_from={config.init_from}: a run of "
-                                            "another model")
                 state = dict(state, params=source.restore(abstract)["params"])
                 _say(f"initialised weights from {config.init_from}")
 
