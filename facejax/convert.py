@@ -39,6 +39,7 @@ class ConvertOptions:
     batch: int = 8
     preview: bool = False       # original | swapped side by side
     detector: str = "hog"
+    confirm_every: int = 2      # re-detect a tracked face every n frames (1: every frame)
 
     def check(self):
         for name, value, allowed in (("direction", self.direction, ("b2a", "a2b")),
@@ -184,7 +185,8 @@ def _out_frame(frame, swapped, preview):
 def _process(frames, model: SwapModel, opts: ConvertOptions, emit, progress=None) -> dict:
     """Runs the per-frame work over (index, frame) pairs; emit(index, frame_out). Returns counts
     and the landmark track used for pasting (None where no face)."""
-    finder = find.FaceFinder(detect.make_detector(opts.detector), min_face=0)
+    finder = find.FaceFinder(detect.make_detector(opts.detector), min_face=0,
+                             confirm_every=opts.confirm_every)
     smoother = lm.LandmarkSmoother(opts.smooth) if opts.smooth else None
     counts = {"frames": 0, "faces_swapped": 0, "passed_through": 0, "unreadable": 0}
     track = []

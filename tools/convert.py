@@ -31,6 +31,7 @@ flags.DEFINE_float("smooth", 0.5, "Temporal smoothing of landmarks, in [0, 1).")
 flags.DEFINE_integer("batch", 8, "Faces per model call.")
 flags.DEFINE_bool("preview", False, "Write original | swapped side by side.")
 flags.DEFINE_string("detector", "hog", "Face detector (see tools/extract.py).")
+flags.DEFINE_integer("confirm_every", 2, "Re-detect a tracked face every n frames.")
 flags.mark_flags_as_required(["model", "input", "output"])
 
 
@@ -41,7 +42,7 @@ def main(argv):
     opts = convert.ConvertOptions(
         direction=FLAGS.direction, mask=FLAGS.mask, erode=FLAGS.erode, blur=FLAGS.blur,
         color=FLAGS.color, blend=FLAGS.blend, smooth=FLAGS.smooth, batch=FLAGS.batch,
-        preview=FLAGS.preview, detector=FLAGS.detector)
+        preview=FLAGS.preview, detector=FLAGS.detector, confirm_every=FLAGS.confirm_every)
     opts.check()
     from facejax.faces import video
     video.FrameSource(FLAGS.input)  # bad input fails before the model loads

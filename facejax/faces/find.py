@@ -33,8 +33,13 @@ class FaceFinder:
 
     def __init__(self, detector: detect_lib.Detector, min_face: float = 40,
                  target: TargetFilter | None = None, embedder: FaceEmbedder | None = None,
-                 track: bool = True):
+                 track: bool = True, confirm_every: int = 1):
         self.detector = detector
+        # With confirm_every = n > 1, a tracked face is re-detected only every n-th frame; the
+        # frames between reuse the last detection box for the landmark predictor (conversion
+        # speed). Never with a target filter: identity is checked on every frame.
+        self.confirm_every = max(1, confirm_every)
+        self._since = 0
         self.predictor = lm.LandmarkPredictor()
         self.min_face, self.target, self.track = min_face, target, track
         self.embedder = embedder if embedder is not None or target is None else FaceEmbedder()
@@ -45,6 +50,7 @@ class FaceFinder:
     def reset(self) -> None:
         """Forgets the previous face (call between unrelated images or videos)."""
         self._previous = None
+        self._since = 0
 
     def _track(self, rgb: np.ndarray) -> list[detect_lib.Box]:
         prev = self._previous
@@ -67,6 +73,11 @@ class FaceFinder:
 
     def __call__(self, rgb: np.ndarray) -> tuple[Face | None, str | None]:
         """Returns (face, None), or (None, reason) with reason one of SKIP_REASONS."""
+        if (self.track and self._previous is not None and self.target is None
+                and self._since + 1 < self.confirm_every):
+            self._since += 1
+            return Face(self._previous, self.predictor(rgb, self._previous)), None
+        self._since = 0
         boxes = self._track(rgb) if (self.track and self._previous is not None) else []
         if not boxes:
             boxes = self.detector(rgb)
