@@ -95,17 +95,19 @@ def load_table(extraction_dir: str, split: str, size: int, *, landmark_image: bo
 class EpochSampler:
     """Sample indices as a pure function of (seed, step): epochs of seeded permutations."""
 
-    def __init__(self, n: int, batch: int, seed: int):
+    def __init__(self, n: int, batch: int, seed):
+        """seed: an int or a tuple of ints (the stream's identity)."""
         if n <= 0:
             raise ValueError("empty table")
-        self.n, self.batch, self.seed = n, batch, seed
+        self.n, self.batch = n, batch
+        self.seed = tuple(seed) if isinstance(seed, (tuple, list)) else (seed,)
         self._perms: dict[int, np.ndarray] = {}
 
     def _perm(self, epoch: int) -> np.ndarray:
         if epoch not in self._perms:
             if len(self._perms) > 4:
                 self._perms.pop(min(self._perms))
-            self._perms[epoch] = np.random.default_rng([self.seed, epoch]).permutation(self.n)
+            self._perms[epoch] = np.random.default_rng([*self.seed, epoch]).permutation(self.n)
         return self._perms[epoch]
 
     def indices(self, step: int) -> np.ndarray:
@@ -158,10 +160,9 @@ class FaceBatches:
             if per_process:
                 # Each process draws its part from its own slice, with its own stream.
                 self._samplers[name] = EpochSampler(len(table), self.local,
-                                                    hash((seed, i, process_index)) & 0x7FFFFFFF)
+                                                    (seed, i, process_index))
             else:
-                self._samplers[name] = EpochSampler(len(table), global_batch,
-                                                    hash((seed, i)) & 0x7FFFFFFF)
+                self._samplers[name] = EpochSampler(len(table), global_batch, (seed, i))
 
     def __call__(self, step: int) -> dict:
         out = {}

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import math
 
-
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -62,5 +61,3 @@ class UNet(nn.Module):
             x = jnp.concatenate([x, skips.pop()], axis=-1)
         x = UpConv(self.out_channels, impl=up_impl, dtype=self.dtype)(x)
         return jnp.tanh(x.astype(jnp.float32))
-
-
