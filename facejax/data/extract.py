@@ -244,9 +244,9 @@ def extract(inputs, out_dir: str, opts: ExtractOptions, num_shards: int = 1,
     if workers == 1:
         counters = [0, 0]
         _init_worker(opts, references, counters)
+        _WORKER["report"] = ((lambda: progress.update(counters[0], faces=counters[1]))
+                             if progress else None)
         for p in todo:
-            if progress:
-                _WORKER["report"] = lambda: progress.update(counters[0], faces=counters[1])
             done.append(_extract_one(p, out_dir))
     else:
         ctx = multiprocessing.get_context("spawn")
