@@ -17,11 +17,6 @@ FIELDS = ("image",)
 IDENTITIES = ("a", "b")
 
 
-def optimizer(config) -> optax.GradientTransformation:
-    o = config.optim
-    return optax.adam(o.learning_rate, b1=o.b1, b2=o.b2)
-
-
 def init(rng: jax.Array, example_batch, config) -> dict:
     enc, dec = ae_model.build(config)
     s = config.model.size
@@ -32,7 +27,7 @@ def init(rng: jax.Array, example_batch, config) -> dict:
     params = {"encoder": enc_params,
               "decoder_a": dec.init(k_a, code)["params"],
               "decoder_b": dec.init(k_b, code)["params"]}
-    return {"params": params, "opt": optimizer(config).init(params),
+    return {"params": params, "opt": common.adam(config).init(params),
             "step": jnp.zeros((), jnp.int32)}
 
 
@@ -66,7 +61,7 @@ def train_step(state: dict, batch: dict, rng: jax.Array, config):
     rng = jax.random.fold_in(rng, state["step"])
     (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], batch, rng,
                                                                     config)
-    updates, opt = optimizer(config).update(grads, state["opt"], state["params"])
+    updates, opt = common.adam(config).update(grads, state["opt"], state["params"])
     new = {"params": optax.apply_updates(state["params"], updates), "opt": opt,
            "step": state["step"] + 1}
     return common.guard_finite(state, new, metrics, grads)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import optax
 
 
 def all_finite(tree) -> jax.Array:
@@ -29,7 +30,6 @@ def learning_rate(config):
     decay = int(o.get("decay_steps", 0))
     if decay <= 0:
         return o.learning_rate
-    import optax
     hold = max(config.num_steps - decay, 0)
     return optax.join_schedules(
         [optax.constant_schedule(o.learning_rate),
@@ -37,6 +37,6 @@ def learning_rate(config):
 
 
 def adam(config):
-    import optax
+    """Adam with the config's betas and learning-rate schedule."""
     o = config.optim
     return optax.adam(learning_rate(config), b1=o.b1, b2=o.b2)
