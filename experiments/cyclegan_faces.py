@@ -12,6 +12,8 @@ Swap for conversion: G_ba turns faces of B into A ("b2a").
 
 import ml_collections
 
+from experiments import common
+
 
 def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -26,20 +28,10 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     c.pixel_dropout = 0.1
     c.pool_size = 50
     c.augment = ml_collections.ConfigDict(dict(flip=True))
-    c.data = ml_collections.ConfigDict(dict(
-        a="runs/faces_a", b="runs/faces_b", load_size=128, per_process=True, data_dir="",
-        degrade=dict(prob=0.0, max_blur=0.0, jpeg_min=100)))
+    c.data = common.data(load_size=128)
     c.optim = ml_collections.ConfigDict(dict(learning_rate=2e-4, b1=0.5, b2=0.999,
                                              decay_steps=100_000))
-    c.batch_size = 1
-    c.num_steps = 200_000
-    c.log_every = 100
-    c.eval_every = 2000
-    c.eval_batches = 4
-    c.preview_every = 2000
-    c.checkpoint_every = 2000
-    c.keep_checkpoints = 3
-    c.init_from = ""
+    common.loop(c, batch_size=1, num_steps=200_000, log_every=100, every=2000, eval_batches=4)
     if variant == "256":
         c.model.size = c.data.load_size = 256
     elif variant == "tiny":

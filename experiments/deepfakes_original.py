@@ -14,6 +14,7 @@ Variants (`--config=experiments/deepfakes_original.py:VARIANT`):
 
 import ml_collections
 
+from experiments import common
 from facejax import augment
 
 
@@ -31,25 +32,9 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         compute_dtype="float32",   # or "bfloat16" (parameters and optimizer stay float32)
     ))
     c.augment = augment.default_config()
-    c.data = ml_collections.ConfigDict(dict(
-        a="runs/faces_a",          # extraction directories (tools/extract.py)
-        b="runs/faces_b",
-        load_size=80,              # crops are loaded at this side; the model sees region of it
-        per_process=True,
-        data_dir="",               # TFDS data_dir; empty: inside each extraction directory
-        degrade=dict(prob=0.0, max_blur=0.0, jpeg_min=100),
-    ))
+    c.data = common.data(load_size=80)  # the model sees augment.region of the crop
     c.optim = ml_collections.ConfigDict(dict(learning_rate=5e-5, b1=0.5, b2=0.999))
-    c.batch_size = 16              # per identity, over all devices and processes
-    c.num_steps = 100_000
-    c.log_every = 50
-    c.eval_every = 1000
-    c.eval_batches = 2
-    c.preview_every = 1000
-    c.checkpoint_every = 1000
-    c.keep_checkpoints = 3
-    c.init_from = ""               # a workdir whose weights start this run
-
+    common.loop(c, batch_size=16, num_steps=100_000, log_every=50, every=1000, eval_batches=2)
     if variant == "128":
         c.model.size = 128
         c.data.load_size = 160

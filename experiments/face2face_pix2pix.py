@@ -13,6 +13,8 @@ Variants (`--config=experiments/face2face_pix2pix.py:VARIANT`):
 
 import ml_collections
 
+from experiments import common
+
 
 def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     c = ml_collections.ConfigDict()
@@ -23,20 +25,10 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         g_norm="batch", d_norm="batch", conv_impl="auto", compute_dtype="float32"))
     c.loss = ml_collections.ConfigDict(dict(gan_mode="vanilla", l1_weight=100.0))
     c.augment = ml_collections.ConfigDict(dict(jitter_scale=286 / 256, flip=0.5))
-    c.data = ml_collections.ConfigDict(dict(
-        a="runs/faces_a", load_size=256, per_process=True, data_dir="",
-        degrade=dict(prob=0.0, max_blur=0.0, jpeg_min=100)))
+    c.data = common.data(load_size=256, identities=("a",))
     c.optim = ml_collections.ConfigDict(dict(learning_rate=2e-4, b1=0.5, b2=0.999,
                                              decay_steps=0))
-    c.batch_size = 1
-    c.num_steps = 200_000
-    c.log_every = 100
-    c.eval_every = 2000
-    c.eval_batches = 4
-    c.preview_every = 2000
-    c.checkpoint_every = 2000
-    c.keep_checkpoints = 3
-    c.init_from = ""
+    common.loop(c, batch_size=1, num_steps=200_000, log_every=100, every=2000, eval_batches=4)
     if variant == "small":
         c.model.size = c.data.load_size = 64
         c.batch_size = 4

@@ -61,7 +61,7 @@ class Box:
 Detector = Callable[[np.ndarray], list]
 
 
-def _downscale(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
+def downscale(rgb: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     """Returns the image scaled so its longer side is at most max_side, and the scale used."""
     h, w = rgb.shape[:2]
     scale = min(1.0, max_side / max(h, w)) if max_side else 1.0
@@ -83,7 +83,7 @@ class HogDetector:
         self.max_side, self.max_upsample, self.threshold = max_side, max_upsample, threshold
 
     def __call__(self, rgb: np.ndarray) -> list[Box]:
-        small, scale = _downscale(rgb, self.max_side)
+        small, scale = downscale(rgb, self.max_side)
         for upsample in range(self.max_upsample + 1):
             rects, scores, _ = self._det.run(small, upsample, self.threshold)
             if len(rects):
@@ -100,7 +100,7 @@ class MmodDetector:
         self.max_side, self.upsample = max_side, upsample
 
     def __call__(self, rgb: np.ndarray) -> list[Box]:
-        small, scale = _downscale(rgb, self.max_side)
+        small, scale = downscale(rgb, self.max_side)
         dets = self._det(small, self.upsample)
         boxes = [_from_dlib(d.rect, d.confidence, 1 / scale) for d in dets]
         return sorted(boxes, key=lambda b: -b.score)
@@ -126,7 +126,7 @@ class OpenCVDnnDetector:
             raise UserError(f"--detector {model}: OpenCV cannot load it ({' '.join(str(e).split())[:200]})")
 
     def __call__(self, rgb: np.ndarray) -> list[Box]:
-        small, scale = _downscale(rgb, self.max_side)
+        small, scale = downscale(rgb, self.max_side)
         h, w = small.shape[:2]
         bgr = cv2.cvtColor(small, cv2.COLOR_RGB2BGR)
         boxes = []

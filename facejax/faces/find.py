@@ -65,7 +65,7 @@ class FaceFinder:
         scale = min(1.0, 100.0 / max(prev.width, 1.0))
         window = rgb[y0:y1, x0:x1]
         if scale < 1.0:
-            window, _ = detect_lib._downscale(window, int(round(max(window.shape[:2]) * scale)))
+            window, _ = detect_lib.downscale(window, int(round(max(window.shape[:2]) * scale)))
         boxes = self._roi_detector(window)
         sx = (x1 - x0) / window.shape[1]
         return [detect_lib.Box(b.left * sx + x0, b.top * sx + y0, b.right * sx + x0,

@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from facejax.models.layers import StridedConv, Upscale
+from facejax.models.layers import StridedConv, Upscale, compute_dtype
 
 
 class Encoder(nn.Module):
@@ -53,7 +53,7 @@ class Decoder(nn.Module):
 def build(config) -> tuple[Encoder, Decoder]:
     """Encoder and decoder modules from `config.model`."""
     m = config.model
-    dtype = jnp.bfloat16 if m.get("compute_dtype", "float32") == "bfloat16" else None
+    dtype = compute_dtype(m)
     enc = Encoder(tuple(m.encoder_widths), m.latent, m.code_channels, m.get("conv_impl", "auto"),
                   dtype)
     dec = Decoder(tuple(m.decoder_widths), dtype)

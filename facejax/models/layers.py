@@ -68,6 +68,12 @@ def conv_s2d(x: jax.Array, kernel: jax.Array, padding: tuple[tuple[int, int], ..
     return y[:, :outs[0], :outs[1]]
 
 
+def compute_dtype(model_config):
+    """The activation dtype of `model_config.compute_dtype` (None: float32); parameters and
+    optimizer state stay float32 either way."""
+    return jnp.bfloat16 if model_config.get("compute_dtype", "float32") == "bfloat16" else None
+
+
 def default_conv_impl() -> str:
     """The faster stride-2 formulation for the default backend (measured, see issue notes)."""
     return "s2d" if jax.default_backend() == "cpu" else "xla"

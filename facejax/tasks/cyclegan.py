@@ -23,6 +23,7 @@ import jax.numpy as jnp
 import optax
 
 from facejax import losses
+from facejax.models.layers import compute_dtype
 from facejax.models.patchgan import PatchGAN
 from facejax.models.resnet import ResnetGenerator, default_blocks
 from facejax.tasks import common
@@ -34,7 +35,7 @@ NETS = ("g_ab", "g_ba", "d_a", "d_b")
 
 def build(config):
     m = config.model
-    dtype = jnp.bfloat16 if m.get("compute_dtype", "float32") == "bfloat16" else None
+    dtype = compute_dtype(m)
     blocks = m.n_blocks or default_blocks(m.size)
     g = ResnetGenerator(base=m.g_base, n_blocks=blocks, norm="instance", conv_impl=m.conv_impl,
                         dtype=dtype)

@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import optax
 
 from facejax import losses
+from facejax.models.layers import compute_dtype
 from facejax.models.patchgan import PatchGAN
 from facejax.models.unet import UNet
 from facejax.tasks import common
@@ -23,7 +24,7 @@ IDENTITIES = ("a",)
 
 def build(config):
     m = config.model
-    dtype = jnp.bfloat16 if m.get("compute_dtype", "float32") == "bfloat16" else None
+    dtype = compute_dtype(m)
     g = UNet(size=m.size, base=m.g_base, max_width=m.max_width, dropout=m.dropout,
              norm=m.g_norm, conv_impl=m.conv_impl, dtype=dtype)
     d = PatchGAN(base=m.d_base, n_layers=m.d_layers, max_width=m.max_width, norm=m.d_norm,

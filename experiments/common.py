@@ -1,0 +1,28 @@
+"""Settings every experiment shares: the data block and the training-loop cadence."""
+
+import ml_collections
+
+
+def data(load_size: int, identities=("a", "b")) -> ml_collections.ConfigDict:
+    """Extraction directories per identity (tools/extract.py) and how they are loaded."""
+    return ml_collections.ConfigDict(dict(
+        **{name: f"runs/faces_{name}" for name in identities},
+        load_size=load_size,       # crops are loaded at this side
+        per_process=True,          # each process reads its own slice (see data/pipeline.py)
+        data_dir="",               # TFDS data_dir; empty: inside each extraction directory
+        degrade=dict(prob=0.0, max_blur=0.0, jpeg_min=100),
+    ))
+
+
+def loop(c: ml_collections.ConfigDict, *, batch_size: int, num_steps: int, log_every: int,
+         every: int, eval_batches: int) -> None:
+    """Batch, length, and how often to log, evaluate, preview and checkpoint."""
+    c.batch_size = batch_size      # per identity, over all devices and processes
+    c.num_steps = num_steps
+    c.log_every = log_every
+    c.eval_every = every
+    c.eval_batches = eval_batches
+    c.preview_every = every
+    c.checkpoint_every = every
+    c.keep_checkpoints = 3
+    c.init_from = ""               # a workdir whose weights start this run
