@@ -15,7 +15,7 @@ import jax
 import orbax.checkpoint as ocp
 from etils import epath
 
-from facejax.errors import UserError
+from facejax.errors import RunError, UserError, one_line
 from facejax.tasks.common import all_finite
 
 
@@ -23,11 +23,17 @@ class NonFiniteState(Exception):
     """A state with NaN or Inf was about to be saved."""
 
 
+class SaveFailed(RunError):
+    """A checkpoint could not be written (disk full, read-only, ...); earlier ones are kept."""
+
+
 class Checkpointer:
     """Saves and restores the training state of one workdir."""
 
     def __init__(self, workdir: str, keep: int = 3, read_only: bool = False):
-        self.directory = epath.Path(workdir) / "checkpoints"
+        # orbax wants absolute local paths; URLs (gs://...) pass as they are.
+        local = "://" not in workdir
+        self.directory = epath.Path(os.path.abspath(workdir) if local else workdir) / "checkpoints"
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, create=not read_only, read_only=read_only,
             enable_async_checkpointing=False)
@@ -49,14 +55,20 @@ class Checkpointer:
         """Saves `state` at `step`. Raises NonFiniteState rather than write NaN/Inf."""
         if not bool(all_finite(state)):
             raise NonFiniteState(f"state at step {step} is not finite; not saved")
-        if jax.process_index() == 0 and not self._shapes_file().exists():
-            # Shapes of every leaf, so a restore into another model fails with a clear message
-            # before orbax reads anything.
-            tmp = self.directory / f".shapes.json.tmp-{os.getpid()}"
-            tmp.write_text(json.dumps(shapes_of(state), indent=0))
-            tmp.rename(self._shapes_file())
-        self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
-        self._manager.wait_until_finished()
+        try:
+            if jax.process_index() == 0 and not self._shapes_file().exists():
+                # Shapes of every leaf, so a restore into another model fails with a clear
+                # message before orbax reads anything.
+                tmp = self.directory / f".shapes.json.tmp-{os.getpid()}"
+                tmp.write_text(json.dumps(shapes_of(state), indent=0))
+                tmp.rename(self._shapes_file())
+            self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
+            self._manager.wait_until_finished()
+        except Exception as e:  # orbax and the filesystem raise many kinds
+            kept = [s for s in self.all_steps() if s != step]
+            raise SaveFailed(f"{self.directory}: saving the checkpoint of step {step} failed "
+                             f"({one_line(e)[:300]}); the run stops, earlier checkpoints "
+                             f"{kept or 'none'} are kept") from e
 
     def restore(self, abstract_state, step: int | None = None):
         """Restores into the structure, dtypes and shardings of `abstract_state`.

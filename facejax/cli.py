@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Callable
 
-from facejax.errors import UserError, one_line
+from facejax.errors import RunError, UserError, one_line
 
 
 def _fail(message: str) -> None:
@@ -14,7 +14,8 @@ def _fail(message: str) -> None:
 
 
 def run_main(main: Callable) -> None:
-    """Like absl's `app.run(main)`, with bad flags and UserError printed on one line, exit 2."""
+    """Like absl's `app.run(main)`, with bad flags and UserError printed on one line, exit 2;
+    a RunError on one line with its own exit status."""
     from absl import app, flags
 
     # Parse first, so a misspelt or ill-typed flag (config_flags raises plain AttributeError,
@@ -31,3 +32,6 @@ def run_main(main: Callable) -> None:
         sys.exit(main(argv))
     except UserError as e:
         _fail(one_line(e))
+    except RunError as e:
+        print(f"error: {one_line(e)}", file=sys.stderr)
+        sys.exit(e.exit_code)

@@ -19,7 +19,7 @@ from absl import logging
 from facejax import checkpoint as ckpt_lib
 from facejax import inference, parallel, summaries, tasks
 from facejax.data import pipeline, tfds_faces
-from facejax.errors import UserError
+from facejax.errors import RunError, UserError
 from facejax.progress import format_seconds
 
 CONFIG_FILE = inference.CONFIG_FILE
@@ -33,8 +33,9 @@ def _say(msg: str) -> None:
         print(msg, flush=True)
 
 
-class Diverged(Exception):
+class Diverged(RunError):
     """Training produced a non-finite loss or gradient."""
+    exit_code = 3
 
 
 def _check_workdir(workdir: str) -> None:
@@ -121,6 +122,9 @@ def train(config, workdir: str) -> dict:
       Diverged: a non-finite loss or gradient; no checkpoint of it is written.
     """
     task = tasks.get(config.task)
+    if config.get("quality_every") and not hasattr(task, "reconstruct"):
+        raise UserError(f"--config.quality_every={config.quality_every}: a {config.task} run "
+                        "has no swap to measure; set it to 0")
     _check_workdir(workdir)
     save_or_check_config(config, workdir)
     is_main = jax.process_index() == 0
@@ -175,6 +179,10 @@ def train(config, workdir: str) -> dict:
         images_per_step = config.batch_size * len(task.IDENTITIES)
         preview_batch = to_global(val_batches(0))
         metrics = {}
+        quality = None
+        if config.get("quality_every"):
+            from facejax import evaluate
+            quality = evaluate.HeldOutQuality(task, config)
         if config.eval_every and start == 0:
             ev = evaluate_held_out(eval_fn, state, val_batches, to_global, config.eval_batches)
             _record(workdir, 0, ev)
@@ -215,6 +223,11 @@ def train(config, workdir: str) -> dict:
                     metrics.update(ev)
                     _record(workdir, step, ev)
                     writer.scalars(step, ev)
+                if quality and (step % config.quality_every == 0 or step == num_steps):
+                    q = quality(state, preview_batch, parallel.fetch)
+                    metrics.update(q)
+                    _record(workdir, step, q)
+                    writer.scalars(step, q)
                 if config.preview_every and (step % config.preview_every == 0
                                              or step == num_steps):
                     writer.images(step, jax.device_get(preview_fn(state, preview_batch)))
