@@ -23,6 +23,9 @@ def loop(c: ml_collections.ConfigDict, *, batch_size: int, num_steps: int, log_e
     c.eval_every = every
     c.eval_batches = eval_batches
     c.preview_every = every
+    # Swap-quality figures (facejax/evaluate.py: PSNR/SSIM of reconstructions, identity
+    # distance of swaps) on a held-out batch, to TensorBoard and metrics.jsonl; 0 = off.
+    c.quality_every = 0
     c.checkpoint_every = every
     c.keep_checkpoints = 3
     c.init_from = ""               # a workdir whose weights start this run

@@ -147,8 +147,11 @@ class SwapModel:
     coverage: float  # jaw width / crop side, as given to align.align_matrix
 
 
-def load_model(workdir: str, direction: str, batch: int) -> SwapModel:
-    """The swap function of a trained run, compiled once for a fixed batch size."""
+def load_swapper(workdir: str):
+    """(config, task, state, size, coverage) of a trained run that has a swap direction.
+
+    `coverage` is the jaw width / crop side the model's input crop needs (align.align_matrix).
+    """
     config, task, state = inference.load_run(workdir)
     if config.model.get("conv_impl") == "auto":
         # Forward only: XLA's own strided convolution is the faster one here (the space-to-depth
@@ -157,6 +160,12 @@ def load_model(workdir: str, direction: str, batch: int) -> SwapModel:
     if not hasattr(task, "swap"):
         raise UserError(f"--model {workdir}: a {config.task} run has no swap direction "
                         "(face2face models reenact: use tools/reenact.py)")
+    return config, task, state, int(config.model.size), model_coverage(config, task)
+
+
+def model_coverage(config, task) -> float:
+    """Jaw width / side of the crop the model sees: the extraction's coverage over the task's
+    model region (the extraction settings are read from the training data's folder)."""
     coverage = 0.75
     cfg_path = os.path.join(config.data.a, extract_lib.CONFIG_FILE)
     if os.path.isfile(cfg_path):
@@ -164,16 +173,24 @@ def load_model(workdir: str, direction: str, batch: int) -> SwapModel:
             coverage = float(json.load(f).get("coverage", coverage))
     else:
         logging.warning("%s missing: assuming the default coverage %.2f", cfg_path, coverage)
-    size = int(config.model.size)
-    fn = jax.jit(lambda s, x: task.swap(s, x.astype(np.float32) / 255.0, direction, config))
+    return coverage / task.model_region(config)
 
-    def run(crops: np.ndarray) -> np.ndarray:
+
+def batched(fn, batch: int):
+    """uint8 crops [n, S, S, 3] -> fn(crops in [0, 1]) for any n, compiled for one batch size."""
+    def run(crops: np.ndarray):
         n = len(crops)
         if n < batch:
             crops = np.concatenate([crops, np.zeros((batch - n,) + crops.shape[1:], crops.dtype)])
-        return fn(state, crops)[:n]
+        return fn(crops)[:n]
+    return run
 
-    return SwapModel(run, size, coverage / task.model_region(config))
+
+def load_model(workdir: str, direction: str, batch: int) -> SwapModel:
+    """The swap function of a trained run, compiled once for a fixed batch size."""
+    config, task, state, size, coverage = load_swapper(workdir)
+    fn = jax.jit(lambda s, x: task.swap(s, x.astype(np.float32) / 255.0, direction, config))
+    return SwapModel(batched(lambda x: fn(state, x), batch), size, coverage)
 
 
 # ---- videos, images, folders -----------------------------------------------------------------

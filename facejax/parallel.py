@@ -44,3 +44,14 @@ def replicated(mesh) -> NamedSharding:
 def batch_sharding(mesh) -> NamedSharding:
     """Leading (batch) axis split over "data"."""
     return NamedSharding(mesh, P(DATA))
+
+
+def fetch(tree):
+    """Device arrays -> host numpy, whole, on every process (batch-sharded arrays gathered).
+
+    With several processes this is a collective: every process must call it.
+    """
+    if jax.process_count() == 1:
+        return jax.device_get(tree)
+    from jax.experimental import multihost_utils
+    return multihost_utils.process_allgather(tree, tiled=True)

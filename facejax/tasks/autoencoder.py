@@ -67,7 +67,8 @@ def train_step(state: dict, batch: dict, rng: jax.Array, config):
     return common.guard_finite(state, new, metrics, grads)
 
 
-def _views(batch, name, config):
+def views(batch, name, config):
+    """The un-augmented model view of identity `name`'s crops, in [0, 1]."""
     region = config.augment.region
     return jax.vmap(lambda im: augment.centre_view(im, config.model.size, region))(
         batch[name]["image"])
@@ -77,7 +78,7 @@ def evaluate(state: dict, batch: dict, config) -> dict:
     """Held-out L1 of each face through its own decoder (no augmentation)."""
     out = {}
     for name in IDENTITIES:
-        x = _views(batch, name, config)
+        x = views(batch, name, config)
         out[f"val_l1_{name}"] = losses.l1(forward(state["params"], x, f"decoder_{name}", config),
                                           x).mean()
     return out
@@ -87,7 +88,7 @@ def preview(state: dict, batch: dict, config) -> dict:
     """Per side: input | reconstruction | swap to the other identity."""
     out = {}
     for name, other in (("a", "b"), ("b", "a")):
-        x = _views(batch, name, config)
+        x = views(batch, name, config)
         out[name] = jnp.concatenate([
             x, forward(state["params"], x, f"decoder_{name}", config),
             forward(state["params"], x, f"decoder_{other}", config)], axis=2)
@@ -98,6 +99,11 @@ def swap(state: dict, faces: jax.Array, direction: str, config) -> jax.Array:
     """b2a: faces of B rendered as A (decoder_a); a2b the reverse. Faces in [0, 1]."""
     return forward(state["params"], faces, "decoder_a" if direction == "b2a" else "decoder_b",
                    config)
+
+
+def reconstruct(state: dict, faces: jax.Array, identity: str, config) -> jax.Array:
+    """Faces of `identity` ("a" or "b") through their own decoder. Faces in [0, 1]."""
+    return forward(state["params"], faces, f"decoder_{identity}", config)
 
 
 def model_region(config) -> float:

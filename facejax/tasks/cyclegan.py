@@ -249,6 +249,22 @@ def swap(state: dict, faces: jax.Array, direction: str, config) -> jax.Array:
     return (translate(state, faces * 2 - 1, net, config) + 1) / 2
 
 
+def views(batch, name, config):
+    """The model view of identity `name`'s crops (resized to the model size), in [0, 1]."""
+    img = batch[name]["image"].astype(jnp.float32) / 255.0
+    s = config.model.size
+    if img.shape[1] != s:
+        img = jax.image.resize(img, (img.shape[0], s, s, 3), "linear")
+    return img
+
+
+def reconstruct(state: dict, faces: jax.Array, identity: str, config) -> jax.Array:
+    """Faces of `identity` through their cycle: A -> G_ab -> G_ba (B the reverse). In [0, 1]."""
+    first, second = ("g_ab", "g_ba") if identity == "a" else ("g_ba", "g_ab")
+    y = translate(state, faces * 2 - 1, first, config)
+    return (translate(state, y, second, config) + 1) / 2
+
+
 def model_region(config) -> float:
     """The model sees the whole extracted crop."""
     return 1.0

@@ -1,0 +1,56 @@
+"""Measures a trained model's swap quality and writes a report.
+
+    python tools/evaluate.py --model=runs/demo/train --a=clip_of_a.mp4 --b=clip_of_b.mp4 \
+        --output=runs/demo/eval [--distractors=DIR,DIR]
+
+Writes OUTPUT/metrics.json, OUTPUT/report.html and its PNG figures (see facejax/evaluate.py for
+what each figure means). Works with every family that has a swap direction.
+"""
+
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import flags, logging  # noqa: E402
+
+from facejax.cli import run_main  # noqa: E402
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("model", None, "Workdir of a trained run.")
+flags.DEFINE_string("a", None, "Video, image or folder of identity A (held-out frames).")
+flags.DEFINE_string("b", None, "Video, image or folder of identity B (held-out frames).")
+flags.DEFINE_list("distractors", [], "Videos or folders of other identities, one each.")
+flags.DEFINE_string("output", None, "Output folder (replaced when complete).")
+flags.DEFINE_integer("max_frames", 150, "Frames used per clip.")
+flags.DEFINE_float("tail", 0.0, "Use only the last fraction of each clip; --held_out sets it "
+                   "to the share extraction holds out for validation.")
+flags.DEFINE_bool("held_out", False, "Use only the frames a training run on the same clips "
+                  "held out (the last part of each clip).")
+flags.DEFINE_integer("every", 1, "Use every n-th frame.")
+flags.DEFINE_integer("batch", 8, "Faces per model call.")
+flags.DEFINE_integer("samples", 6, "Rows of the sample grid per direction.")
+flags.DEFINE_integer("blur", 8, "Feathering radius when pasting the swap, in frame pixels.")
+flags.DEFINE_enum("color", "rct", ["none", "rct", "hist"], "Colour matching when pasting.")
+flags.DEFINE_string("detector", "hog", "Face detector (see tools/extract.py).")
+flags.mark_flags_as_required(["model", "a", "b", "output"])
+
+
+def main(argv):
+    del argv
+    logging.set_verbosity(logging.WARNING)
+    from facejax import evaluate
+    from facejax.data import tfds_faces
+    tail = tfds_faces.VAL_FRACTION if FLAGS.held_out else FLAGS.tail
+    opts = evaluate.EvalOptions(tail=tail, max_frames=FLAGS.max_frames, every=FLAGS.every,
+                                batch=FLAGS.batch, detector=FLAGS.detector,
+                                samples=FLAGS.samples, blur=FLAGS.blur, color=FLAGS.color)
+    metrics = evaluate.evaluate(FLAGS.model, FLAGS.a, FLAGS.b, FLAGS.output,
+                                FLAGS.distractors, opts)
+    print(json.dumps(evaluate.summary(metrics), indent=1))
+    print(f"report: {os.path.join(FLAGS.output, 'report.html')}")
+
+
+if __name__ == "__main__":
+    run_main(main)
