@@ -28,4 +28,8 @@ def loop(c: ml_collections.ConfigDict, *, batch_size: int, num_steps: int, log_e
     c.quality_every = 0
     c.checkpoint_every = every
     c.keep_checkpoints = 3
+    # On a non-finite loss or gradient: reload the last checkpoint and go on with the learning
+    # rate times rollback_lr_factor, at most `rollback` times; 0 = stop with exit 3.
+    c.rollback = 0
+    c.rollback_lr_factor = 0.5
     c.init_from = ""               # a workdir whose weights start this run

@@ -9,7 +9,10 @@ installed.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
+import threading
 
 import jax
 import orbax.checkpoint as ocp
@@ -55,6 +58,7 @@ class Checkpointer:
         """Saves `state` at `step`. Raises NonFiniteState rather than write NaN/Inf."""
         if not bool(all_finite(state)):
             raise NonFiniteState(f"state at step {step} is not finite; not saved")
+        quiet = _QuietOrbaxErrors()
         try:
             if jax.process_index() == 0 and not self._shapes_file().exists():
                 # Shapes of every leaf, so a restore into another model fails with a clear
@@ -65,10 +69,14 @@ class Checkpointer:
             self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
             self._manager.wait_until_finished()
         except Exception as e:  # orbax and the filesystem raise many kinds
+            quiet = None
             kept = [s for s in self.all_steps() if s != step]
             raise SaveFailed(f"{self.directory}: saving the checkpoint of step {step} failed "
                              f"({one_line(e)[:300]}); the run stops, earlier checkpoints "
                              f"{kept or 'none'} are kept") from e
+        finally:
+            if quiet is not None:
+                quiet.close()
 
     def restore(self, abstract_state, step: int | None = None):
         """Restores into the structure, dtypes and shardings of `abstract_state`.
@@ -104,6 +112,50 @@ class Checkpointer:
 
     def close(self) -> None:
         self._manager.close()
+
+
+class _QuietOrbaxErrors(logging.Filter):
+    """While saving: orbax's worker threads (and asyncio, for futures of theirs nobody
+    awaited) log a failed write with full tracebacks. The failure reaches the caller as
+    SaveFailed, one line with the cause, so those records are dropped; after a failure the
+    filter stays, as the stragglers are logged later."""
+
+    def __init__(self):
+        super().__init__()
+        self._loggers = [logging.getLogger("absl"), logging.getLogger("asyncio")]
+        for lg in self._loggers:
+            lg.addFilter(self)
+        self._hooks = threading.excepthook, sys.unraisablehook
+        threading.excepthook = self._thread_hook
+        sys.unraisablehook = self._unraisable_hook
+
+    def _thread_hook(self, args):
+        if not _from_save_machinery(args.exc_traceback):
+            self._hooks[0](args)
+
+    def _unraisable_hook(self, args):
+        if not _from_save_machinery(args.exc_traceback):
+            self._hooks[1](args)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.ERROR:
+            return True
+        return not ("orbax" in record.pathname or "orbax-checkpoint-tmp" in record.getMessage())
+
+    def close(self) -> None:
+        for lg in self._loggers:
+            lg.removeFilter(self)
+        threading.excepthook, sys.unraisablehook = self._hooks
+
+
+def _from_save_machinery(tb) -> bool:
+    """Whether a traceback runs through orbax or asyncio (the save's worker threads)."""
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if "orbax" in name or os.sep + "asyncio" + os.sep in name:
+            return True
+        tb = tb.tb_next
+    return False
 
 
 def shapes_of(tree) -> dict:

@@ -92,7 +92,67 @@ def load_tables(config, task, split: str, per_process: bool):
             landmark_image="landmark_image" in task.FIELDS,
             process_index=jax.process_index(), process_count=jax.process_count(),
             per_process=per_process, data_dir=config.data.get("data_dir") or None)
+    _check_distinct(config, tables)
     return tables
+
+
+def _check_distinct(config, tables) -> None:
+    """Refuses one person's data given for two identities (same folder, same extracted inputs,
+    or the same non-empty identity label)."""
+    names = list(tables)
+    for i, p in enumerate(names):
+        for q in names[i + 1:]:
+            dp, dq = config.data[p], config.data[q]
+            same = (os.path.realpath(dp) == os.path.realpath(dq)
+                    or tfds_faces.fingerprint(dp) == tfds_faces.fingerprint(dq)
+                    or (tables[p].identity and tables[p].identity == tables[q].identity))
+            if same:
+                raise UserError(f"--config.data.{q}={dq}: the same faces as "
+                                f"--config.data.{p}={dp}; this experiment needs two people")
+
+
+def scaled_lr(config, scale: float):
+    """`config` with its learning rate multiplied by `scale` (a copy; the same when 1)."""
+    if scale == 1.0:
+        return config
+    import copy
+    c = copy.deepcopy(config)
+    c.optim.learning_rate = float(c.optim.learning_rate) * scale
+    return c
+
+
+class RollbackState:
+    """How often a run rolled back after a non-finite step, and the learning-rate scale that
+    followed; kept in workdir/rollback.json so a resumed run keeps the reduced rate."""
+
+    FILE = "rollback.json"
+
+    def __init__(self, count: int = 0, lr_scale: float = 1.0, events=()):
+        self.count, self.lr_scale, self.events = count, lr_scale, list(events)
+
+    @classmethod
+    def load(cls, workdir: str) -> "RollbackState":
+        path = os.path.join(workdir, cls.FILE)
+        if not os.path.exists(path):
+            return cls()
+        try:
+            with open(path) as f:
+                d = json.load(f)
+            return cls(int(d["count"]), float(d["lr_scale"]), d.get("events", []))
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise UserError(f"{path}: unreadable ({e}); delete it to train at the configured "
+                            "learning rate")
+
+    def record(self, workdir: str, bad_step: int, to_step: int, factor: float) -> None:
+        self.count += 1
+        self.lr_scale *= factor
+        self.events.append({"non_finite_at": bad_step, "rolled_back_to": to_step,
+                            "lr_scale": self.lr_scale})
+        if jax.process_index() == 0:
+            from facejax.faces.video import atomic_write_bytes
+            atomic_write_bytes(os.path.join(workdir, self.FILE), json.dumps(
+                {"count": self.count, "lr_scale": self.lr_scale, "events": self.events},
+                indent=1).encode())
 
 
 class _Stop:
@@ -164,9 +224,18 @@ def train(config, workdir: str) -> dict:
                 state = dict(state, params=source.restore(abstract)["params"])
                 _say(f"initialised weights from {config.init_from}")
 
-        step_fn = jax.jit(functools.partial(task.train_step, config=config),
-                          in_shardings=(rep, data_sharding, rep), out_shardings=(rep, rep),
-                          donate_argnums=0)
+        rollback = RollbackState.load(workdir)
+
+        def make_step(lr_scale: float):
+            return jax.jit(functools.partial(task.train_step, config=scaled_lr(config, lr_scale)),
+                           in_shardings=(rep, data_sharding, rep), out_shardings=(rep, rep),
+                           donate_argnums=0)
+
+        step_fn = make_step(rollback.lr_scale)
+        if config.get("rollback") and ckpt.latest_step() is None:
+            ckpt.save(int(state["step"]), state)  # something good to roll back to
+        if rollback.lr_scale != 1.0:
+            _say(f"learning rate x{rollback.lr_scale:g} after {rollback.count} rollback(s)")
         eval_fn = jax.jit(functools.partial(task.evaluate, config=config))
         preview_fn = jax.jit(functools.partial(task.preview, config=config))
 
@@ -200,10 +269,26 @@ def train(config, workdir: str) -> dict:
                 m = jax.device_get(m)
                 step += 1
                 if not m.pop("finite"):
-                    raise Diverged(f"non-finite loss or gradient at step {step} "
-                                   f"(loss {m.get('loss')}); the last checkpoint is kept")
+                    last = ckpt.latest_step()
+                    if rollback.count >= config.get("rollback", 0) or last is None:
+                        why = ("" if not config.get("rollback") else
+                               "; no checkpoint to roll back to" if last is None else
+                               f"; {rollback.count} rollback(s) used")
+                        raise Diverged(f"non-finite loss or gradient at step {step} "
+                                       f"(loss {m.get('loss')}){why}; the last checkpoint "
+                                       "is kept")
+                    rollback.record(workdir, step, last, config.get("rollback_lr_factor", 0.5))
+                    _say(f"non-finite loss or gradient at step {step}: rolled back to step "
+                         f"{last}, learning rate x{rollback.lr_scale:g} "
+                         f"(rollback {rollback.count} of {config.rollback})")
+                    state = ckpt.restore(abstract)
+                    step = int(state["step"])
+                    step_fn = make_step(rollback.lr_scale)
+                    prefetch.close()
+                    prefetch = pipeline.Prefetcher(batches, step, num_steps)
+                    continue
                 metrics = {k: float(v) for k, v in m.items()}
-                if step == start + 1:
+                if step == start + 1 and not rollback.count:
                     compile_s = time.monotonic() - t_start
                     _say(f"first step (with compilation) took {compile_s:.1f} s")
                     t_log, step_log = time.monotonic(), step

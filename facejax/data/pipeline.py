@@ -60,6 +60,10 @@ def load_table(extraction_dir: str, split: str, size: int, *, landmark_image: bo
     import tensorflow_datasets as tfds
 
     builder = tfds_faces.builder(extraction_dir, data_dir)
+    if builder.size < size:
+        raise UserError(f"{extraction_dir}: faces were extracted at {builder.size} px, smaller "
+                        f"than the {size} px this experiment loads (--config.data.load_size); "
+                        f"extract again with --size={size} or more")
     if split not in builder.info.splits or builder.info.splits[split].num_examples == 0:
         raise UserError(f"{extraction_dir}: split '{split}' holds no faces")
     read = split
@@ -82,7 +86,12 @@ def load_table(extraction_dir: str, split: str, size: int, *, landmark_image: bo
         return out
 
     ds = ds.map(resize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(256)
-    parts = list(tfds.as_numpy(ds))
+    try:
+        parts = list(tfds.as_numpy(ds))
+    except tf.errors.OpError as e:  # a missing, truncated or corrupt shard
+        msg = " ".join(str(e.message).split())[:300]
+        raise UserError(f"{extraction_dir}: the prepared dataset at {builder.data_dir} is "
+                        f"unreadable ({msg}); delete that folder to rebuild it")
     if not parts:
         raise UserError(f"{extraction_dir}: split '{read}' holds no faces for process "
                         f"{process_index}")

@@ -19,7 +19,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from facejax.data import extract as extract_lib
-from facejax.errors import UserError
+from facejax.errors import RunError, UserError
 from facejax.faces import align, masks, video
 
 VAL_FRACTION = 0.1
@@ -169,6 +169,13 @@ def builder(extraction_dir: str, data_dir: str | None = None) -> FacejaxFaces:
         data_dir = os.path.join(extraction_dir, "tfds", fingerprint(extraction_dir))
     tfds.disable_progress_bar()
     b = FacejaxFaces(extraction_dir=extraction_dir, data_dir=data_dir)
-    b.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+    try:
+        b.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+    except UserError:
+        raise
+    except Exception as e:  # disk full, unwritable data_dir, ... (TF, OS and TFDS errors)
+        msg = " ".join(str(e).split())[:300]
+        raise RunError(f"{extraction_dir}: preparing the dataset in {data_dir} failed ({msg}); "
+                       "nothing half-written is kept (TFDS writes to a temporary folder)")
     return b
