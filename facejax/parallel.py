@@ -11,11 +11,12 @@ DATA = "data"
 
 
 def initialize(coordinator: str = "", num_processes: int = 0, process_id: int = -1,
-               cpu_collectives: str = "gloo") -> None:
+               cpu_collectives: str = "gloo", heartbeat_timeout: int = 60) -> None:
     """Starts jax.distributed. Explicit arguments win; otherwise JAX reads the cluster
     environment (SLURM, Cloud TPU, Kubernetes, ...) or FACEJAX_COORDINATOR etc.
 
-    Must run before anything touches a device.
+    Must run before anything touches a device. A process whose heartbeats stop for
+    `heartbeat_timeout` seconds is taken as lost, and the others stop (see facejax/supervise.py).
     """
     coordinator = coordinator or os.environ.get("FACEJAX_COORDINATOR", "")
     num_processes = num_processes or int(os.environ.get("FACEJAX_NUM_PROCESSES", "0"))
@@ -23,9 +24,9 @@ def initialize(coordinator: str = "", num_processes: int = 0, process_id: int = 
         process_id = int(os.environ.get("FACEJAX_PROCESS_ID", "-1"))
     if cpu_collectives:
         jax.config.update("jax_cpu_collectives_implementation", cpu_collectives)
-    kwargs = {}
+    kwargs = {"heartbeat_timeout_seconds": heartbeat_timeout}
     if coordinator:
-        kwargs = dict(coordinator_address=coordinator, num_processes=num_processes,
+        kwargs.update(coordinator_address=coordinator, num_processes=num_processes,
                       process_id=process_id)
     jax.distributed.initialize(**kwargs)
 

@@ -27,15 +27,23 @@ flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize (multi-
 flags.DEFINE_string("coordinator", "", "host:port of process 0 (with --distributed).")
 flags.DEFINE_integer("num_processes", 0, "Number of processes (with --distributed).")
 flags.DEFINE_integer("process_id", -1, "This process's index (with --distributed).")
+flags.DEFINE_integer("heartbeat_timeout", 60, "Seconds without a peer's heartbeat before the "
+                     "other processes stop (with --distributed).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
     if len(argv) > 1:
         raise UserError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from facejax import supervise
+    if FLAGS.distributed and not supervise.supervised():
+        # A lost peer ends the job natively (no Python exception): the supervisor turns that
+        # into one line and exit status 4. (Before JAX is imported here.)
+        return supervise.run(sys.argv)
     from facejax import parallel
     if FLAGS.distributed:
-        parallel.initialize(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
+        parallel.initialize(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id,
+                            heartbeat_timeout=FLAGS.heartbeat_timeout)
     from facejax import train as train_lib
     logging.set_verbosity(logging.WARNING)
     metrics = train_lib.train(FLAGS.config, FLAGS.workdir)  # Diverged: exit 3 (facejax.cli)
