@@ -119,9 +119,13 @@ def test_resume_after_sigterm_is_exact(grid_faces, uninterrupted, tmp_path):
     for line in proc.stdout:
         if line.startswith("step 3/"):
             proc.send_signal(signal.SIGTERM)
+            t0 = time.monotonic()
             break
     out = proc.communicate(timeout=120)[0]
+    waited = time.monotonic() - t0
+    print(f"SIGTERM to exit (checkpoint saved): {waited:.2f} s")
     assert proc.returncode == 0, out[-3000:]
+    assert waited < 30  # one step and one checkpoint, not a hang
     stopped = checkpoint.Checkpointer(wd, read_only=True).latest_step()
     assert 3 <= stopped < 8 and "stopped at step" in out
     subprocess.run(_train_cmd(grid_faces, wd), cwd=ROOT, env=_env(), check=True,

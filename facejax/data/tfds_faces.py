@@ -25,6 +25,21 @@ from facejax.faces import align, masks, video
 VAL_FRACTION = 0.1
 
 
+def _checked_record(line: str, where: str) -> dict:
+    """One alignments.jsonl line, checked: the fields later code builds paths and arrays from."""
+    try:
+        rec = json.loads(line)
+        frame = rec["frame"]
+        if not isinstance(frame, int) or isinstance(frame, bool) or frame < 0:
+            raise ValueError(f"frame {frame!r} is not a frame number")
+        for field, shape in (("affine", (2, 3)), ("landmarks", (68, 2))):
+            if np.asarray(rec[field], np.float64).shape != shape:
+                raise ValueError(f"{field} is not {shape[0]}x{shape[1]} numbers")
+    except (ValueError, KeyError, TypeError, AttributeError) as e:
+        raise UserError(f"{where}: not a valid face record ({type(e).__name__}: {e})"[:300])
+    return rec
+
+
 def read_records(extraction_dir: str) -> tuple[int, list[dict]]:
     """Returns (crop size, records of every finished input), checking the directory.
 
@@ -43,8 +58,8 @@ def read_records(extraction_dir: str) -> tuple[int, list[dict]]:
         if not os.path.isfile(path):
             raise UserError(f"{path}: missing; the extraction of {key} is incomplete")
         with open(path) as f:
-            for line in f:
-                rec = json.loads(line)
+            for n, line in enumerate(f, 1):
+                rec = _checked_record(line, f"{path}:{n}")
                 rec["key"] = key
                 records.append(rec)
     if not records:

@@ -18,8 +18,9 @@ from facejax.errors import UserError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".mpg", ".mpeg", ".webm", ".m4v", ".wmv")
-# Decoding a frame bigger than this is refused rather than risking memory exhaustion.
-MAX_PIXELS = 100_000_000
+# Frames bigger than this are refused rather than risking memory exhaustion: 250 MP (e.g.
+# 15800x15800) is about 750 MB as RGB; a 12000x12000 photo (144 MP) is fine.
+MAX_PIXELS = 250_000_000
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
