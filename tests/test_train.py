@@ -225,3 +225,31 @@ def test_samples_are_found_and_checked(tmp_path):
     (tmp_path / "liveportrait" / "driving_d6.mp4").write_bytes(b"tampered")
     with pytest.raises(Exception, match="sha256"):
         samples.obtain(str(tmp_path), str(tmp_path / "dl"))
+
+
+def test_no_recompilation_after_the_first_step(grid_faces, tiny_ae_run, tmp_path):
+    """XLA compilations of a run do not grow with its length: a 2-step and an 8-step run
+    (after the warm-up run of the tiny_ae_run fixture in this process) compile exactly as
+    often. The train step itself is
+    compiled ahead of time, so it cannot recompile at all."""
+    from jax import monitoring
+    compiles = []
+
+    def listener(event, duration, **kw):
+        if event == "/jax/core/compile/backend_compile_duration":
+            compiles.append(duration)
+
+    monitoring.register_event_duration_secs_listener(listener)
+    try:
+        counts = []
+        for steps in (2, 8):
+            c = tiny(grid_faces)
+            c.num_steps, c.checkpoint_every, c.log_every = steps, 2, 1
+            c.eval_every = c.preview_every = 2
+            before = len(compiles)
+            train.train(c, str(tmp_path / f"run{len(counts)}"))
+            counts.append(len(compiles) - before)
+    finally:
+        monitoring.unregister_event_duration_listener(listener)
+    print(f"XLA compilations per run (2 and 8 steps): {counts}")
+    assert counts[0] == counts[1]

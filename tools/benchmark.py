@@ -11,7 +11,8 @@ convert: frames/s swapping faces in the first 300 frames of a clip (default driv
 480×480) with the 64 px autoencoder: detect/track, landmarks, align, model, paste.
 train: median step time on random data, images/s, compile seconds, GFLOP per step from XLA's
 cost analysis, achieved GFLOP/s, and that as a fraction of a 2048² fp32 matmul peak measured in
-the same run (alternating matmul and step timings so machine noise hits both alike).
+the same run (alternating matmul and step timings so machine noise hits both alike); the input
+pipeline's images/s and its ratio to what the step consumes; peak RSS.
 """
 
 import json
@@ -105,6 +106,32 @@ def bench_convert():
             "frames_per_s": round(counts["frames"] / seconds, 1)}
 
 
+def pipeline_images_per_s(config, task, sharding, n: int = 1024, steps: int = 40) -> float:
+    """Images/s of the training input path (index sampling, gather of the in-memory table,
+    transfer to the devices) on a table of n random crops at the config's load size.
+    Augmentation runs on the device inside the train step, so it is in the step time."""
+    import jax
+    import numpy as np
+    from facejax.data import pipeline
+    rng = np.random.default_rng(1)
+    s = config.data.load_size
+
+    def table():
+        return pipeline.FaceTable(
+            rng.integers(0, 256, (n, s, s, 3), np.uint8), rng.integers(0, 256, (n, s, s), np.uint8),
+            rng.integers(0, 256, (n, s, s, 4), np.uint8),
+            rng.uniform(0, s, (n, 68, 2)).astype(np.float32),
+            rng.integers(0, 256, (n, s, s, 3), np.uint8), np.arange(n), "x")
+
+    batches = pipeline.FaceBatches({name: table() for name in task.IDENTITIES},
+                                   config.batch_size, 0, task.FIELDS)
+    jax.block_until_ready(pipeline.to_global(batches(0), sharding))
+    t = time.perf_counter()
+    for step in range(1, steps + 1):
+        jax.block_until_ready(pipeline.to_global(batches(step), sharding))
+    return steps * config.batch_size * len(task.IDENTITIES) / (time.perf_counter() - t)
+
+
 def bench_train():
     import functools
 
@@ -146,6 +173,7 @@ def bench_train():
     step_s = statistics.median(times)
     images = config.batch_size * len(task.IDENTITIES)
     peak = statistics.median(peaks)
+    pipe = pipeline_images_per_s(config, task, ds)
     import resource
     return {"benchmark": "train", "task": config.task, "size": config.model.size,
             "batch_per_identity": config.batch_size, "devices": jax.device_count(),
@@ -154,6 +182,8 @@ def bench_train():
             "gflop_per_step": round(gflop, 1), "achieved_gflop_per_s": round(gflop / step_s, 1),
             "matmul_peak_gflop_per_s": round(peak, 1),
             "fraction_of_peak": round(gflop / step_s / peak, 3),
+            "pipeline_images_per_s": round(pipe, 1),
+            "pipeline_over_step": round(pipe / (images / step_s), 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
 
 
