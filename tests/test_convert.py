@@ -163,3 +163,19 @@ def test_cyclegan_swaps_through_g_ba(grid_faces, tmp_path):
                                   convert.ConvertOptions(batch=4), limit=6)
     assert counts["faces_swapped"] == 6
     assert all(np.abs(f.astype(int) - o.astype(int)).max() > 0 for f, o in zip(frames, outs))
+
+    # Evaluation works for CycleGAN too; its reconstruction is the cycle G_ba(G_ab(x)).
+    import jax
+    from facejax import evaluate
+    m = evaluate.evaluate(wd, f"{GRID}/GRID_bbaf2n.mpg", f"{GRID}/GRID_brbk7n.mpg",
+                          str(tmp_path / "eval"), opts=evaluate.EvalOptions(max_frames=3,
+                                                                            samples=2),
+                          verbose=False)
+    assert m["task"] == c.task and m["a2b"]["faces"] == 3 and m["b2a"]["faces"] == 3
+    assert 0 < m["a2b"]["reconstruction"]["ssim_mean"] < 1
+    config, task, state, size, _ = convert.load_swapper(wd)
+    x = jax.random.uniform(jax.random.key(3), (2, size, size, 3))
+    for ident, there, back in (("a", "a2b", "b2a"), ("b", "b2a", "a2b")):
+        np.testing.assert_allclose(
+            task.reconstruct(state, x, ident, config),
+            task.swap(state, task.swap(state, x, there, config), back, config), atol=1e-5)
