@@ -32,7 +32,7 @@ def tiny(grid_faces, **kw):
     return c
 
 
-def test_nan_rolls_back_and_continues_at_a_lower_learning_rate(grid_faces, tmp_path):
+def test_nan_rolls_back_and_continues_at_a_lower_learning_rate(grid_faces, tmp_path, capsys):
     """A learning rate of 1e30 makes step 2 non-finite (a real overflow, not a mock). With
     rollback on, the run reloads its last good checkpoint (the initial state, saved because
     rollback is on) and goes on at lr x factor: the result equals a clean run at that rate."""
@@ -57,17 +57,18 @@ def test_nan_rolls_back_and_continues_at_a_lower_learning_rate(grid_faces, tmp_p
     train.train(clean, str(tmp_path / "clean"))
     assert_same_params(params_of(wd), params_of(str(tmp_path / "clean")), atol=0)
 
-    # Resuming keeps the reduced rate; with no rollback left a new divergence stops the run.
-    c.num_steps = 5
-    c.rollback = 1
-    c.optim.learning_rate = 1e30  # as configured; the scale 1e-34 still applies
-    assert train.train(c, wd)["step"] == 5
-    bad = tiny(grid_faces, num_steps=6, rollback=1)
-    bad.optim.learning_rate = float("inf")
-    bad.rollback_lr_factor = 1.0  # does not help: the rollback is used up, then it stops
-    with pytest.raises(train.Diverged, match="non-finite loss or gradient at step 6.*1 "
+    # Resuming keeps the reduced rate (it says so), and with the rollbacks used up a new
+    # divergence stops the run: an infinite rate is still infinite after x1e-34.
+    c.num_steps, c.rollback = 6, 1
+    c.optim.learning_rate = float("inf")
+    capsys.readouterr()
+    with pytest.raises(train.Diverged, match="non-finite loss or gradient at step 5.*1 "
                                              "rollback"):
-        train.train(bad, wd)
+        train.train(c, wd)
+    assert "learning rate x1e-34 after 1 rollback(s)" in capsys.readouterr().out
+    ck = checkpoint.Checkpointer(wd, read_only=True)
+    assert ck.latest_step() == 4
+    ck.close()
 
 
 def _small_state():
