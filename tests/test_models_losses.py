@@ -48,18 +48,26 @@ def test_128px_needs_no_new_code():
 
 @pytest.mark.parametrize("shape, k", [((2, 16, 16, 3), 5), ((1, 9, 8, 4), 5), ((2, 8, 8, 6), 4),
                                       ((1, 4, 4, 8), 3)])
-def test_space_to_depth_conv_equals_strided_conv_in_value_and_gradient(shape, k):
+@pytest.mark.parametrize("impl", ["s2d", "im2col"])
+def test_space_to_depth_conv_equals_strided_conv_in_value_and_gradient(shape, k, impl):
     x = jax.random.normal(jax.random.key(0), shape)
     w = jax.random.normal(jax.random.key(1), (k, k, shape[-1], 5))
     pad = (layers.same_padding(shape[1], k, 2), layers.same_padding(shape[2], k, 2))
     ref = lambda x, w: jax.lax.conv_general_dilated(x, w, (2, 2), pad,
                                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    s2d = lambda x, w: layers.conv_s2d(x, w, pad)
-    np.testing.assert_allclose(s2d(x, w), ref(x, w), atol=1e-4, rtol=1e-4)
+    fn = {"s2d": lambda x, w: layers.conv_s2d(x, w, pad),
+          "im2col": lambda x, w: layers.conv_im2col(x, w, pad)}[impl]
+    np.testing.assert_allclose(fn(x, w), ref(x, w), atol=1e-4, rtol=1e-4)
     g_ref = jax.grad(lambda x, w: (ref(x, w) ** 2).sum(), (0, 1))(x, w)
-    g_s2d = jax.jit(jax.grad(lambda x, w: (s2d(x, w) ** 2).sum(), (0, 1)))(x, w)
-    for a, b in zip(g_s2d, g_ref):
+    g_fn = jax.jit(jax.grad(lambda x, w: (fn(x, w) ** 2).sum(), (0, 1)))(x, w)
+    for a, b in zip(g_fn, g_ref):
         np.testing.assert_allclose(a, b, atol=1e-3, rtol=1e-4)
+    # PyTorch-style symmetric padding (pix2pix, CycleGAN: k 4, padding 1) as well.
+    np.testing.assert_allclose(layers.conv_im2col(x, w, ((1, 1), (1, 1))),
+                               jax.lax.conv_general_dilated(
+                                   x, w, (2, 2), ((1, 1), (1, 1)),
+                                   dimension_numbers=("NHWC", "HWIO", "NHWC")),
+                               atol=1e-4, rtol=1e-4)
 
 
 def test_pixel_shuffle_is_depth_to_space_and_inverts():
