@@ -113,6 +113,7 @@ def test_random_sigkills_never_lose_more_than_the_last_checkpoint(grid_faces, tm
     assert_same_params(params_of(wd), params_of(straight), atol=0)
 
 
+@pytest.mark.slow  # about 60 s: two processes started twice
 def test_a_killed_peer_stops_the_other_process_with_one_line(grid_faces, tmp_path):
     """Two processes on 127.0.0.1: SIGKILL one; the other exits within a bounded time with one
     error line (status 4) instead of hanging; restarting both resumes from the checkpoint."""
