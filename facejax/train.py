@@ -323,7 +323,8 @@ def train(config, workdir: str) -> dict:
                     writer.images(step, jax.device_get(preview_fn(state, preview_batch)))
                 if step % config.checkpoint_every == 0 and step < num_steps:
                     ckpt.save(step, state)
-            ckpt.save(step, state)
+            if ckpt.latest_step() != step:  # a stop request can land right after a save
+                ckpt.save(step, state)
             if step < num_steps:
                 _say(f"stopped at step {step} on request; checkpoint saved")
         finally:

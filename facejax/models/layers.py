@@ -93,15 +93,16 @@ def compute_dtype(model_config):
     return jnp.bfloat16 if model_config.get("compute_dtype", "float32") == "bfloat16" else None
 
 
-def default_conv_impl(kernel_size: int = 4) -> str:
+def default_conv_impl(kernel_size: int = 4, in_channels: int = 64) -> str:
     """The faster stride-2 formulation for the default backend, as measured (tools/benchmark.py
     train, 2-core CPU, 2026-11-24): on CPU the deepfakes encoder's 5×5 convolutions (small maps,
     many channels) run 3.2× faster as one matrix product (im2col: step 4162 -> 2800 ms), while
     the 4×4 ones of pix2pix and CycleGAN (large maps, few channels) run 2× slower that way and
-    stay with space-to-depth. Other backends use XLA's own convolution."""
+    stay with space-to-depth, as do inputs of few channels (a skinny product over k·k slices;
+    compiling the slices also costs more). Other backends use XLA's own convolution."""
     if jax.default_backend() != "cpu":
         return "xla"
-    return "im2col" if kernel_size >= 5 else "s2d"
+    return "im2col" if kernel_size >= 5 and in_channels >= 64 else "s2d"
 
 
 class StridedConv(nn.Module):
@@ -124,7 +125,7 @@ class StridedConv(nn.Module):
             padding = (same_padding(x.shape[1], k, 2), same_padding(x.shape[2], k, 2))
         else:
             padding = ((self.padding, self.padding), (self.padding, self.padding))
-        impl = default_conv_impl(k) if self.impl == "auto" else self.impl
+        impl = default_conv_impl(k, x.shape[-1]) if self.impl == "auto" else self.impl
         if impl == "s2d":
             y = conv_s2d(x, kernel, padding)
         elif impl == "im2col":
