@@ -188,7 +188,7 @@ class Evaluator:
         config, task, state, self.size, self.coverage = convert.load_swapper(workdir)
         if not hasattr(task, "reconstruct"):
             raise UserError(f"--model {workdir}: a {config.task} run has no reconstruction")
-        self.config, self.task = config, task
+        self.config, self.task, self.step = config, task, int(state["step"])
         swap = jax.jit(lambda s, x, d: task.swap(s, x.astype(np.float32) / 255., d, config),
                        static_argnums=2)
         rec = jax.jit(lambda s, x, i: task.reconstruct(s, x.astype(np.float32) / 255., i,
@@ -353,7 +353,7 @@ def evaluate(workdir: str, a: str, b: str, output: str, distractors=(),
             raise UserError(f"--distractors {d}: no face found")
     metrics = {
         "model": os.path.abspath(workdir), "task": ev.config.task,
-        "step": _latest_step(workdir),
+        "step": ev.step,
         "inputs": {"a": os.path.abspath(a), "b": os.path.abspath(b)},
         "reference_sets": {n: int(len(s)) for n, s in sets.items()},
         "options": dataclasses.asdict(opts),
@@ -379,15 +379,6 @@ def evaluate(workdir: str, a: str, b: str, output: str, distractors=(),
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return metrics
-
-
-def _latest_step(workdir: str):
-    from facejax import checkpoint as ckpt_lib
-    ck = ckpt_lib.Checkpointer(workdir, read_only=True)
-    try:
-        return ck.latest_step()
-    finally:
-        ck.close()
 
 
 def summary(metrics: dict) -> dict:
