@@ -104,17 +104,36 @@ def test_discriminator_sees_the_concatenated_pair(grid_faces):
     assert float(jnp.abs(out1 - out2).mean()) > 1e-4
 
 
-@pytest.mark.parametrize("shape", [(2, 4, 4, 3), (1, 5, 7, 8)])
-def test_subpixel_transposed_conv_equals_xla(shape):
+@pytest.mark.parametrize("impl", ["subpixel", "taps"])
+@pytest.mark.parametrize("shape, out", [((2, 4, 4, 3), 5), ((1, 5, 7, 8), 5), ((1, 2, 3, 16), 8)])
+def test_transposed_conv_reformulations_equal_xla(impl, shape, out):
+    """Value and both gradients equal XLA's transposed convolution; (1, 2, 3, 16) -> 8 takes
+    the tap form's wide-kernel branch (input broadcast over taps), the others its plain one."""
+    fn = {"subpixel": layers.conv_transpose_subpixel, "taps": layers.conv_transpose_taps}[impl]
     x = jax.random.normal(jax.random.key(0), shape)
-    k = jax.random.normal(jax.random.key(1), (4, 4, shape[-1], 5))
+    k = jax.random.normal(jax.random.key(1), (4, 4, shape[-1], out))
     ref = lambda x, k: jax.lax.conv_transpose(x, k, (2, 2), "SAME",
                                               dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    np.testing.assert_allclose(layers.conv_transpose_subpixel(x, k), ref(x, k), atol=1e-4)
-    g1 = jax.grad(lambda x, k: (layers.conv_transpose_subpixel(x, k) ** 2).sum(), (0, 1))(x, k)
-    g2 = jax.grad(lambda x, k: (ref(x, k) ** 2).sum(), (0, 1))(x, k)
+    np.testing.assert_allclose(fn(x, k), ref(x, k), atol=1e-4)
+    cot = jax.random.normal(jax.random.key(2), ref(x, k).shape)
+    g1 = jax.grad(lambda x, k: (fn(x, k) * cot).sum(), (0, 1))(x, k)
+    g2 = jax.grad(lambda x, k: (ref(x, k) * cot).sum(), (0, 1))(x, k)
     for a, b in zip(g1, g2):
         np.testing.assert_allclose(a, b, atol=1e-3, rtol=1e-4)
+
+
+def test_auto_picks_the_measured_formulation_per_layer_shape():
+    """On CPU, the U-Net 256's inner levels (wide kernels, small maps) take the matrix-product
+    forms, its outer ones the convolution forms; few-channel inputs keep the latter."""
+    assert jax.default_backend() == "cpu"
+    assert layers.default_conv_impl(4, 512, out_pixels=16 * 16) == "im2col"
+    assert layers.default_conv_impl(4, 64, out_pixels=64 * 64) == "s2d"
+    assert layers.default_conv_impl(4, 8, out_pixels=4) == "s2d"
+    assert layers.default_conv_impl(5, 128, out_pixels=16 * 16 * 16) == "im2col"
+    assert layers.default_up_impl(1024, 16 * 16, 256) == "taps"
+    assert layers.default_up_impl(512, 32 * 32, 128) == "subpixel"
+    assert layers.default_up_impl(128, 128 * 128, 3) == "taps"
+    assert layers.default_up_impl(32, 4 * 4, 32) == "subpixel"
 
 
 def test_inference_uses_running_statistics(grid_faces):

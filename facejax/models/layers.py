@@ -1,9 +1,16 @@
 """Building blocks shared by the model families.
 
-`StridedConv` is a stride-2 convolution with the parameters of `nn.Conv`, computed either by XLA
-directly ("xla") or as a stride-1 convolution over a space-to-depth view ("s2d"). The two are
-equal in value and gradient (tested); "s2d" avoids XLA:CPU's slow input gradient of strided
-convolutions on small maps, so it is the default on CPU.
+`StridedConv` is a stride-2 convolution with the parameters of `nn.Conv`; `UpConv` a stride-2
+transposed convolution. Each can be computed several ways that are equal in value and gradient
+(tested) but run at very different speeds on XLA:CPU:
+
+- strided: XLA directly ("xla"), stride 1 over a space-to-depth view ("s2d"), or one matrix
+  product over the k·k strided views ("im2col");
+- transposed: XLA directly ("xla"), a 3×3 convolution to 4 phases + pixel shuffle ("subpixel",
+  2.25× the multiply-adds), or one matrix product per kernel tap + overlap-add ("taps").
+
+"auto" picks per layer shape on CPU from measurements (`default_conv_impl`, `default_up_impl`;
+figures in the issue 7 notes) and XLA's own convolution on other backends.
 """
 
 from __future__ import annotations
@@ -93,16 +100,33 @@ def compute_dtype(model_config):
     return jnp.bfloat16 if model_config.get("compute_dtype", "float32") == "bfloat16" else None
 
 
-def default_conv_impl(kernel_size: int = 4, in_channels: int = 64) -> str:
-    """The faster stride-2 formulation for the default backend, as measured (tools/benchmark.py
-    train, 2-core CPU, 2026-11-24): on CPU the deepfakes encoder's 5×5 convolutions (small maps,
-    many channels) run 3.2× faster as one matrix product (im2col: step 4162 -> 2800 ms), while
-    the 4×4 ones of pix2pix and CycleGAN (large maps, few channels) run 2× slower that way and
-    stay with space-to-depth, as do inputs of few channels (a skinny product over k·k slices;
-    compiling the slices also costs more). Other backends use XLA's own convolution."""
+def default_conv_impl(kernel_size: int = 4, in_channels: int = 64, out_pixels: int = 1 << 30) -> str:
+    """The faster stride-2 formulation for the default backend, as measured (lone layer, value
+    and both gradients, 2-core CPU, 2026-11-24). On CPU one matrix product (im2col) wins where
+    the weights outweigh the map: the deepfakes encoder's 5×5 convolutions (step 4162 -> 2800
+    ms) and every 4×4 one with an output map of at most 16×16 (pix2pix 32 -> 16 px, 512
+    channels: 20 against 42 ms for space-to-depth; 4 -> 2 px: 3.1 against 20.6 ms). Large maps
+    of few channels (pix2pix 256 -> 64 px) run up to 2× slower that way and stay with
+    space-to-depth, as do inputs of fewer than 64 channels (a skinny product over k·k slices,
+    slower to compile). Other backends use XLA's own convolution."""
     if jax.default_backend() != "cpu":
         return "xla"
-    return "im2col" if kernel_size >= 5 and in_channels >= 64 else "s2d"
+    if in_channels >= 64 and (kernel_size >= 5 or out_pixels <= 256):
+        return "im2col"
+    return "s2d"
+
+
+def default_up_impl(in_channels: int = 64, in_pixels: int = 1 << 30, features: int = 64) -> str:
+    """The faster stride-2 transposed formulation for the default backend (measured as above).
+    On CPU: per-tap matrix products ("taps") for input maps of at most 16×16 or few output
+    channels (pix2pix 8 -> 16 px, 1024 -> 512 channels: 53 against 324 ms for subpixel, 752 for
+    XLA's), the subpixel convolution for larger maps (32 -> 64 px, 512 -> 128: 108 against 121
+    ms). Inputs of fewer than 64 channels (test configs) keep the subpixel form."""
+    if jax.default_backend() != "cpu":
+        return "xla"
+    if in_channels >= 64 and (in_pixels <= 256 or features <= 8):
+        return "taps"
+    return "subpixel"
 
 
 class StridedConv(nn.Module):
@@ -125,7 +149,12 @@ class StridedConv(nn.Module):
             padding = (same_padding(x.shape[1], k, 2), same_padding(x.shape[2], k, 2))
         else:
             padding = ((self.padding, self.padding), (self.padding, self.padding))
-        impl = default_conv_impl(k, x.shape[-1]) if self.impl == "auto" else self.impl
+        if self.impl == "auto":
+            out_pixels = math.prod((n + sum(p) - k) // 2 + 1
+                                   for n, p in zip(x.shape[1:3], padding))
+            impl = default_conv_impl(k, x.shape[-1], out_pixels)
+        else:
+            impl = self.impl
         if impl == "s2d":
             y = conv_s2d(x, kernel, padding)
         elif impl == "im2col":
@@ -183,8 +212,64 @@ def conv_transpose_subpixel(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return pixel_shuffle(y, 2)
 
 
+# For a 4×4 stride-2 'SAME' transposed convolution, output row 2m + r gathers kernel row t of
+# input row m + d for each (t, d) in _TAP_PHASES[r] (XLA pads the dilated input by 2 below).
+_TAP_PHASES = (((0, -1), (2, 0)), ((1, 0), (3, 1)))
+
+
+def _shifted(a: jax.Array, d: int, axis: int) -> jax.Array:
+    """a[m + d] along `axis`, zero outside (d in -1, 0, 1)."""
+    if d == 0:
+        return a
+    pad = [(0, 0)] * a.ndim
+    pad[axis] = (1, 0) if d < 0 else (0, 1)
+    index = [slice(None)] * a.ndim
+    index[axis] = slice(0, -1) if d < 0 else slice(1, None)
+    return jnp.pad(a, pad)[tuple(index)]
+
+
+def conv_transpose_taps(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """4×4 stride-2 'SAME' transposed convolution as 16 matrix products + overlap-add.
+
+    Every kernel tap t multiplies the whole input map ([N·H·W, C] @ [C, O], the kernel used as
+    stored), and each output phase adds the 4 tap products that land on it, shifted by at most
+    one pixel. Exact multiply-adds (the subpixel form does 2.25×) and no reshuffled copy of the
+    kernel, which is what dominates on small maps with wide kernels (the U-Net's inner levels).
+
+    Args:
+      x: [B, H, W, C]; kernel: [4, 4, C, O].
+    Returns:
+      [B, 2H, 2W, O], equal to lax.conv_transpose(x, kernel, (2, 2), "SAME").
+    """
+    if kernel.shape[:2] != (4, 4):
+        raise ValueError(f"tap transposed convolution needs a 4×4 kernel, got {kernel.shape}")
+    n, h, w, c = x.shape
+    o = kernel.shape[3]
+    if 16 * x.size <= kernel.size:
+        # Wide kernel, small map: batched over taps with the input broadcast, so the kernel
+        # gradient comes out in the stored [t, c, o] layout; transposed, the optimizer's
+        # elementwise passes would read it with a stride (measured 2.5× slower there).
+        xs = jnp.broadcast_to(x.reshape(1, n * h * w, c), (16, n * h * w, c))
+        cols = jnp.einsum("tpc,tco->tpo", xs, kernel.reshape(16, c, o))
+    else:
+        # Large map, small kernel (the U-Net's last layer): one product; broadcasting the map
+        # 16× costs more than any kernel transposition.
+        cols = jnp.einsum("pc,tco->tpo", x.reshape(n * h * w, c), kernel.reshape(16, c, o))
+    cols = cols.reshape(4, 4, n, h, w, o)
+    phases = []
+    for ry in range(2):
+        row = []
+        for rx in range(2):
+            terms = [_shifted(_shifted(cols[ty, tx], dy, 1), dx, 2)
+                     for ty, dy in _TAP_PHASES[ry] for tx, dx in _TAP_PHASES[rx]]
+            row.append(sum(terms[1:], terms[0]))
+        phases.append(jnp.stack(row, axis=3))      # [B, H, W, 2 (rx), O]
+    return jnp.stack(phases, axis=2).reshape(n, 2 * h, 2 * w, o)
+
+
 class UpConv(nn.Module):
-    """Stride-2 transposed convolution that doubles H and W. impl: "xla", "subpixel" or "auto".
+    """Stride-2 transposed convolution that doubles H and W. impl: "xla", "subpixel", "taps" or
+    "auto".
 
     kernel_size 4: 'SAME' padding (pix2pix). kernel_size 3: PyTorch's ConvTranspose2d(k=3, s=2,
     padding=1, output_padding=1) (CycleGAN), computed as the 4×4 case with the kernel flipped
@@ -207,10 +292,12 @@ class UpConv(nn.Module):
             kernel = jnp.pad(kernel[::-1, ::-1], ((1, 0), (1, 0), (0, 0), (0, 0)))
         dtype = self.dtype or x.dtype
         x, kernel = x.astype(dtype), kernel.astype(dtype)
-        impl = ("subpixel" if jax.default_backend() == "cpu" else "xla") if self.impl == "auto" \
-            else self.impl
+        impl = default_up_impl(x.shape[-1], x.shape[1] * x.shape[2], self.features) \
+            if self.impl == "auto" else self.impl
         if impl == "subpixel":
             y = conv_transpose_subpixel(x, kernel)
+        elif impl == "taps":
+            y = conv_transpose_taps(x, kernel)
         else:
             y = jax.lax.conv_transpose(x, kernel, (2, 2), "SAME",
                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))

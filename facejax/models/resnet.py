@@ -48,7 +48,7 @@ class ResnetGenerator(nn.Module):
             h = nn.relu(norm()(conv(width, 3)(reflect(x, 1))))
             h = norm()(conv(width, 3)(reflect(h, 1)))
             x = x + h
-        up_impl = {"s2d": "subpixel"}.get(self.conv_impl, self.conv_impl)
+        up_impl = {"s2d": "subpixel", "im2col": "taps"}.get(self.conv_impl, self.conv_impl)
         for mult in (2, 1):
             x = UpConv(self.base * mult, use_bias=bias, impl=up_impl, dtype=self.dtype,
                        kernel_size=3)(x)

@@ -51,7 +51,7 @@ class UNet(nn.Module):
             x = nn.leaky_relu(x, 0.2)
             skips.append(x)
         skips.pop()  # the bottleneck itself
-        up_impl = {"s2d": "subpixel"}.get(self.conv_impl, self.conv_impl)
+        up_impl = {"s2d": "subpixel", "im2col": "taps"}.get(self.conv_impl, self.conv_impl)
         for i, w in enumerate(reversed(widths[:-1])):
             x = UpConv(w, use_bias=False, impl=up_impl, dtype=self.dtype)(x)
             x = norm()(x)

@@ -64,7 +64,7 @@ def train_step(state: dict, batch: dict, rng: jax.Array, config):
     updates, opt = common.adam(config).update(grads, state["opt"], state["params"])
     new = {"params": optax.apply_updates(state["params"], updates), "opt": opt,
            "step": state["step"] + 1}
-    return common.guard_finite(state, new, metrics, grads)
+    return common.guard_finite(new, metrics, grads)
 
 
 def views(batch, name, config):

@@ -212,7 +212,7 @@ def train_step(state: dict, batch: dict, rng: jax.Array, config):
         metrics[f"{k}_loss"] = val
     metrics.update({f"g_{k}": v for k, v in terms.items() if k != "total"})
     metrics["loss"] = terms["total"]
-    return common.guard_finite(state, new, metrics, (g_grads, d_grads))
+    return common.guard_finite(new, metrics, (g_grads, d_grads))
 
 
 def translate(params: dict, faces: jax.Array, net: str, config) -> jax.Array:

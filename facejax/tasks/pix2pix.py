@@ -134,7 +134,7 @@ def train_step(state: dict, batch: dict, rng: jax.Array, config):
     }
     metrics = {"loss": g_total, "g_gan": g_gan, "g_l1": g_l1, "d_loss": d_total,
                "d_real": d_real, "d_fake": d_fake}
-    return common.guard_finite(state, new, metrics, (g_grads, d_grads))
+    return common.guard_finite(new, metrics, (g_grads, d_grads))
 
 
 def generate(g_state: dict, landmark_images: jax.Array, config) -> jax.Array:
