@@ -104,12 +104,13 @@ def test_discriminator_sees_the_concatenated_pair(grid_faces):
     assert float(jnp.abs(out1 - out2).mean()) > 1e-4
 
 
-@pytest.mark.parametrize("impl", ["subpixel", "taps"])
+@pytest.mark.parametrize("impl", ["subpixel", "taps", "phases"])
 @pytest.mark.parametrize("shape, out", [((2, 4, 4, 3), 5), ((1, 5, 7, 8), 5), ((1, 2, 3, 16), 8)])
 def test_transposed_conv_reformulations_equal_xla(impl, shape, out):
     """Value and both gradients equal XLA's transposed convolution; (1, 2, 3, 16) -> 8 takes
     the tap form's wide-kernel branch (input broadcast over taps), the others its plain one."""
-    fn = {"subpixel": layers.conv_transpose_subpixel, "taps": layers.conv_transpose_taps}[impl]
+    fn = {"subpixel": layers.conv_transpose_subpixel, "taps": layers.conv_transpose_taps,
+          "phases": layers.conv_transpose_phases}[impl]
     x = jax.random.normal(jax.random.key(0), shape)
     k = jax.random.normal(jax.random.key(1), (4, 4, shape[-1], out))
     ref = lambda x, k: jax.lax.conv_transpose(x, k, (2, 2), "SAME",
@@ -131,7 +132,7 @@ def test_auto_picks_the_measured_formulation_per_layer_shape():
     assert layers.default_conv_impl(4, 8, out_pixels=4) == "s2d"
     assert layers.default_conv_impl(5, 128, out_pixels=16 * 16 * 16) == "im2col"
     assert layers.default_up_impl(1024, 16 * 16, 256) == "taps"
-    assert layers.default_up_impl(512, 32 * 32, 128) == "subpixel"
+    assert layers.default_up_impl(512, 32 * 32, 128) == "phases"
     assert layers.default_up_impl(128, 128 * 128, 3) == "taps"
     assert layers.default_up_impl(32, 4 * 4, 32) == "subpixel"
 
