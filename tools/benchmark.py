@@ -135,6 +135,8 @@ def pipeline_images_per_s(config, task, sharding, n: int = 1024, steps: int = 40
 def bench_train():
     import functools
 
+    from facejax import xla_setup
+    xla_setup.configure(FLAGS.config)  # the family's XLA:CPU settings, as tools/train.py
     import jax
     import numpy as np
     from facejax import parallel, tasks

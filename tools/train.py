@@ -40,6 +40,9 @@ def main(argv):
         # A lost peer ends the job natively (no Python exception): the supervisor turns that
         # into one line and exit status 4. (Before JAX is imported here.)
         return supervise.run(sys.argv)
+    if FLAGS.config is not None:
+        from facejax import xla_setup
+        xla_setup.configure(FLAGS.config)  # before the first JAX computation
     from facejax import parallel
     if FLAGS.distributed:
         parallel.initialize(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id,
