@@ -15,6 +15,7 @@ figures in the issue 7 notes) and XLA's own convolution on other backends.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import flax.linen as nn
@@ -45,7 +46,7 @@ def same_padding(size: int, kernel: int, stride: int) -> tuple[int, int]:
     return total // 2, total - total // 2
 
 
-def conv_im2col(x: jax.Array, kernel: jax.Array, padding: tuple[tuple[int, int], ...],
+def _conv_im2col_plain(x: jax.Array, kernel: jax.Array, padding: tuple[tuple[int, int], ...],
                 stride: int = 2) -> jax.Array:
     """A strided convolution as one matrix product: the k·k shifted, strided views of the
     padded input side by side ([N·H'·W', k·k·C], in HWIO order) times the kernel [k·k·C, O].
@@ -62,6 +63,79 @@ def conv_im2col(x: jax.Array, kernel: jax.Array, padding: tuple[tuple[int, int],
              for dy in range(k) for dx in range(k)]
     patches = jnp.concatenate(views, axis=-1).reshape(n * ho * wo, k * k * c)
     return (patches @ kernel.reshape(k * k * c, -1)).reshape(n, ho, wo, -1)
+
+
+def _im2col_s2d_patches(x, k, ho, wo):
+    """[N, H, W, C] (padded) -> patches [N·ho·wo, k·k·C] for stride 2, read as stride-1 slices of
+    the space-to-depth view; also returns that view's (H/2, W/2)."""
+    n, h, w, c = x.shape
+    h2, w2 = (k - 1) // 2 + ho, (k - 1) // 2 + wo
+    x = jnp.pad(x, ((0, 0), (0, max(2 * h2 - h, 0)), (0, max(2 * w2 - w, 0)), (0, 0)))
+    xs = space_to_depth(x[:, :2 * h2, :2 * w2], 2)             # [N, h2, w2, (py, px, C)]
+    views = [xs[:, dy // 2:dy // 2 + ho, dx // 2:dx // 2 + wo,
+                ((dy % 2) * 2 + dx % 2) * c:((dy % 2) * 2 + dx % 2 + 1) * c]
+             for dy in range(k) for dx in range(k)]
+    return jnp.concatenate(views, axis=-1).reshape(n * ho * wo, k * k * c), (h2, w2)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv_im2col_s2(x, kernel, k):
+    n, h, w, c = x.shape
+    ho, wo = (h - k) // 2 + 1, (w - k) // 2 + 1
+    patches, _ = _im2col_s2d_patches(x, k, ho, wo)
+    return (patches @ kernel.reshape(k * k * c, -1)).reshape(n, ho, wo, -1)
+
+
+def _conv_im2col_s2_fwd(x, kernel, k):
+    n, h, w, c = x.shape
+    ho, wo = (h - k) // 2 + 1, (w - k) // 2 + 1
+    patches, _ = _im2col_s2d_patches(x, k, ho, wo)
+    y = (patches @ kernel.reshape(k * k * c, -1)).reshape(n, ho, wo, -1)
+    return y, (patches, kernel, x.shape)
+
+
+def _conv_im2col_s2_bwd(k, res, dy):
+    patches, kernel, (n, h, w, c) = res
+    ho, wo, o = dy.shape[1], dy.shape[2], dy.shape[3]
+    dy2 = dy.reshape(n * ho * wo, o)
+    dkernel = (patches.T @ dy2).reshape(kernel.shape)
+    dp = (dy2 @ kernel.reshape(k * k * c, o).T).reshape(n, ho, wo, k, k, c)
+    # col2im per space-to-depth phase, at half resolution: each tap adds its shifted block.
+    h2, w2 = (k - 1) // 2 + ho, (k - 1) // 2 + wo
+    phases = []
+    for py in range(2):
+        for px in range(2):
+            acc = jnp.zeros((n, h2, w2, c), dy.dtype)
+            for dy_ in range(py, k, 2):
+                for dx_ in range(px, k, 2):
+                    a, b = dy_ // 2, dx_ // 2
+                    acc = acc + jnp.pad(dp[:, :, :, dy_, dx_],
+                                        ((0, 0), (a, h2 - ho - a), (b, w2 - wo - b), (0, 0)))
+            phases.append(acc)
+    dxs = jnp.concatenate(phases, axis=-1)                     # [N, h2, w2, (py, px, C)]
+    dx = pixel_shuffle(dxs, 2)                                 # [N, 2·h2, 2·w2, C]
+    dx = jnp.pad(dx, ((0, 0), (0, max(h - 2 * h2, 0)), (0, max(w - 2 * w2, 0)), (0, 0)))
+    return dx[:, :h, :w], dkernel
+
+
+_conv_im2col_s2.defvjp(_conv_im2col_s2_fwd, _conv_im2col_s2_bwd)
+
+
+def conv_im2col(x: jax.Array, kernel: jax.Array, padding: tuple[tuple[int, int], ...],
+                stride: int = 2) -> jax.Array:
+    """A strided convolution as one matrix product over the k·k strided views of the padded
+    input ([N·H'·W', k·k·C], in HWIO order, times the kernel [k·k·C, O]).
+
+    For stride 2 the views are read from the space-to-depth view, and the input gradient is
+    summed per phase at half resolution (custom VJP): autodiff's version pads every one of the
+    k·k view gradients to full size and XLA fuses that sum into its consumers' loops. Value
+    and gradients equal XLA's convolution (tested); on XLA:CPU this runs the deepfakes
+    encoder's 5×5 convolutions about 3× faster than the space-to-depth convolution.
+    """
+    if stride != 2:
+        return _conv_im2col_plain(x, kernel, padding, stride)
+    x = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
+    return _conv_im2col_s2(x, kernel, kernel.shape[0])
 
 
 def conv_s2d(x: jax.Array, kernel: jax.Array, padding: tuple[tuple[int, int], ...]) -> jax.Array:
