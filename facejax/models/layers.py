@@ -7,7 +7,8 @@ transposed convolution. Each can be computed several ways that are equal in valu
 - strided: XLA directly ("xla"), stride 1 over a space-to-depth view ("s2d"), or one matrix
   product over the k·k strided views ("im2col");
 - transposed: XLA directly ("xla"), a 3×3 convolution to 4 phases + pixel shuffle ("subpixel",
-  2.25× the multiply-adds), or one matrix product per kernel tap + overlap-add ("taps").
+  2.25× the multiply-adds), one matrix product per kernel tap + overlap-add ("taps"), or one
+  stride-1 2×2 convolution per output phase ("phases").
 
 "auto" picks per layer shape on CPU from measurements (`default_conv_impl`, `default_up_impl`;
 figures in the issue 7 notes) and XLA's own convolution on other backends.
@@ -67,7 +68,8 @@ def _conv_im2col_plain(x: jax.Array, kernel: jax.Array, padding: tuple[tuple[int
 
 def _im2col_s2d_patches(x, k, ho, wo):
     """[N, H, W, C] (padded) -> patches [N·ho·wo, k·k·C] for stride 2, read as stride-1 slices of
-    the space-to-depth view; also returns that view's (H/2, W/2)."""
+    the space-to-depth view (rows and columns no tap reads are cropped); also returns that
+    view's (H/2, W/2)."""
     n, h, w, c = x.shape
     h2, w2 = (k - 1) // 2 + ho, (k - 1) // 2 + wo
     x = jnp.pad(x, ((0, 0), (0, max(2 * h2 - h, 0)), (0, max(2 * w2 - w, 0)), (0, 0)))
@@ -80,10 +82,7 @@ def _im2col_s2d_patches(x, k, ho, wo):
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _conv_im2col_s2(x, kernel, k):
-    n, h, w, c = x.shape
-    ho, wo = (h - k) // 2 + 1, (w - k) // 2 + 1
-    patches, _ = _im2col_s2d_patches(x, k, ho, wo)
-    return (patches @ kernel.reshape(k * k * c, -1)).reshape(n, ho, wo, -1)
+    return _conv_im2col_s2_fwd(x, kernel, k)[0]
 
 
 def _conv_im2col_s2_fwd(x, kernel, k):
@@ -174,7 +173,8 @@ def compute_dtype(model_config):
     return jnp.bfloat16 if model_config.get("compute_dtype", "float32") == "bfloat16" else None
 
 
-def default_conv_impl(kernel_size: int = 4, in_channels: int = 64, out_pixels: int = 1 << 30) -> str:
+def default_conv_impl(kernel_size: int = 4, in_channels: int = 64,
+                      out_pixels: int = 1 << 30) -> str:
     """The faster stride-2 formulation for the default backend, as measured (lone layer, value
     and both gradients, 2-core CPU, 2026-11-24). On CPU one matrix product (im2col) wins where
     the weights outweigh the map: the deepfakes encoder's 5×5 convolutions (step 4162 -> 2800
