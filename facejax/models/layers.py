@@ -174,35 +174,40 @@ def compute_dtype(model_config):
 
 
 def default_conv_impl(kernel_size: int = 4, in_channels: int = 64,
-                      out_pixels: int = 1 << 30) -> str:
+                      out_pixels: int = 1 << 30, batch: int = 1) -> str:
     """The faster stride-2 formulation for the default backend, as measured (lone layer, value
     and both gradients, 2-core CPU, 2026-11-24). On CPU one matrix product (im2col) wins where
     the weights outweigh the map: the deepfakes encoder's 5×5 convolutions (step 4162 -> 2800
     ms) and every 4×4 one with an output map of at most 16×16 (pix2pix 32 -> 16 px, 512
     channels: 20 against 42 ms for space-to-depth; 4 -> 2 px: 3.1 against 20.6 ms). Large maps
-    of few channels (pix2pix 256 -> 64 px) run up to 2× slower that way and stay with
-    space-to-depth, as do inputs of fewer than 64 channels (a skinny product over k·k slices,
-    slower to compile). Other backends use XLA's own convolution."""
+    of few channels (pix2pix 256 -> 64 px) run up to 2× slower that way, as do inputs of fewer
+    than 64 channels (a skinny product over k·k slices, slower to compile). Those take XLA's own
+    strided convolution once the patch matrix (batch · output pixels × k·k·C) passes 6M entries
+    (batch 4, 128 -> 64 px, 64 channels: 124 against 191 ms for space-to-depth), and the
+    space-to-depth convolution below that (batch 1: 26 against 30 ms). Other backends use XLA's
+    own convolution."""
     if jax.default_backend() != "cpu":
         return "xla"
     if in_channels >= 64 and (kernel_size >= 5 or out_pixels <= 256):
         return "im2col"
+    if batch * out_pixels * kernel_size ** 2 * in_channels >= 6_000_000:
+        return "xla"
     return "s2d"
 
 
 def default_up_impl(in_channels: int = 64, in_pixels: int = 1 << 30, features: int = 64) -> str:
-    """The faster stride-2 transposed formulation for the default backend (measured as above).
-    On CPU: per-tap matrix products ("taps") for input maps of at most 16×16 or few output
-    channels (pix2pix 8 -> 16 px, 1024 -> 512 channels: 45 ms against 89 for phases, 340 for
-    subpixel and 752 for XLA's own), one stride-1 convolution per output phase ("phases") for
-    larger maps (32 -> 64 px, 512 -> 128: 55 against 114 for subpixel; pix2pix 256 b1 step 977
-    -> 950 ms with exact FLOPs, 103 -> 88 GFLOP). Inputs of fewer than 64 channels (test
-    configs) keep the subpixel form."""
+    """The faster stride-2 transposed formulation for the default backend (measured as above,
+    at batch 1 and 4). On CPU: per-tap matrix products ("taps") for input maps of at most 8×8 or
+    few output channels (pix2pix 4 -> 8 px, 1024 -> 512 channels: 21 ms against 49 for phases,
+    752 for XLA's own at 8 -> 16 px), else one stride-1 convolution per output phase with the
+    gradients as matrix products ("phases"; 32 -> 64 px, 512 -> 128: 39 against 107 for taps,
+    batch 4: 250 against 411). Inputs of fewer than 64 channels (test configs) keep the
+    subpixel form."""
     if jax.default_backend() != "cpu":
         return "xla"
     if in_channels < 64:
         return "subpixel"
-    return "taps" if in_pixels <= 256 or features <= 8 else "phases"
+    return "taps" if in_pixels <= 64 or features <= 8 else "phases"
 
 
 class StridedConv(nn.Module):
@@ -228,7 +233,7 @@ class StridedConv(nn.Module):
         if self.impl == "auto":
             out_pixels = math.prod((n + sum(p) - k) // 2 + 1
                                    for n, p in zip(x.shape[1:3], padding))
-            impl = default_conv_impl(k, x.shape[-1], out_pixels)
+            impl = default_conv_impl(k, x.shape[-1], out_pixels, x.shape[0])
         else:
             impl = self.impl
         if impl == "s2d":
@@ -345,18 +350,30 @@ def conv_transpose_taps(x: jax.Array, kernel: jax.Array) -> jax.Array:
 
 def conv_transpose_phases(x: jax.Array, kernel: jax.Array, zero_first: bool = False) -> jax.Array:
     """4×4 stride-2 'SAME' transposed convolution as 4 stride-1 convolutions, one per output
-    phase (2×2 taps each), interleaved. Exact multiply-adds, and every product (forward and both
-    gradients) is a dense stride-1 convolution, which XLA:CPU runs near its matrix-product rate.
+    phase (2×2 taps each), interleaved: exact multiply-adds. Its gradients (custom VJP) are the
+    adjoint strided convolution as one matrix product over the output gradient's 4×4 stride-2
+    views: dx = views @ flipped kernel, dkernel = xᵀ @ views. Tested equal to XLA's in value and
+    gradient; on CPU the gradients ran 1.3-1.6× faster this way than as the phase
+    convolutions' own (pix2pix 64 -> 128 px, batch 4: 380 against 548 ms).
 
     Args:
       x: [B, H, W, C]; kernel: [4, 4, C, O].
-      zero_first: kernel row 0 and column 0 are known zeros (UpConv's 3×3 case): those taps are
-        skipped, so the 4 phases take 1, 2, 2 and 4 taps, 9 in all, like the 3×3 layer.
+      zero_first: kernel row 0 and column 0 are known zeros (UpConv's 3×3 case): the forward
+        skips those taps, so the 4 phases take 1, 2, 2 and 4 taps, 9 in all, like the 3×3 layer.
     Returns:
       [B, 2H, 2W, O], equal to lax.conv_transpose(x, kernel, (2, 2), "SAME").
     """
     if kernel.shape[:2] != (4, 4):
         raise ValueError(f"phase transposed convolution needs a 4×4 kernel, got {kernel.shape}")
+    return _phases(x, kernel, zero_first)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _phases(x, kernel, zero_first):
+    return _phases_value(x, kernel, zero_first)
+
+
+def _phases_value(x, kernel, zero_first):
     n, h, w, _ = x.shape
     xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     # Each phase's taps in order of input offset (the window starts at the lower one).
@@ -374,6 +391,27 @@ def conv_transpose_phases(x: jax.Array, kernel: jax.Array, zero_first: bool = Fa
                 dimension_numbers=("NHWC", "HWIO", "NHWC")))
         phases.append(jnp.stack(row, axis=3))      # [B, H, W, 2 (rx), O]
     return jnp.stack(phases, axis=2).reshape(n, 2 * h, 2 * w, kernel.shape[3])
+
+
+def _phases_fwd(x, kernel, zero_first):
+    return _phases_value(x, kernel, zero_first), (x, kernel)
+
+
+def _phases_bwd(zero_first, res, dy):
+    del zero_first  # the zero taps get gradients too; UpConv's padding discards them
+    x, kernel = res
+    n, h, w, c = x.shape
+    o = kernel.shape[3]
+    # x[i] reaches dy[2i + 2 - t] through tap t: with dy padded by one, the window 2i + u
+    # (u = 3 - t) of a stride-2 4×4 correlation.
+    views, _ = _im2col_s2d_patches(jnp.pad(dy, ((0, 0), (1, 1), (1, 1), (0, 0))), 4, h, w)
+    flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2).reshape(16 * o, c)   # [(u, v, o), c]
+    dx = (views @ flipped).reshape(n, h, w, c)
+    dk = (x.reshape(n * h * w, c).T @ views).reshape(c, 4, 4, o)
+    return dx, dk.transpose(1, 2, 0, 3)[::-1, ::-1]
+
+
+_phases.defvjp(_phases_fwd, _phases_bwd)
 
 
 class UpConv(nn.Module):
