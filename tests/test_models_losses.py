@@ -173,3 +173,23 @@ def test_bfloat16_compute_tracks_float32(experiment, grid_faces):
         if "gan" in k or k.startswith("d_") or k == "loss" and "pix2pix" in experiment:
             continue
         assert losses["bfloat16"][k] == pytest.approx(v, rel=0.05, abs=0.02), k
+
+
+def test_finiteness_guard_flags_inf_nan_and_gradients_whose_square_overflows():
+    from facejax.tasks import common
+    check = jax.jit(common.all_finite)
+    assert bool(check({"a": jnp.ones(3), "b": jnp.array([3e38, -3e38])}))  # finite, no overflow
+    assert not bool(check({"a": jnp.ones(3), "b": jnp.array([1.0, jnp.inf])}))
+    assert not bool(check({"a": jnp.array([jnp.nan]), "b": jnp.ones(2)}))
+    assert not bool(check({"a": jnp.array([1.0, 2.0], jnp.bfloat16) * jnp.inf}))
+
+    @jax.jit
+    def guard(state, grads):
+        return common.guard_finite(state, {"loss": jnp.float32(1.0)}, grads)[1]["finite"]
+
+    state = {"params": jnp.ones(4), "opt": {"mu": jnp.ones(4)}}
+    assert bool(guard(state, jnp.full(4, 1e18)))
+    assert not bool(guard(state, jnp.full(4, 1e20)))  # g² overflows Adam's second moment
+    assert not bool(guard({"params": jnp.array([jnp.inf]), "opt": {}}, jnp.ones(1)))
+    # Optimizer moments are implied finite by finite g and g², so they are not re-read.
+    assert bool(guard({"params": jnp.ones(1), "opt": {"nu": jnp.array([jnp.inf])}}, jnp.ones(1)))
