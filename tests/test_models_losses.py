@@ -1,6 +1,7 @@
 """Models, layers, losses and augmentation: shapes, parameter counts, numpy references, grads."""
 
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -68,6 +69,28 @@ def test_space_to_depth_conv_equals_strided_conv_in_value_and_gradient(shape, k,
                                    x, w, (2, 2), ((1, 1), (1, 1)),
                                    dimension_numbers=("NHWC", "HWIO", "NHWC")),
                                atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("shape, k", [((2, 4, 4, 8), 3), ((1, 5, 7, 6), 3), ((1, 6, 6, 4), 4)])
+def test_stride1_conv_module_im2col_equals_nn_conv(shape, k):
+    """layers.Conv (the Upscale convolution) under im2col, a custom VJP, equals nn.Conv 'SAME'
+    in value and both gradients, with the same parameter names (checkpoints carry over)."""
+    x = jax.random.normal(jax.random.key(0), shape)
+    ref = nn.Conv(5, (k, k), padding="SAME")
+    v = ref.init(jax.random.key(1), x)
+    cot = jax.random.normal(jax.random.key(2), shape[:3] + (5,))
+    for impl in ("xla", "im2col"):
+        m = layers.Conv(5, k, impl=impl)
+        assert jax.tree.map(jnp.shape, m.init(jax.random.key(1), x)) == \
+            jax.tree.map(jnp.shape, v)
+        np.testing.assert_allclose(m.apply(v, x), ref.apply(v, x), atol=1e-4, rtol=1e-4)
+        g = jax.jit(jax.grad(lambda v, x: (m.apply(v, x) * cot).sum(), (0, 1)))(v, x)
+        g_ref = jax.grad(lambda v, x: (ref.apply(v, x) * cot).sum(), (0, 1))(v, x)
+        for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):
+            np.testing.assert_allclose(a, b, atol=1e-3, rtol=1e-4, err_msg=impl)
+    assert layers.default_conv1_impl(1024, 4 * 4) == "im2col"
+    assert layers.default_conv1_impl(256, 16 * 16) == "xla"
+    assert layers.default_conv1_impl(8, 4 * 4) == "xla"
 
 
 def test_pixel_shuffle_is_depth_to_space_and_inverts():

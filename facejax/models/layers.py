@@ -120,6 +120,37 @@ def _conv_im2col_s2_bwd(k, res, dy):
 _conv_im2col_s2.defvjp(_conv_im2col_s2_fwd, _conv_im2col_s2_bwd)
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv_im2col_s1(x, kernel, k):
+    return _conv_im2col_s1_fwd(x, kernel, k)[0]
+
+
+def _conv_im2col_s1_fwd(x, kernel, k):
+    n, h, w, c = x.shape
+    ho, wo = h - k + 1, w - k + 1
+    views = [x[:, dy:dy + ho, dx:dx + wo] for dy in range(k) for dx in range(k)]
+    patches = jnp.concatenate(views, axis=-1).reshape(n * ho * wo, k * k * c)
+    y = (patches @ kernel.reshape(k * k * c, -1)).reshape(n, ho, wo, -1)
+    return y, (patches, kernel, x.shape)
+
+
+def _conv_im2col_s1_bwd(k, res, dy):
+    patches, kernel, (n, h, w, c) = res
+    ho, wo, o = dy.shape[1], dy.shape[2], dy.shape[3]
+    dy2 = dy.reshape(n * ho * wo, o)
+    dkernel = (patches.T @ dy2).reshape(kernel.shape)
+    dp = (dy2 @ kernel.reshape(k * k * c, o).T).reshape(n, ho, wo, k, k, c)
+    dx = None
+    for a in range(k):
+        for b in range(k):
+            t = jnp.pad(dp[:, :, :, a, b], ((0, 0), (a, h - ho - a), (b, w - wo - b), (0, 0)))
+            dx = t if dx is None else dx + t
+    return dx, dkernel
+
+
+_conv_im2col_s1.defvjp(_conv_im2col_s1_fwd, _conv_im2col_s1_bwd)
+
+
 def conv_im2col(x: jax.Array, kernel: jax.Array, padding: tuple[tuple[int, int], ...],
                 stride: int = 2) -> jax.Array:
     """A strided convolution as one matrix product over the k·k strided views of the padded
@@ -131,10 +162,10 @@ def conv_im2col(x: jax.Array, kernel: jax.Array, padding: tuple[tuple[int, int],
     and gradients equal XLA's convolution (tested); on XLA:CPU this runs the deepfakes
     encoder's 5×5 convolutions about 3× faster than the space-to-depth convolution.
     """
-    if stride != 2:
+    if stride not in (1, 2):
         return _conv_im2col_plain(x, kernel, padding, stride)
     x = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
-    return _conv_im2col_s2(x, kernel, kernel.shape[0])
+    return (_conv_im2col_s1 if stride == 1 else _conv_im2col_s2)(x, kernel, kernel.shape[0])
 
 
 def conv_s2d(x: jax.Array, kernel: jax.Array, padding: tuple[tuple[int, int], ...]) -> jax.Array:
@@ -249,6 +280,43 @@ class StridedConv(nn.Module):
         return y
 
 
+def default_conv1_impl(in_channels: int, in_pixels: int) -> str:
+    """Stride-1 convolution: on CPU one matrix product (im2col) for maps of at most 8×8 with 64+
+    input channels, where YNNPACK's convolution is slowest (the deepfakes encoder's 3×3 on 4×4,
+    1024 -> 2048 channels, batch 32, value and both gradients: 308 against 479 ms; 8×8, 512 ->
+    1024: 146 against 162), XLA's own elsewhere (16×16, 256 -> 512: 148 against 178)."""
+    if jax.default_backend() == "cpu" and in_channels >= 64 and in_pixels <= 64:
+        return "im2col"
+    return "xla"
+
+
+class Conv(nn.Module):
+    """Stride-1 'SAME' k×k convolution with nn.Conv's parameters (kernel HWIO, lecun-normal;
+    bias zeros). impl: "xla", "im2col" or "auto" (`default_conv1_impl`)."""
+    features: int
+    kernel_size: int = 3
+    impl: str = "auto"
+    dtype: jnp.dtype | None = None
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k = self.kernel_size
+        kernel = self.param("kernel", nn.initializers.lecun_normal(),
+                            (k, k, x.shape[-1], self.features), jnp.float32)
+        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
+        dtype = self.dtype or x.dtype
+        x, kernel = x.astype(dtype), kernel.astype(dtype)
+        padding = ((k - 1) // 2, k // 2), ((k - 1) // 2, k // 2)
+        impl = default_conv1_impl(x.shape[-1], x.shape[1] * x.shape[2]) \
+            if self.impl == "auto" else self.impl
+        if impl == "im2col":
+            y = conv_im2col(x, kernel, padding, stride=1)
+        else:
+            y = jax.lax.conv_general_dilated(x, kernel, (1, 1), padding,
+                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return y + bias.astype(dtype)
+
+
 class Upscale(nn.Module):
     """Conv 3×3 to 4·features channels, LeakyReLU, pixel shuffle ×2 (the deepfakes upscale)."""
     features: int
@@ -257,8 +325,7 @@ class Upscale(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        x = nn.Conv(4 * self.features, (3, 3), padding="SAME", dtype=self.dtype,
-                    param_dtype=jnp.float32)(x)
+        x = Conv(4 * self.features, 3, dtype=self.dtype)(x)  # named Conv_0, as nn.Conv was
         x = nn.leaky_relu(x, self.negative_slope)
         return pixel_shuffle(x, 2)
 
