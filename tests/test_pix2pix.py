@@ -209,3 +209,21 @@ def test_reenact_tool_writes_the_drivers_frames_and_fps(trained, tmp_path):
                     f"--driver={GRID}/GRID_brbk7n.mpg", f"--output={out}")
     assert proc.returncode == 2 and "no such workdir" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_phase_form_with_known_zero_taps_is_the_function_of_the_other_taps():
+    """zero_first (UpConv's 3×3 case) skips kernel row 0 and column 0: the value is the
+    transposed convolution with them zeroed, and their gradient is 0."""
+    x = jax.random.normal(jax.random.key(0), (1, 3, 4, 6))
+    k = jax.random.normal(jax.random.key(1), (4, 4, 6, 5))
+    mask = jnp.ones((4, 4, 1, 1)).at[0].set(0).at[:, 0].set(0)
+    ref = lambda x, k: jax.lax.conv_transpose(x, k * mask, (2, 2), "SAME",
+                                              dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    fn = lambda x, k: layers.conv_transpose_phases(x, k, zero_first=True)
+    np.testing.assert_allclose(fn(x, k), ref(x, k), atol=1e-4)
+    cot = jax.random.normal(jax.random.key(2), (1, 6, 8, 5))
+    g1 = jax.grad(lambda x, k: (fn(x, k) * cot).sum(), (0, 1))(x, k)
+    g2 = jax.grad(lambda x, k: (ref(x, k) * cot).sum(), (0, 1))(x, k)
+    for a, b in zip(g1, g2):
+        np.testing.assert_allclose(a, b, atol=1e-3, rtol=1e-4)
+    assert not np.asarray(g1[1])[0].any() and not np.asarray(g1[1])[:, 0].any()

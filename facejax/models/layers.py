@@ -465,7 +465,6 @@ def _phases_fwd(x, kernel, zero_first):
 
 
 def _phases_bwd(zero_first, res, dy):
-    del zero_first  # the zero taps get gradients too; UpConv's padding discards them
     x, kernel = res
     n, h, w, c = x.shape
     o = kernel.shape[3]
@@ -475,7 +474,10 @@ def _phases_bwd(zero_first, res, dy):
     flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2).reshape(16 * o, c)   # [(u, v, o), c]
     dx = (views @ flipped).reshape(n, h, w, c)
     dk = (x.reshape(n * h * w, c).T @ views).reshape(c, 4, 4, o)
-    return dx, dk.transpose(1, 2, 0, 3)[::-1, ::-1]
+    dk = dk.transpose(1, 2, 0, 3)[::-1, ::-1]
+    if zero_first:  # the forward never reads row 0 and column 0
+        dk = dk.at[0].set(0).at[:, 0].set(0)
+    return dx, dk
 
 
 _phases.defvjp(_phases_fwd, _phases_bwd)
