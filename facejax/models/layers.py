@@ -466,6 +466,8 @@ def _phases_fwd(x, kernel, zero_first):
 
 def _phases_bwd(zero_first, res, dy):
     x, kernel = res
+    if zero_first:  # the forward never reads kernel row 0 and column 0
+        kernel = kernel.at[0].set(0).at[:, 0].set(0)
     n, h, w, c = x.shape
     o = kernel.shape[3]
     # x[i] reaches dy[2i + 2 - t] through tap t: with dy padded by one, the window 2i + u
@@ -475,7 +477,7 @@ def _phases_bwd(zero_first, res, dy):
     dx = (views @ flipped).reshape(n, h, w, c)
     dk = (x.reshape(n * h * w, c).T @ views).reshape(c, 4, 4, o)
     dk = dk.transpose(1, 2, 0, 3)[::-1, ::-1]
-    if zero_first:  # the forward never reads row 0 and column 0
+    if zero_first:
         dk = dk.at[0].set(0).at[:, 0].set(0)
     return dx, dk
 
