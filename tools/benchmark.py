@@ -13,11 +13,15 @@ train: median step time on random data, images/s, compile seconds, GFLOP per ste
 cost analysis, achieved GFLOP/s, and that as a fraction of a 2048² fp32 matmul peak measured in
 the same run (alternating matmul and step timings so machine noise hits both alike); the input
 pipeline's images/s and its ratio to what the step consumes; peak RSS.
+  With --reference_python=PYTHON (an environment with torch), the family's PyTorch reference
+  step from ../shared/bench runs at the same batch and size before and after facejax's timed
+  steps (A B A), and `speedup` is its median step time over facejax's (above 1: facejax faster).
 """
 
 import json
 import os
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -36,6 +40,33 @@ config_flags.DEFINE_config_file("config", None, "Experiment file (train).", lock
 flags.DEFINE_string("clip", os.path.join(os.path.dirname(ROOT), "shared", "data", "videos",
                                          "liveportrait", "driving_d6.mp4"), "Clip (extract).")
 flags.DEFINE_integer("steps", 5, "Timed steps (train).")
+flags.DEFINE_string("reference_python", None, "train: a Python with torch installed; also time "
+                    "the family's PyTorch reference step (A B A) and report the speedup.")
+flags.DEFINE_string("reference_dir", os.path.join(os.path.dirname(ROOT), "shared", "bench"),
+                    "train: the folder of the PyTorch reference scripts.")
+
+REFERENCES = {"autoencoder": "torch_autoencoder.py", "pix2pix": "torch_pix2pix.py",
+              "cyclegan": "torch_cyclegan.py"}
+
+
+def reference_step_ms(config) -> float:
+    """Median step ms of the family's PyTorch reference at the config's batch and size."""
+    script = os.path.join(FLAGS.reference_dir, REFERENCES[config.task])
+    if not os.path.isfile(script):
+        raise UserError(f"--reference_dir: no {script}")
+    cmd = [FLAGS.reference_python, script, "--batch", str(config.batch_size),
+           "--size", str(config.model.size), "--no-flops"]
+    if config.task == "cyclegan":
+        cmd += ["--steps", "3", "--warmup", "1"]  # about 10 s a step on 2 cores at 256 px
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
+    except OSError as e:
+        raise UserError(f"--reference_python {FLAGS.reference_python}: {e.strerror}")
+    try:
+        return float(json.loads(out.stdout.strip().splitlines()[-1])["step_ms"])
+    except (IndexError, ValueError, KeyError):
+        tail = (out.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UserError(f"--reference_python: {os.path.basename(script)} failed: {tail}")
 
 
 def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
@@ -165,6 +196,7 @@ def bench_train():
         gflop = float(cost.get("flops", 0.0)) / 1e9
         state, m = compiled(state, gbatch, key)
         jax.block_until_ready(m)
+        reference = [reference_step_ms(config)] if FLAGS.reference_python else []
         times, peaks = [], []
         for _ in range(FLAGS.steps):
             peaks.append(matmul_gflops(reps=2))
@@ -172,6 +204,8 @@ def bench_train():
             state, m = compiled(state, gbatch, key)
             jax.block_until_ready(m)
             times.append(time.perf_counter() - t)
+    if FLAGS.reference_python:
+        reference.append(reference_step_ms(config))
     step_s = statistics.median(times)
     images = config.batch_size * len(task.IDENTITIES)
     peak = statistics.median(peaks)
@@ -186,7 +220,10 @@ def bench_train():
             "fraction_of_peak": round(gflop / step_s / peak, 3),
             "pipeline_images_per_s": round(pipe, 1),
             "pipeline_over_step": round(pipe / (images / step_s), 1),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+            **({"reference": REFERENCES[config.task], "reference_step_ms": reference,
+                "speedup": round(statistics.median(reference) / (step_s * 1e3), 3)}
+               if reference else {})}
 
 
 def main(argv):
