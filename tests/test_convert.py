@@ -174,6 +174,7 @@ def test_cyclegan_swaps_through_g_ba(grid_faces, tmp_path):
     assert m["task"] == c.task and m["a2b"]["faces"] == 3 and m["b2a"]["faces"] == 3
     assert 0 < m["a2b"]["reconstruction"]["ssim_mean"] < 1
     config, task, state, size, _ = convert.load_swapper(wd)
+    assert (config.model.conv_impl, config.model.up_impl) == ("xla", "auto")  # forward speed
     x = jax.random.uniform(jax.random.key(3), (2, size, size, 3))
     for ident, there, back in (("a", "a2b", "b2a"), ("b", "b2a", "a2b")):
         np.testing.assert_allclose(

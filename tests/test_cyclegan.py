@@ -238,3 +238,18 @@ def test_exact_resume_with_the_pools_in_the_state(grid_faces, tmp_path):
     b = checkpoint.Checkpointer(str(tmp_path / "killed"), read_only=True).restore_local(shapes)
     assert int(a["step"]) == int(b["step"]) == 8 and int(a["pool_a"]["count"]) == 3
     jax.tree.map(lambda x, y: np.testing.assert_array_equal(x, y), a, b)
+
+
+def test_inference_keeps_the_fast_transposed_form_while_strided_convs_use_xla():
+    """convert.load_swapper sets conv_impl="xla" (XLA's strided convolution is the faster
+    forward) and up_impl="auto": XLA's transposed convolution is 2-4× slower forward on CPU."""
+    config = cyclegan_faces.get_config()
+    counts = {}
+    for up in (None, "auto"):
+        config.model.conv_impl, config.model.up_impl = "xla", up
+        g, _ = cyclegan.build(config)
+        x = jnp.zeros((1, 128, 128, 3))
+        v = jax.eval_shape(lambda: g.init(jax.random.key(0), x))
+        counts[up] = str(jax.make_jaxpr(lambda v, x: g.apply(v, x))(v, x)).count(
+            "lhs_dilation=(2, 2)")
+    assert counts == {None: 2, "auto": 0}

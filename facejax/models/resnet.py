@@ -28,6 +28,7 @@ class ResnetGenerator(nn.Module):
     out_channels: int = 3
     norm: str = "instance"
     conv_impl: str = "auto"
+    up_impl: str | None = None  # None: follows conv_impl
     dtype: jnp.dtype | None = None
 
     @nn.compact
@@ -48,7 +49,8 @@ class ResnetGenerator(nn.Module):
             h = nn.relu(norm()(conv(width, 3)(reflect(x, 1))))
             h = norm()(conv(width, 3)(reflect(h, 1)))
             x = x + h
-        up_impl = {"s2d": "subpixel", "im2col": "taps"}.get(self.conv_impl, self.conv_impl)
+        up_impl = self.up_impl or {"s2d": "subpixel", "im2col": "taps"}.get(self.conv_impl,
+                                                                            self.conv_impl)
         for mult in (2, 1):
             x = UpConv(self.base * mult, use_bias=bias, impl=up_impl, dtype=self.dtype,
                        kernel_size=3)(x)

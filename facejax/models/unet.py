@@ -36,6 +36,7 @@ class UNet(nn.Module):
     dropout_blocks: int = 3
     norm: str = "batch"
     conv_impl: str = "auto"
+    up_impl: str | None = None  # None: follows conv_impl
     dtype: jnp.dtype | None = None
 
     @nn.compact
@@ -51,7 +52,8 @@ class UNet(nn.Module):
             x = nn.leaky_relu(x, 0.2)
             skips.append(x)
         skips.pop()  # the bottleneck itself
-        up_impl = {"s2d": "subpixel", "im2col": "taps"}.get(self.conv_impl, self.conv_impl)
+        up_impl = self.up_impl or {"s2d": "subpixel", "im2col": "taps"}.get(self.conv_impl,
+                                                                            self.conv_impl)
         for i, w in enumerate(reversed(widths[:-1])):
             x = UpConv(w, use_bias=False, impl=up_impl, dtype=self.dtype)(x)
             x = norm()(x)

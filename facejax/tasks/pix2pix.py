@@ -26,7 +26,7 @@ def build(config):
     m = config.model
     dtype = compute_dtype(m)
     g = UNet(size=m.size, base=m.g_base, max_width=m.max_width, dropout=m.dropout,
-             norm=m.g_norm, conv_impl=m.conv_impl, dtype=dtype)
+             norm=m.g_norm, conv_impl=m.conv_impl, up_impl=m.get("up_impl"), dtype=dtype)
     d = PatchGAN(base=m.d_base, n_layers=m.d_layers, max_width=m.max_width, norm=m.d_norm,
                  conv_impl=m.conv_impl, dtype=dtype)
     return g, d
