@@ -62,6 +62,8 @@ def reference_step_ms(config) -> float:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     except OSError as e:
         raise UserError(f"--reference_python {FLAGS.reference_python}: {e.strerror}")
+    except subprocess.TimeoutExpired:
+        raise UserError(f"--reference_python: {os.path.basename(script)} ran over an hour")
     try:
         return float(json.loads(out.stdout.strip().splitlines()[-1])["step_ms"])
     except (IndexError, ValueError, KeyError):
