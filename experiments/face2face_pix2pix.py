@@ -24,7 +24,9 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         size=256, g_base=64, d_base=64, max_width=512, d_layers=3, dropout=0.5,
         g_norm="batch", d_norm="batch", conv_impl="auto", compute_dtype="float32"))
     c.loss = ml_collections.ConfigDict(dict(gan_mode="vanilla", l1_weight=100.0))
-    c.augment = ml_collections.ConfigDict(dict(jitter_scale=286 / 256, flip=0.5))
+    c.augment = ml_collections.ConfigDict(dict(
+        jitter_scale=286 / 256, flip=0.5,
+        placement="auto"))  # "device" (in the train step), "host" (input pipeline) or per backend
     c.data = common.data(load_size=256, identities=("a",))
     c.optim = ml_collections.ConfigDict(dict(learning_rate=2e-4, b1=0.5, b2=0.999,
                                              decay_steps=0))

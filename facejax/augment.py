@@ -1,7 +1,17 @@
-"""Jittable augmentations on device: random affine, the deepfakes random warp, LAB colour jitter.
+"""Augmentations, on device (jittable, vmapped) or on the host (numpy, in the input pipeline).
 
-`warp_pair` produces, for one face, the network input (randomly warped) and its target (the same
-face and the same affine view, unwarped), both at the model size. Coordinates are pixel centres.
+- `warp_pair`: the deepfakes random warp. For one face, the network input (randomly warped) and
+  its target (the same face and the same random affine view, unwarped), at the model size, after
+  a LAB colour jitter. Coordinates are pixel centres.
+- `jitter_pair`: pix2pix random jitter (upscale, random crop, mirror), the same for input and
+  target.
+
+Each is a random draw of a few parameters followed by a deterministic function of them, written
+once for both array modules (`xp` is jax.numpy or numpy). The device path draws with jax.random
+inside the train step; the host path draws with numpy in the input pipeline's thread, seeded by
+(seed, step), so a resumed run sees the same augmentations. Given the same parameters the two
+paths compute the same images (tested). `placement()` picks one per backend, from
+`tools/benchmark.py train` run both ways.
 """
 
 from __future__ import annotations
@@ -10,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+
+PLACEMENTS = ("auto", "device", "host")
 
 
 def default_config() -> ml_collections.ConfigDict:
@@ -25,45 +37,105 @@ def default_config() -> ml_collections.ConfigDict:
         lightness=3.0,     # std of a lightness shift, LAB L units (0-100)
         color=2.0,         # std of a/b shifts, LAB units
         contrast=0.05,     # std of a relative lightness-contrast change
+        placement="auto",  # "device" (in the train step), "host" (input pipeline) or per backend
     ))
 
 
-def affine_grid(key: jax.Array, out_size: int, in_size: int, cfg) -> jax.Array:
-    """Source (x, y) pixel coordinates [out, out, 2] of a random similarity + shear view."""
-    k = jax.random.split(key, 6)
+# Measured with tools/benchmark.py train, both placements side by side (see README, Speed).
+_AUTO = {"cpu": "device"}
+
+
+def placement(cfg, backend: str | None = None) -> str:
+    """"device" or "host": where `cfg` (an augment config) asks augmentation to run."""
+    where = cfg.get("placement", "device")
+    if where not in PLACEMENTS:
+        from facejax.errors import UserError
+        raise UserError(f"--config.augment.placement={where}: expected one of "
+                        f"{', '.join(PLACEMENTS)}")
+    if where == "auto":
+        return _AUTO.get(backend or jax.default_backend(), "device")
+    return where
+
+
+def interp_matrix(n: int, out: int) -> np.ndarray:
+    """[out, n] weights of linear resampling from n to out samples (pixel centres, edges
+    clamped): jax.image.resize's "linear" when upsampling, and cv2.INTER_LINEAR's."""
+    x = np.clip((np.arange(out) + 0.5) * n / out - 0.5, 0, n - 1)
+    x0 = np.floor(x).astype(int)
+    w = x - x0
+    m = np.zeros((out, n), np.float32)
+    np.add.at(m, (np.arange(out), x0), 1 - w)
+    np.add.at(m, (np.arange(out), np.minimum(x0 + 1, n - 1)), w)
+    return m
+
+
+# ---- random warp: parameters ---------------------------------------------------------------
+
+def warp_params(key: jax.Array, cfg) -> dict:
+    """One face's random warp parameters, drawn with jax.random."""
+    ka, kw, kc = jax.random.split(key, 3)
+    k = jax.random.split(ka, 6)
     u = lambda kk, r: jax.random.uniform(kk, (), minval=-r, maxval=r)
-    theta = jnp.deg2rad(u(k[0], cfg.rotation))
-    scale = 1.0 + u(k[1], cfg.zoom)
-    shift = jnp.stack([u(k[2], cfg.shift), u(jax.random.fold_in(k[2], 1), cfg.shift)])
-    shear = u(k[3], cfg.shear)
-    flip = jnp.where(jax.random.uniform(k[4]) < cfg.flip, -1.0, 1.0)
-    # Output pixel centres in [-0.5, 0.5] units of the region.
-    t = (jnp.arange(out_size) + 0.5) / out_size - 0.5
-    gx, gy = jnp.meshgrid(t, t)
-    pts = jnp.stack([gx * flip, gy], -1)
-    rot = jnp.array([[jnp.cos(theta), -jnp.sin(theta)], [jnp.sin(theta), jnp.cos(theta)]])
-    shr = jnp.array([[1.0, shear], [0.0, 1.0]])
-    pts = pts @ (rot @ shr).T / scale + shift
-    return (pts * cfg.region + 0.5) * in_size - 0.5
+    kcol = jax.random.split(kc, 3)
+    return {
+        "theta": jnp.deg2rad(u(k[0], cfg.rotation)),
+        "scale": 1.0 + u(k[1], cfg.zoom),
+        "shift": jnp.stack([u(k[2], cfg.shift), u(jax.random.fold_in(k[2], 1), cfg.shift)]),
+        "shear": u(k[3], cfg.shear),
+        "flip": jnp.where(jax.random.uniform(k[4]) < cfg.flip, -1.0, 1.0),
+        "noise": jax.random.normal(kw, (cfg.warp_grid, cfg.warp_grid, 2)),
+        "contrast": jax.random.normal(kcol[0]),
+        "lightness": jax.random.normal(kcol[1]),
+        "ab": jax.random.normal(kcol[2], (2,)),
+    }
 
 
-def warp_field(key: jax.Array, out_size: int, in_size: int, cfg) -> jax.Array:
-    """Smooth random displacement [out, out, 2] in source pixels from a noisy control grid."""
-    n = cfg.warp_grid
-    noise = jax.random.normal(key, (n, n, 2)) * cfg.warp * cfg.region * in_size
-    return jax.image.resize(noise, (out_size, out_size, 2), "linear")
+def warp_params_np(rng: np.random.Generator, cfg) -> dict:
+    """The same parameters as `warp_params`, with the same distributions, drawn with numpy."""
+    u = lambda r: np.float32(rng.uniform(-r, r))
+    n = lambda *shape: rng.standard_normal(shape, np.float32)
+    return {"theta": np.float32(np.deg2rad(u(cfg.rotation))), "scale": np.float32(1 + u(cfg.zoom)),
+            "shift": np.array([u(cfg.shift), u(cfg.shift)], np.float32), "shear": u(cfg.shear),
+            "flip": np.float32(-1.0 if rng.uniform() < cfg.flip else 1.0),
+            "noise": n(cfg.warp_grid, cfg.warp_grid, 2), "contrast": np.float32(n()),
+            "lightness": np.float32(n()), "ab": n(2)}
 
 
-def sample(image: jax.Array, coords: jax.Array) -> jax.Array:
+# ---- random warp: the deterministic part, for xp = jax.numpy or numpy ------------------------
+
+def _pixel_grid(xp, out_size: int):
+    t = ((xp.arange(out_size, dtype=xp.float32) + 0.5) / out_size - 0.5).astype(xp.float32)
+    return xp.meshgrid(t, t)
+
+
+def affine_coords(xp, p: dict, out_size: int, in_size: int, region: float):
+    """Source (x, y) pixel coordinates [out, out, 2] of the random similarity + shear view."""
+    gx, gy = _pixel_grid(xp, out_size)
+    pts = xp.stack([gx * p["flip"], gy], -1)
+    c, s, h = xp.cos(p["theta"]), xp.sin(p["theta"]), p["shear"]
+    m = xp.stack([xp.stack([c, c * h - s]), xp.stack([s, s * h + c])])  # rotation @ shear
+    pts = pts @ m.T / p["scale"] + p["shift"]
+    return (pts * region + 0.5) * in_size - 0.5
+
+
+def displacement(xp, p: dict, out_size: int, in_size: int, cfg):
+    """Smooth displacement [out, out, 2] in source pixels: the control-grid noise, upsampled."""
+    r = xp.asarray(interp_matrix(cfg.warp_grid, out_size))
+    noise = p["noise"] * np.float32(cfg.warp * cfg.region * in_size)
+    rows = xp.einsum("ia,abc->ibc", r, noise)           # two small products: numpy's einsum
+    return xp.einsum("jb,ibc->ijc", r, rows)            # of three operands is 10x slower
+
+
+def sample(image, coords, xp=jnp):
     """Bilinear sampling of image [H, W, C] at (x, y) coords [..., 2]; edges clamp."""
     h, w = image.shape[:2]
-    x = jnp.clip(coords[..., 0], 0, w - 1)
-    y = jnp.clip(coords[..., 1], 0, h - 1)
-    x0, y0 = jnp.floor(x), jnp.floor(y)
+    x = xp.clip(coords[..., 0], 0, w - 1)
+    y = xp.clip(coords[..., 1], 0, h - 1)
+    x0, y0 = xp.floor(x), xp.floor(y)
     fx, fy = (x - x0)[..., None], (y - y0)[..., None]
-    x0i, y0i = x0.astype(jnp.int32), y0.astype(jnp.int32)
-    x1i, y1i = jnp.minimum(x0i + 1, w - 1), jnp.minimum(y0i + 1, h - 1)
-    img = image.astype(jnp.float32)
+    x0i, y0i = x0.astype(xp.int32), y0.astype(xp.int32)
+    x1i, y1i = xp.minimum(x0i + 1, w - 1), xp.minimum(y0i + 1, h - 1)
+    img = image.astype(xp.float32)
     top = img[y0i, x0i] * (1 - fx) + img[y0i, x1i] * fx
     bot = img[y1i, x0i] * (1 - fx) + img[y1i, x1i] * fx
     return top * (1 - fy) + bot * fy
@@ -75,65 +147,111 @@ _RGB2XYZ = np.array([[0.412453, 0.357580, 0.180423],
                       [0.019334, 0.119193, 0.950227]])
 _WHITE = np.array([0.950456, 1.0, 1.088754])
 _XYZ2RGB = np.linalg.inv(_RGB2XYZ)
+_F32 = {k: v.astype(np.float32) for k, v in
+        (("rgb2xyz", _RGB2XYZ), ("white", _WHITE), ("xyz2rgb", _XYZ2RGB))}
 
 
-def rgb_to_lab(rgb: jax.Array) -> jax.Array:
+def rgb_to_lab(rgb, xp=jnp):
     """sRGB in [0, 1] -> LAB (L in [0, 100])."""
-    lin = jnp.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
-    xyz = lin @ _RGB2XYZ.T / _WHITE
-    f = jnp.where(xyz > 0.008856, jnp.cbrt(xyz), 7.787 * xyz + 16.0 / 116.0)
-    return jnp.stack([116.0 * f[..., 1] - 16.0, 500.0 * (f[..., 0] - f[..., 1]),
-                      200.0 * (f[..., 1] - f[..., 2])], -1)
+    lin = xp.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+    xyz = lin @ _F32["rgb2xyz"].T / _F32["white"]
+    f = xp.where(xyz > 0.008856, xp.cbrt(xyz), 7.787 * xyz + 16.0 / 116.0)
+    return xp.stack([116.0 * f[..., 1] - 16.0, 500.0 * (f[..., 0] - f[..., 1]),
+                     200.0 * (f[..., 1] - f[..., 2])], -1)
 
 
-def lab_to_rgb(lab: jax.Array) -> jax.Array:
+def lab_to_rgb(lab, xp=jnp):
     """LAB -> sRGB in [0, 1] (clipped)."""
     fy = (lab[..., 0] + 16.0) / 116.0
     fx, fz = fy + lab[..., 1] / 500.0, fy - lab[..., 2] / 200.0
-    f = jnp.stack([fx, fy, fz], -1)
-    xyz = jnp.where(f > 0.206893, f ** 3, (f - 16.0 / 116.0) / 7.787) * _WHITE
-    lin = xyz @ _XYZ2RGB.T
-    lin = jnp.clip(lin, 0.0, 1.0)
-    return jnp.where(lin > 0.0031308, 1.055 * lin ** (1 / 2.4) - 0.055, 12.92 * lin)
+    f = xp.stack([fx, fy, fz], -1)
+    xyz = xp.where(f > 0.206893, f ** 3, (f - 16.0 / 116.0) / 7.787) * _F32["white"]
+    lin = xyz @ _F32["xyz2rgb"].T
+    lin = xp.clip(lin, 0.0, 1.0)
+    return xp.where(lin > 0.0031308, 1.055 * lin ** (1 / 2.4) - 0.055, 12.92 * lin)
 
 
-def color_jitter(key: jax.Array, rgb: jax.Array, cfg) -> jax.Array:
-    """Random lightness, contrast and a/b shifts in LAB (identity when all stds are 0)."""
+def color_shift(xp, p: dict, rgb, cfg):
+    """Lightness, contrast and a/b shifts in LAB by the drawn amounts (identity when all stds
+    are 0)."""
     if not (cfg.lightness or cfg.color or cfg.contrast):
         return rgb
-    k = jax.random.split(key, 3)
-    lab = rgb_to_lab(rgb)
+    lab = rgb_to_lab(rgb, xp)
     mean_l = lab[..., 0].mean()
-    l = (lab[..., 0] - mean_l) * (1 + cfg.contrast * jax.random.normal(k[0])) + mean_l
-    l = l + cfg.lightness * jax.random.normal(k[1])
-    ab = lab[..., 1:] + cfg.color * jax.random.normal(k[2], (2,))
-    return lab_to_rgb(jnp.concatenate([l[..., None], ab], -1))
+    l = (lab[..., 0] - mean_l) * (1 + cfg.contrast * p["contrast"]) + mean_l
+    l = l + cfg.lightness * p["lightness"]
+    ab = lab[..., 1:] + cfg.color * p["ab"]
+    return lab_to_rgb(xp.concatenate([l[..., None], ab], -1), xp)
 
 
-def warp_pair(key: jax.Array, image: jax.Array, out_size: int, cfg, extra=None):
-    """One face -> (warped input, target[, extra resampled like the target]), float32 in [0, 1].
+def apply_warp(xp, p: dict, image, out_size: int, cfg):
+    """uint8 [L, L, 3] crop -> (warped, target) float32 [out, out, 3] in [0, 1]."""
+    src = color_shift(xp, p, image.astype(xp.float32) / np.float32(255), cfg)
+    grid = affine_coords(xp, p, out_size, image.shape[0], cfg.region)
+    target = sample(src, grid, xp)
+    warped = sample(src, grid + displacement(xp, p, out_size, image.shape[0], cfg), xp)
+    return warped, target
+
+
+def warp_pair(key: jax.Array, image: jax.Array, out_size: int, cfg):
+    """One face -> (warped input, target), float32 in [0, 1], on device.
 
     Args:
       key: PRNG key.
       image: uint8 [L, L, 3] loaded crop.
       out_size: model resolution.
       cfg: augmentation config (see default_config).
-      extra: optional [L, L, C] array (e.g. a mask) warped exactly like the target.
     """
-    ka, kw, kc = jax.random.split(key, 3)
-    grid = affine_grid(ka, out_size, image.shape[0], cfg)
-    src = image.astype(jnp.float32) / 255.0
-    src = color_jitter(kc, src, cfg)
-    target = sample(src, grid)
-    warped = sample(src, grid + warp_field(kw, out_size, image.shape[0], cfg))
-    if extra is None:
-        return warped, target
-    return warped, target, sample(extra.astype(jnp.float32), grid)
+    return apply_warp(jnp, warp_params(key, cfg), image, out_size, cfg)
 
 
-def centre_view(image: jax.Array, out_size: int, region: float) -> jax.Array:
+def warp_batch_np(rng: np.random.Generator, images: np.ndarray, out_size: int, cfg):
+    """The host path: uint8 [B, L, L, 3] -> (warped, target) float32 [B, out, out, 3]."""
+    pairs = [apply_warp(np, warp_params_np(rng, cfg), im, out_size, cfg) for im in images]
+    return (np.stack([w for w, _ in pairs]).astype(np.float32),
+            np.stack([t for _, t in pairs]).astype(np.float32))
+
+
+def warp_field(key: jax.Array, out_size: int, in_size: int, cfg) -> jax.Array:
+    """The random displacement [out, out, 2] (source pixels) that `warp_pair` would draw."""
+    return displacement(jnp, warp_params(key, cfg), out_size, in_size, cfg)
+
+
+def centre_view(image, out_size: int, region: float, xp=jnp):
     """The un-augmented model view of uint8 [L, L, C] crops (for evaluation and conversion)."""
-    t = (jnp.arange(out_size) + 0.5) / out_size - 0.5
-    gx, gy = jnp.meshgrid(t, t)
-    grid = (jnp.stack([gx, gy], -1) * region + 0.5) * image.shape[0] - 0.5
-    return sample(image.astype(jnp.float32) / 255.0, grid)
+    gx, gy = _pixel_grid(xp, out_size)
+    grid = (xp.stack([gx, gy], -1) * region + 0.5) * image.shape[0] - 0.5
+    return sample(image.astype(xp.float32) / np.float32(255), grid, xp)
+
+
+# ---- pix2pix random jitter ---------------------------------------------------------------
+
+def jitter_params(key: jax.Array, big: int, size: int, flip: float) -> dict:
+    k1, k2, k3 = jax.random.split(key, 3)
+    return {"oy": jax.random.randint(k1, (), 0, big - size + 1),
+            "ox": jax.random.randint(k2, (), 0, big - size + 1),
+            "flip": jax.random.uniform(k3) < flip}
+
+
+def jitter_params_np(rng: np.random.Generator, big: int, size: int, flip: float) -> dict:
+    return {"oy": int(rng.integers(0, big - size + 1)), "ox": int(rng.integers(0, big - size + 1)),
+            "flip": bool(rng.uniform() < flip)}
+
+
+def jitter_image(p: dict, image: jax.Array, big: int, size: int) -> jax.Array:
+    """float [S0, S0, C] -> resized to big × big (linear), cropped at (oy, ox), maybe mirrored."""
+    im = jax.image.resize(image, (big, big, image.shape[-1]), "linear")
+    im = jax.lax.dynamic_slice(im, (p["oy"], p["ox"], 0), (size, size, image.shape[-1]))
+    return jnp.where(p["flip"], im[:, ::-1], im)
+
+
+def jitter_image_np(p: dict, image: np.ndarray, big: int, size: int) -> np.ndarray:
+    """The host path of `jitter_image`: only the crop's rows and columns are interpolated."""
+    n = image.shape[0]
+    ry = interp_matrix(n, big)[p["oy"]:p["oy"] + size]
+    rx = interp_matrix(n, big)[p["ox"]:p["ox"] + size]
+    if p["flip"]:
+        rx = rx[::-1]
+    flat = image.reshape(n, -1).astype(np.float32)
+    rows = (ry @ flat).reshape(size, n, -1)           # [size, n, C]
+    return np.matmul(rx, rows)                        # [size, size, C]

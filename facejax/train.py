@@ -17,7 +17,7 @@ import numpy as np
 from absl import logging
 
 from facejax import checkpoint as ckpt_lib
-from facejax import inference, parallel, summaries, tasks
+from facejax import augment, inference, parallel, summaries, tasks
 from facejax.data import pipeline, tfds_faces
 from facejax.errors import RunError, UserError
 from facejax.progress import format_seconds
@@ -94,6 +94,14 @@ def load_tables(config, task, split: str, per_process: bool):
             per_process=per_process, data_dir=config.data.get("data_dir") or None)
     _check_distinct(config, tables)
     return tables
+
+
+def host_augment(config, task):
+    """The task's host augmentation if this run places augmentation on the host, else None."""
+    if (hasattr(task, "host_augment") and "augment" in config
+            and augment.placement(config.augment) == "host"):
+        return functools.partial(task.host_augment, config=config)
+    return None
 
 
 def _check_distinct(config, tables) -> None:
@@ -198,7 +206,8 @@ def train(config, workdir: str) -> dict:
     train_tables = load_tables(config, task, "train", per_process)
     degrade = dict(config.data.degrade) if config.data.degrade.prob > 0 else None
     batches = pipeline.FaceBatches(train_tables, config.batch_size, config.seed, task.FIELDS,
-                                   jax.process_index(), jax.process_count(), per_process, degrade)
+                                   jax.process_index(), jax.process_count(), per_process, degrade,
+                                   host_augment(config, task))
     val_tables = load_tables(config, task, "validation", per_process)
     val_batches = pipeline.FaceBatches(val_tables, config.batch_size, config.seed + 1,
                                        task.FIELDS, jax.process_index(), jax.process_count(),

@@ -12,7 +12,9 @@ convert: frames/s swapping faces in the first 300 frames of a clip (default driv
 train: median step time on random data, images/s, compile seconds, GFLOP per step from XLA's
 cost analysis, achieved GFLOP/s, and that as a fraction of a 2048² fp32 matmul peak measured in
 the same run (alternating matmul and step timings so machine noise hits both alike); the input
-pipeline's images/s and its ratio to what the step consumes; peak RSS.
+pipeline's images/s and its ratio to what the step consumes; peak RSS; `loop_step_ms`, the
+median step fed by the prefetcher thread as in training (with --config.augment.placement=host
+the augmentation runs there, in the input pipeline, instead of inside the step).
   With --reference_python=PYTHON (an environment with torch), the family's PyTorch reference
   step from ../shared/bench runs at the same batch and size before and after facejax's timed
   steps (A B A), and `speedup` is its median step time over facejax's (above 1: facejax faster).
@@ -139,12 +141,11 @@ def bench_convert():
             "frames_per_s": round(counts["frames"] / seconds, 1)}
 
 
-def pipeline_images_per_s(config, task, sharding, n: int = 1024, steps: int = 40) -> float:
-    """Images/s of the training input path (index sampling, gather of the in-memory table,
-    transfer to the devices) on a table of n random crops at the config's load size.
-    Augmentation runs on the device inside the train step, so it is in the step time."""
-    import jax
+def random_batches(config, task, n: int = 1024):
+    """The training input path on a table of n random crops per identity at the config's load
+    size: index sampling, gather, and the host augmentation when the run places it there."""
     import numpy as np
+    from facejax import train
     from facejax.data import pipeline
     rng = np.random.default_rng(1)
     s = config.data.load_size
@@ -156,13 +157,45 @@ def pipeline_images_per_s(config, task, sharding, n: int = 1024, steps: int = 40
             rng.uniform(0, s, (n, 68, 2)).astype(np.float32),
             rng.integers(0, 256, (n, s, s, 3), np.uint8), np.arange(n), "x")
 
-    batches = pipeline.FaceBatches({name: table() for name in task.IDENTITIES},
-                                   config.batch_size, 0, task.FIELDS)
+    return pipeline.FaceBatches({name: table() for name in task.IDENTITIES}, config.batch_size,
+                                0, task.FIELDS, augment=train.host_augment(config, task))
+
+
+def pipeline_images_per_s(config, task, batches, sharding, steps: int = 40) -> float:
+    """Images/s of the input path alone (one thread, as the prefetcher), transfer included."""
+    import jax
+    from facejax.data import pipeline
     jax.block_until_ready(pipeline.to_global(batches(0), sharding))
     t = time.perf_counter()
     for step in range(1, steps + 1):
         jax.block_until_ready(pipeline.to_global(batches(step), sharding))
     return steps * config.batch_size * len(task.IDENTITIES) / (time.perf_counter() - t)
+
+
+def loop_step_ms(compiled, state, key, batches, sharding, steps: int):
+    """Median step time as in training: each step's batch comes from the prefetcher thread, so
+    the input path (and host augmentation) shares the machine with the step."""
+    import jax
+    from facejax.data import pipeline
+    prefetch = pipeline.Prefetcher(batches, 0, steps + 1)
+    times = []
+    try:
+        for _ in range(steps + 1):
+            t = time.perf_counter()
+            _, local = prefetch.next()
+            state, m = compiled(state, pipeline.to_global(local, sharding), key)
+            jax.block_until_ready(m)
+            times.append(time.perf_counter() - t)
+    finally:
+        prefetch.close()
+    return state, statistics.median(times[1:]) * 1e3
+
+
+def augment_placement(config) -> str:
+    from facejax import augment, tasks
+    if "augment" in config and hasattr(tasks.get(config.task), "host_augment"):
+        return augment.placement(config.augment)
+    return "device"
 
 
 def bench_train():
@@ -177,12 +210,8 @@ def bench_train():
     task = tasks.get(config.task)
     mesh = parallel.make_mesh()
     rep, ds = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-    rng = np.random.default_rng(0)
-    load = config.data.load_size
-    channels = {"parts": 4}
-    batch = {name: {f: rng.integers(0, 256, (config.batch_size, load, load, channels.get(f, 3)),
-                                    np.uint8)
-                    for f in task.FIELDS} for name in task.IDENTITIES}
+    batches = random_batches(config, task)
+    batch = batches(0)
     with jax.set_mesh(mesh):
         gbatch = jax.device_put(batch, ds)
         key = jax.random.key(0)
@@ -206,16 +235,19 @@ def bench_train():
             state, m = compiled(state, gbatch, key)
             jax.block_until_ready(m)
             times.append(time.perf_counter() - t)
+        state, loop_ms = loop_step_ms(compiled, state, key, batches, ds, FLAGS.steps)
     if FLAGS.reference_python:
         reference.append(reference_step_ms(config))
     step_s = statistics.median(times)
     images = config.batch_size * len(task.IDENTITIES)
     peak = statistics.median(peaks)
-    pipe = pipeline_images_per_s(config, task, ds)
+    pipe = pipeline_images_per_s(config, task, batches, ds)
     import resource
     return {"benchmark": "train", "task": config.task, "size": config.model.size,
             "batch_per_identity": config.batch_size, "devices": jax.device_count(),
-            "backend": jax.default_backend(), "step_ms": round(step_s * 1e3, 1),
+            "backend": jax.default_backend(),
+            "augment": augment_placement(config),
+            "step_ms": round(step_s * 1e3, 1), "loop_step_ms": round(loop_ms, 1),
             "images_per_s": round(images / step_s, 2), "compile_s": round(compile_s, 1),
             "gflop_per_step": round(gflop, 1), "achieved_gflop_per_s": round(gflop / step_s, 1),
             "matmul_peak_gflop_per_s": round(peak, 1),

@@ -152,18 +152,20 @@ class FaceBatches:
       fields: record fields put in each batch ("image", "mask", "parts", "landmarks", ...).
       process_index, process_count, per_process: see the module docstring.
       degrade: optional dict(prob, max_blur, jpeg_min) applied to "image".
+      augment: optional host augmentation, augment(batch, rng) -> batch, with a numpy Generator
+        seeded by (seed, step, process), so a resumed run draws the same augmentations.
     """
 
     def __init__(self, tables: dict, global_batch: int, seed: int, fields=("image", "mask"),
                  process_index: int = 0, process_count: int = 1, per_process: bool = True,
-                 degrade: dict | None = None):
+                 degrade: dict | None = None, augment=None):
         if global_batch % process_count:
             raise UserError(f"--config.batch_size={global_batch}: must divide by the "
                             f"{process_count} processes")
         self.tables, self.fields, self.seed = tables, tuple(fields), seed
         self.local = global_batch // process_count
         self.process_index, self.per_process = process_index, per_process
-        self.degrade = degrade
+        self.degrade, self.augment = degrade, augment
         self._samplers = {}
         for i, (name, table) in enumerate(sorted(tables.items())):
             if per_process:
@@ -184,6 +186,9 @@ class FaceBatches:
                 rng = np.random.default_rng([self.seed, step, i, 7])
                 batch["image"] = degrade(batch["image"], rng, **self.degrade)
             out[name] = batch
+        if self.augment is not None:
+            out = self.augment(out, np.random.default_rng([self.seed, step, 13,
+                                                           self.process_index]))
         return out
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from facejax import augment, losses
@@ -44,11 +45,24 @@ def _augment(rng, images, config):
     return jax.vmap(fn)(keys, images)
 
 
+def host_augment(batch: dict, rng: np.random.Generator, config) -> dict:
+    """The host path of the random warp (augment.placement "host"), in the input pipeline."""
+    out = {}
+    for name in IDENTITIES:
+        warped, target = augment.warp_batch_np(rng, batch[name]["image"], config.model.size,
+                                               config.augment)
+        out[name] = {"warped": warped, "target": target}
+    return out
+
+
 def loss_fn(params, batch, rng, config):
     ka, kb = jax.random.split(rng)
     metrics, total = {}, 0.0
     for name, key in (("a", ka), ("b", kb)):
-        warped, target = _augment(key, batch[name]["image"], config)
+        if "warped" in batch[name]:  # augmented on the host
+            warped, target = batch[name]["warped"], batch[name]["target"]
+        else:
+            warped, target = _augment(key, batch[name]["image"], config)
         recon = forward(params, warped, f"decoder_{name}", config)
         loss = losses.l1(recon, target).mean()
         metrics[f"loss_{name}"] = loss

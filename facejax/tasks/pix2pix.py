@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from facejax import losses
+from facejax import augment, losses
 from facejax.models.layers import compute_dtype
 from facejax.models.patchgan import PatchGAN
 from facejax.models.unet import UNet
@@ -59,20 +60,30 @@ def to_unit(x):
 def jitter(rng, inputs, targets, config):
     """Random jitter, identical for input and target: resize to 286/256 of the size, random
     crop back to the size, random mirror (pix2pix). Returns float32 in [-1, 1]."""
-    s = config.model.size
-    big = int(round(s * config.augment.jitter_scale))
+    s, big = config.model.size, _big(config)
     both = jnp.concatenate([to_unit(inputs), to_unit(targets)], axis=-1)
 
     def one(key, im):
-        k1, k2, k3 = jax.random.split(key, 3)
-        im = jax.image.resize(im, (big, big, im.shape[-1]), "linear")
-        oy = jax.random.randint(k1, (), 0, big - s + 1)
-        ox = jax.random.randint(k2, (), 0, big - s + 1)
-        im = jax.lax.dynamic_slice(im, (oy, ox, 0), (s, s, im.shape[-1]))
-        return jnp.where(jax.random.uniform(k3) < config.augment.flip, im[:, ::-1], im)
+        p = augment.jitter_params(key, big, s, config.augment.flip)
+        return augment.jitter_image(p, im, big, s)
 
     out = jax.vmap(one)(jax.random.split(rng, both.shape[0]), both)
     return out[..., :3], out[..., 3:]
+
+
+def _big(config) -> int:
+    return int(round(config.model.size * config.augment.jitter_scale))
+
+
+def host_augment(batch: dict, rng: np.random.Generator, config) -> dict:
+    """The host path of `jitter` (augment.placement "host"), in the input pipeline."""
+    s, big = config.model.size, _big(config)
+    a = batch["a"]
+    both = np.concatenate([a["landmark_image"], a["image"]], -1).astype(np.float32)
+    both = both / np.float32(127.5) - 1
+    out = np.stack([augment.jitter_image_np(
+        augment.jitter_params_np(rng, big, s, config.augment.flip), im, big, s) for im in both])
+    return {"a": {"input": out[..., :3], "target": out[..., 3:]}}
 
 
 def _plain(batch, config):
@@ -90,7 +101,10 @@ def train_step(state: dict, batch: dict, rng: jax.Array, config):
     k_jit, k_drop = jax.random.split(rng)
     g, d = build(config)
     mode, lam = config.loss.gan_mode, config.loss.l1_weight
-    x, y = jitter(k_jit, batch["a"]["landmark_image"], batch["a"]["image"], config)
+    if "input" in batch["a"]:  # augmented on the host
+        x, y = batch["a"]["input"], batch["a"]["target"]
+    else:
+        x, y = jitter(k_jit, batch["a"]["landmark_image"], batch["a"]["image"], config)
     opt = common.adam(config)
 
     def g_forward(params):

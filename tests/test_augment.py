@@ -1,0 +1,142 @@
+"""Augmentation placed on the device or on the host: the same images from the same draw, the
+same distributions of draws, deterministic host batches, and the step using what the host made."""
+
+import cv2
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import cyclegan_faces, deepfakes_original
+from facejax import augment, losses, train
+from facejax.data import pipeline
+from facejax.errors import UserError
+from facejax.tasks import autoencoder as ae_task
+
+
+def faces(grid_faces, size, n=4):
+    return pipeline.load_table(grid_faces["a"], "train", size).image[:n]
+
+
+def test_interp_matrix_is_linear_resize():
+    rng = np.random.default_rng(0)
+    for n, out in ((5, 64), (64, 72), (256, 286)):
+        x = rng.standard_normal((n, n, 3)).astype(np.float32)
+        m = augment.interp_matrix(n, out)
+        mine = np.matmul(m, np.matmul(m, x).transpose(1, 0, 2)).transpose(1, 0, 2)
+        # jax and OpenCV place samples in float32 (|x| up to 255, error ~1e-5 px), and these
+        # random values jump by up to ~5 between pixels: differences up to ~6e-5.
+        np.testing.assert_allclose(mine, jax.image.resize(x, (out, out, 3), "linear"), atol=1e-4)
+        np.testing.assert_allclose(mine, cv2.resize(x, (out, out), interpolation=cv2.INTER_LINEAR),
+                                   atol=1e-4)
+
+
+def test_host_and_device_warp_agree_given_the_same_draw(grid_faces):
+    cfg = augment.default_config()
+    images = faces(grid_faces, 40)
+    rng = np.random.default_rng(3)
+    device = jax.jit(jax.vmap(lambda p, im: augment.apply_warp(jnp, p, im, 32, cfg)))
+    draws = [augment.warp_params_np(rng, cfg) for _ in images]
+    stacked = jax.tree.map(lambda *v: np.stack(v), *draws)
+    dw, dt = device(stacked, images)
+    for i, (p, im) in enumerate(zip(draws, images)):
+        hw, ht = augment.apply_warp(np, p, im, 32, cfg)
+        assert hw.dtype == np.float32 and hw.shape == (32, 32, 3)
+        np.testing.assert_allclose(hw, dw[i], atol=5e-5)
+        np.testing.assert_allclose(ht, dt[i], atol=5e-5)
+        assert np.abs(hw - ht).mean() > 0.01  # the warp moved pixels
+    # warp_pair is the jax draw followed by the same function.
+    key = jax.random.key(7)
+    w, t = augment.warp_pair(key, images[0], 32, cfg)
+    p = jax.device_get(augment.warp_params(key, cfg))
+    hw, ht = augment.apply_warp(np, p, images[0], 32, cfg)
+    np.testing.assert_allclose(hw, w, atol=5e-5)
+    np.testing.assert_allclose(ht, t, atol=5e-5)
+
+
+def test_host_and_device_draws_have_the_same_distribution():
+    cfg = augment.default_config()
+    n = 4000
+    host = jax.tree.map(lambda *v: np.stack(v),
+                        *[augment.warp_params_np(np.random.default_rng([5, i]), cfg)
+                          for i in range(n)])
+    dev = jax.device_get(jax.vmap(lambda k: augment.warp_params(k, cfg))(
+        jax.random.split(jax.random.key(5), n)))
+    bounds = {"theta": np.deg2rad(cfg.rotation), "shear": cfg.shear, "shift": cfg.shift}
+    for name in host:
+        h, d = np.asarray(host[name], np.float64), np.asarray(dev[name], np.float64)
+        assert h.shape == d.shape, name
+        if name in bounds:
+            assert np.abs(h).max() <= bounds[name] + 1e-6 and np.abs(d).max() <= bounds[name] + 1e-6
+        sd = max(d.std(), 1e-3)
+        assert abs(h.mean() - d.mean()) < 5 * sd / np.sqrt(h.size), name
+        assert h.std() == pytest.approx(d.std(), rel=0.08), name
+    assert (host["flip"] < 0).mean() == pytest.approx(cfg.flip, abs=0.03)
+    assert abs(host["scale"] - 1).max() <= cfg.zoom + 1e-6
+
+
+def test_host_jitter_equals_device_jitter(grid_faces):
+    images = faces(grid_faces, 64, 2).astype(np.float32) / 127.5 - 1
+    both = np.concatenate([images[0], images[1]], -1)  # 6 channels, as pix2pix's pair
+    big = 72
+    for p in ({"oy": 0, "ox": 0, "flip": False}, {"oy": 8, "ox": 8, "flip": True},
+              {"oy": 5, "ox": 2, "flip": True}):
+        host = augment.jitter_image_np(p, both, big, 64)
+        device = augment.jitter_image(p, jnp.asarray(both), big, 64)
+        assert host.shape == (64, 64, 6) and host.dtype == np.float32
+        np.testing.assert_allclose(host, device, atol=2e-5)
+    assert np.abs(augment.jitter_image_np({"oy": 8, "ox": 0, "flip": False}, both, big, 64)
+                  - augment.jitter_image_np({"oy": 0, "ox": 0, "flip": False}, both, big, 64)
+                  ).mean() > 0.01
+
+
+def test_host_batches_are_deterministic_and_feed_the_step(grid_faces):
+    config = deepfakes_original.get_config("tiny")
+    config.augment.placement = "host"
+    tables = {k: pipeline.load_table(v, "train", config.data.load_size)
+              for k, v in grid_faces.items()}
+    make = lambda: pipeline.FaceBatches(tables, 8, 0, ae_task.FIELDS,
+                                        augment=train.host_augment(config, ae_task))
+    a, b = make(), make()
+    x = a(3)
+    assert set(x["a"]) == {"warped", "target"}
+    assert x["a"]["warped"].shape == (8, 32, 32, 3) and x["a"]["warped"].dtype == np.float32
+    np.testing.assert_array_equal(x["b"]["warped"], b(3)["b"]["warped"])  # a resumed run's
+    assert not np.array_equal(x["a"]["warped"], a(4)["a"]["warped"])
+    # With every random amount at zero, the host's target and input are the centre view of the
+    # very crops the plain batch of that step holds.
+    still = deepfakes_original.get_config("tiny")
+    still.augment.update(placement="host", rotation=0.0, zoom=0.0, shift=0.0, shear=0.0,
+                         flip=0.0, warp=0.0, lightness=0.0, color=0.0, contrast=0.0)
+    y = pipeline.FaceBatches(tables, 8, 0, ae_task.FIELDS,
+                             augment=train.host_augment(still, ae_task))(3)
+    plain = pipeline.FaceBatches(tables, 8, 0, ae_task.FIELDS)(3)
+    for name in ("a", "b"):
+        centre = np.asarray(ae_task.views(plain, name, still))
+        np.testing.assert_allclose(y[name]["target"], centre, atol=1e-5)
+        np.testing.assert_allclose(y[name]["warped"], centre, atol=1e-5)
+    # The step trains on the host's images as given.
+    @jax.jit
+    def both(x):
+        params = ae_task.init(jax.random.key(0), None, config)["params"]
+        _, m = ae_task.loss_fn(params, x, jax.random.key(1), config)
+        recon = ae_task.forward(params, x["a"]["warped"], "decoder_a", config)
+        return m["loss_a"], losses.l1(recon, x["a"]["target"]).mean()
+
+    loss, by_hand = both(x)
+    assert float(loss) == pytest.approx(float(by_hand), rel=1e-5)
+
+
+def test_placement_per_backend_and_bad_values():
+    cfg = augment.default_config()
+    assert augment.placement(cfg, "cpu") == "device"  # measured: see README, Speed
+    assert augment.placement(cfg, "gpu") == "device"
+    cfg.placement = "host"
+    assert augment.placement(cfg, "cpu") == "host"
+    cfg.placement = "gpu"
+    with pytest.raises(UserError, match="--config.augment.placement=gpu"):
+        augment.placement(cfg)
+    # Families without a host path keep theirs on the device.
+    c = cyclegan_faces.get_config()
+    from facejax.tasks import cyclegan
+    assert train.host_augment(c, cyclegan) is None
