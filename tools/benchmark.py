@@ -204,7 +204,6 @@ def bench_train():
     from facejax import xla_setup
     xla_setup.configure(FLAGS.config)  # the family's XLA:CPU settings, as tools/train.py
     import jax
-    import numpy as np
     from facejax import parallel, tasks
     config = FLAGS.config
     task = tasks.get(config.task)
