@@ -26,6 +26,25 @@ def test_cyclegan_takes_eigen_convolutions_and_a_users_setting_wins(monkeypatch)
     assert os.environ["XLA_FLAGS"] == mine
 
 
+def test_inference_tools_read_the_runs_family(monkeypatch, tmp_path):
+    from facejax import inference
+    assert xla_setup.RUN_CONFIG == inference.CONFIG_FILE
+    monkeypatch.setenv("XLA_FLAGS", "")
+    xla_setup.configure_for_run(str(tmp_path))  # no config: nothing changes
+    (tmp_path / "config.json").write_text("{not json")
+    xla_setup.configure_for_run(str(tmp_path))
+    (tmp_path / "config.json").write_text(json.dumps({"task": "autoencoder"}))
+    xla_setup.configure_for_run(str(tmp_path))
+    assert os.environ["XLA_FLAGS"] == ""
+    (tmp_path / "config.json").write_text(json.dumps({"task": "cyclegan"}))
+    xla_setup.configure_for_run(str(tmp_path))
+    assert os.environ["XLA_FLAGS"] == xla_setup.EIGEN_CONVOLUTIONS
+    for tool in ("convert", "evaluate"):  # applied before the module that starts JAX loads
+        src = open(os.path.join(ROOT, "tools", f"{tool}.py")).read()
+        assert -1 < src.index("configure_for_run(FLAGS.model)") < src.index(
+            f"from facejax import {tool}\n")
+
+
 def test_the_flag_is_accepted_by_this_jaxlib():
     """XLA aborts on an unknown flag: a jaxlib upgrade that drops it fails here, not in a run."""
     code = ("import jax, jax.numpy as jnp; x = jnp.ones((1, 8, 8, 4)); k = jnp.ones((3, 3, 4, 2));"

@@ -38,6 +38,8 @@ flags.mark_flags_as_required(["model", "input", "output"])
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
+    from facejax import xla_setup
+    xla_setup.configure_for_run(FLAGS.model)  # the run's XLA:CPU settings, before JAX starts
     from facejax import convert
     opts = convert.ConvertOptions(
         direction=FLAGS.direction, mask=FLAGS.mask, erode=FLAGS.erode, blur=FLAGS.blur,

@@ -40,6 +40,8 @@ flags.mark_flags_as_required(["model", "a", "b", "output"])
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
+    from facejax import xla_setup
+    xla_setup.configure_for_run(FLAGS.model)  # the run's XLA:CPU settings, before JAX starts
     from facejax import evaluate
     from facejax.data import tfds_faces
     tail = tfds_faces.VAL_FRACTION if FLAGS.held_out else FLAGS.tail
