@@ -79,7 +79,7 @@ def test_stride1_conv_module_im2col_equals_nn_conv(shape, k):
     ref = nn.Conv(5, (k, k), padding="SAME")
     v = ref.init(jax.random.key(1), x)
     cot = jax.random.normal(jax.random.key(2), shape[:3] + (5,))
-    for impl in ("xla", "im2col"):
+    for impl in ("xla", "im2col", "thin"):
         m = layers.Conv(5, k, impl=impl)
         assert jax.tree.map(jnp.shape, m.init(jax.random.key(1), x)) == \
             jax.tree.map(jnp.shape, v)
@@ -91,6 +91,29 @@ def test_stride1_conv_module_im2col_equals_nn_conv(shape, k):
     assert layers.default_conv1_impl(1024, 4 * 4) == "im2col"
     assert layers.default_conv1_impl(256, 16 * 16) == "xla"
     assert layers.default_conv1_impl(8, 4 * 4) == "xla"
+    assert layers.default_conv1_impl(512, 31 * 31, features=1) == "thin"
+    with pytest.raises(ValueError, match="unknown"):
+        layers.Conv(5, k, impl="s2d").init(jax.random.key(1), x)
+
+
+@pytest.mark.parametrize("features, use_bias", [(1, True), (3, False)])
+def test_thin_conv_with_explicit_padding_equals_nn_conv(features, use_bias):
+    """The PatchGAN's stride-1 layers: k 4, padding 1 (PyTorch's), so the output is one pixel
+    smaller; "thin" computes the weight gradient as one product over shifted output gradients."""
+    x = jax.random.normal(jax.random.key(0), (2, 9, 7, 6))
+    pad = ((1, 1), (1, 1))
+    ref = nn.Conv(features, (4, 4), padding=pad, use_bias=use_bias)
+    v = ref.init(jax.random.key(1), x)
+    cot = jax.random.normal(jax.random.key(2), (2, 8, 6, features))
+    g_ref = jax.grad(lambda v, x: (ref.apply(v, x) * cot).sum(), (0, 1))(v, x)
+    for impl in ("thin", "xla", "im2col"):
+        m = layers.Conv(features, 4, impl=impl, padding=pad, use_bias=use_bias)
+        assert jax.tree.map(jnp.shape, m.init(jax.random.key(1), x)) == \
+            jax.tree.map(jnp.shape, v)
+        np.testing.assert_allclose(m.apply(v, x), ref.apply(v, x), atol=1e-5, rtol=1e-5)
+        g = jax.jit(jax.grad(lambda v, x: (m.apply(v, x) * cot).sum(), (0, 1)))(v, x)
+        for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):
+            np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4, err_msg=impl)
 
 
 def test_pixel_shuffle_is_depth_to_space_and_inverts():

@@ -245,22 +245,69 @@ class StridedConv(nn.Module):
         return y
 
 
-def default_conv1_impl(in_channels: int, in_pixels: int) -> str:
-    """Stride-1 convolution: on CPU one matrix product (im2col) for maps of at most 8×8 with 64+
-    input channels, where YNNPACK's convolution is slowest (the deepfakes encoder's 3×3 on 4×4,
-    1024 -> 2048 channels, batch 32, value and both gradients: 308 against 479 ms; 8×8, 512 ->
-    1024: 146 against 162), XLA's own elsewhere (16×16, 256 -> 512: 148 against 178)."""
-    if jax.default_backend() == "cpu" and in_channels >= 64 and in_pixels <= 64:
+def default_conv1_impl(in_channels: int, in_pixels: int, features: int = 64) -> str:
+    """Stride-1 convolution, on CPU:
+    - "thin" for at most 4 output channels (the PatchGAN's logits): YNNPACK's weight gradient
+      runs at about 1 GFLOP/s there (31×31, 512 -> 1: 21.5 ms against 0.6 for one product);
+    - one matrix product (im2col) for maps of at most 8×8 with 64+ input channels, where
+      YNNPACK's convolution is slowest (the deepfakes encoder's 3×3 on 4×4, 1024 -> 2048
+      channels, batch 32, value and both gradients: 308 against 479 ms; 8×8, 512 -> 1024: 146
+      against 162);
+    - XLA's own elsewhere (16×16, 256 -> 512: 148 against 178)."""
+    if jax.default_backend() != "cpu":
+        return "xla"
+    if features <= 4:
+        return "thin"
+    if in_channels >= 64 and in_pixels <= 64:
         return "im2col"
     return "xla"
 
 
+def _conv1(x, kernel, padding):
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def conv_thin(x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
+    """Stride-1 convolution for few output channels: XLA's for the value and input gradient,
+    and the weight gradient as one matrix product. dk[i, j] = Σ_p xp[p] · g[p - (i, j)] over
+    the padded input's positions p: the output gradient, shifted once per tap, is a
+    [taps·O, positions] matrix that multiplies the padded input [positions, C] once."""
+    return _conv1(x, kernel, padding)
+
+
+def _conv_thin_fwd(x, kernel, padding):
+    return _conv1(x, kernel, padding), (x, kernel)
+
+
+def _conv_thin_bwd(padding, res, g):
+    x, kernel = res
+    kh, kw, c, o = kernel.shape
+    dx = jax.vjp(lambda v: _conv1(v, kernel, padding), x)[1](g)[0]
+    xp = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
+    n, hp, wp, _ = xp.shape
+    h, w = g.shape[1:3]
+    shifted = jnp.stack([jnp.pad(g, ((0, 0), (i, hp - h - i), (j, wp - w - j), (0, 0)))
+                         for i in range(kh) for j in range(kw)])      # [taps, N, Hp, Wp, O]
+    shifted = shifted.transpose(0, 4, 1, 2, 3).reshape(kh * kw * o, n * hp * wp)
+    dk = jnp.dot(shifted, xp.reshape(n * hp * wp, c), preferred_element_type=jnp.float32)
+    dk = dk.reshape(kh, kw, o, c).transpose(0, 1, 3, 2).astype(kernel.dtype)
+    return dx, dk
+
+
+conv_thin.defvjp(_conv_thin_fwd, _conv_thin_bwd)
+
+
 class Conv(nn.Module):
-    """Stride-1 'SAME' k×k convolution with nn.Conv's parameters (kernel HWIO, lecun-normal;
-    bias zeros). impl: "xla", "im2col" or "auto" (`default_conv1_impl`)."""
+    """Stride-1 k×k convolution with nn.Conv's parameters (kernel HWIO, lecun-normal; bias
+    zeros), 'SAME' or explicit `padding` ((top, bottom), (left, right)). impl: "xla", "im2col",
+    "thin" or "auto" (`default_conv1_impl`)."""
     features: int
     kernel_size: int = 3
     impl: str = "auto"
+    padding: tuple | None = None
+    use_bias: bool = True
     dtype: jnp.dtype | None = None
 
     @nn.compact
@@ -268,18 +315,24 @@ class Conv(nn.Module):
         k = self.kernel_size
         kernel = self.param("kernel", nn.initializers.lecun_normal(),
                             (k, k, x.shape[-1], self.features), jnp.float32)
-        bias = self.param("bias", nn.initializers.zeros, (self.features,), jnp.float32)
         dtype = self.dtype or x.dtype
         x, kernel = x.astype(dtype), kernel.astype(dtype)
-        padding = ((k - 1) // 2, k // 2), ((k - 1) // 2, k // 2)
-        impl = default_conv1_impl(x.shape[-1], x.shape[1] * x.shape[2]) \
+        padding = self.padding or (((k - 1) // 2, k // 2), ((k - 1) // 2, k // 2))
+        padding = tuple(tuple(int(v) for v in p) for p in padding)
+        impl = default_conv1_impl(x.shape[-1], x.shape[1] * x.shape[2], self.features) \
             if self.impl == "auto" else self.impl
         if impl == "im2col":
             y = conv_im2col(x, kernel, padding, stride=1)
+        elif impl == "thin":
+            y = conv_thin(x, kernel, padding)
+        elif impl == "xla":
+            y = _conv1(x, kernel, padding)
         else:
-            y = jax.lax.conv_general_dilated(x, kernel, (1, 1), padding,
-                                             dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        return y + bias.astype(dtype)
+            raise ValueError(f"unknown stride-1 convolution impl {impl!r}")
+        if self.use_bias:
+            y = y + self.param("bias", nn.initializers.zeros, (self.features,),
+                               jnp.float32).astype(dtype)
+        return y
 
 
 class Upscale(nn.Module):

@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from facejax.models.layers import StridedConv, norm_layer
+from facejax.models.layers import Conv, StridedConv, norm_layer
 
 PAD1 = ((1, 1), (1, 1))
 
@@ -37,10 +37,12 @@ class PatchGAN(nn.Module):
             x = StridedConv(w, 4, use_bias=bias, impl=self.conv_impl, dtype=self.dtype)(x)
             x = nn.leaky_relu(norm()(x), 0.2)
         w = min(self.base * 2 ** self.n_layers, self.max_width)
-        x = nn.Conv(w, (4, 4), padding=PAD1, use_bias=bias, dtype=self.dtype,
-                    param_dtype=jnp.float32)(x)
+        # Stride 1: parameters named as nn.Conv's (Conv_0, Conv_1); "auto" gives the logits'
+        # layer a one-product weight gradient on CPU (layers.default_conv1_impl).
+        impl = "xla" if self.conv_impl == "xla" else "auto"
+        x = Conv(w, 4, impl=impl, padding=PAD1, use_bias=bias, dtype=self.dtype)(x)
         x = nn.leaky_relu(norm()(x), 0.2)
-        x = nn.Conv(1, (4, 4), padding=PAD1, dtype=self.dtype, param_dtype=jnp.float32)(x)
+        x = Conv(1, 4, impl=impl, padding=PAD1, dtype=self.dtype)(x)
         return x.astype(jnp.float32)
 
 
