@@ -141,13 +141,13 @@ def test_upconv3_matches_pytorch_conv_transpose_definition():
                         ref[0, oy, ox] += x[0, i, j] @ w[a, b]
     cot = rng.normal(size=ref.shape).astype(np.float32)
     grads = {}
-    for impl in ("xla", "subpixel", "taps", "phases"):
+    for impl in ("xla", "subpixel", "taps", "phases", "mixed"):
         m = layers.UpConv(5, use_bias=False, impl=impl, kernel_size=3)
         out = m.apply({"params": {"kernel": w}}, x)
         np.testing.assert_allclose(out, ref, atol=1e-5, err_msg=impl)
         grads[impl] = jax.grad(lambda w, x: (m.apply({"params": {"kernel": w}}, x) * cot).sum(),
                                (0, 1))(w, x)
-    for impl in ("subpixel", "taps", "phases"):  # the 9-tap phase form skips the zero taps
+    for impl in ("subpixel", "taps", "phases", "mixed"):  # "phases" skips the zero taps
         for a, b in zip(grads[impl], grads["xla"]):
             np.testing.assert_allclose(a, b, atol=1e-4, err_msg=impl)
 

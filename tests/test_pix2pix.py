@@ -104,13 +104,14 @@ def test_discriminator_sees_the_concatenated_pair(grid_faces):
     assert float(jnp.abs(out1 - out2).mean()) > 1e-4
 
 
-@pytest.mark.parametrize("impl", ["subpixel", "taps", "phases"])
+@pytest.mark.parametrize("impl", ["subpixel", "taps", "phases", "mixed"])
 @pytest.mark.parametrize("shape, out", [((2, 4, 4, 3), 5), ((1, 5, 7, 8), 5), ((1, 2, 3, 16), 8)])
 def test_transposed_conv_reformulations_equal_xla(impl, shape, out):
     """Value and both gradients equal XLA's transposed convolution; (1, 2, 3, 16) -> 8 takes
     the tap form's wide-kernel branch (input broadcast over taps), the others its plain one."""
     fn = {"subpixel": layers.conv_transpose_subpixel, "taps": layers.conv_transpose_taps,
-          "phases": layers.conv_transpose_phases}[impl]
+          "phases": layers.conv_transpose_phases,
+          "mixed": lambda x, k: layers.conv_transpose_phases(x, k, xla_forward=True)}[impl]
     x = jax.random.normal(jax.random.key(0), shape)
     k = jax.random.normal(jax.random.key(1), (4, 4, shape[-1], out))
     ref = lambda x, k: jax.lax.conv_transpose(x, k, (2, 2), "SAME",
@@ -132,8 +133,9 @@ def test_auto_picks_the_measured_formulation_per_layer_shape():
     assert layers.default_conv_impl(4, 8, out_pixels=4) == "s2d"
     assert layers.default_conv_impl(5, 128, out_pixels=16 * 16 * 16) == "im2col"
     assert layers.default_up_impl(1024, 8 * 8, 512) == "taps"
-    assert layers.default_up_impl(1024, 16 * 16, 256) == "phases"
-    assert layers.default_up_impl(512, 32 * 32, 128) == "phases"
+    assert layers.default_up_impl(1024, 16 * 16, 256) == "mixed"
+    assert layers.default_up_impl(512, 32 * 32, 128) == "mixed"
+    assert layers.default_up_impl(256, 64 * 64, 128, kernel_size=3) == "phases"  # CycleGAN
     assert layers.default_up_impl(128, 128 * 128, 3) == "taps"
     assert layers.default_up_impl(32, 4 * 4, 32) == "subpixel"
 
@@ -219,11 +221,13 @@ def test_phase_form_with_known_zero_taps_is_the_function_of_the_other_taps():
     mask = jnp.ones((4, 4, 1, 1)).at[0].set(0).at[:, 0].set(0)
     ref = lambda x, k: jax.lax.conv_transpose(x, k * mask, (2, 2), "SAME",
                                               dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    fn = lambda x, k: layers.conv_transpose_phases(x, k, zero_first=True)
-    np.testing.assert_allclose(fn(x, k), ref(x, k), atol=1e-4)
     cot = jax.random.normal(jax.random.key(2), (1, 6, 8, 5))
-    g1 = jax.grad(lambda x, k: (fn(x, k) * cot).sum(), (0, 1))(x, k)
     g2 = jax.grad(lambda x, k: (ref(x, k) * cot).sum(), (0, 1))(x, k)
-    for a, b in zip(g1, g2):
-        np.testing.assert_allclose(a, b, atol=1e-3, rtol=1e-4)
-    assert not np.asarray(g1[1])[0].any() and not np.asarray(g1[1])[:, 0].any()
+    for xla_forward in (False, True):
+        fn = lambda x, k: layers.conv_transpose_phases(x, k, zero_first=True,
+                                                       xla_forward=xla_forward)
+        np.testing.assert_allclose(fn(x, k), ref(x, k), atol=1e-4)
+        g1 = jax.grad(lambda x, k: (fn(x, k) * cot).sum(), (0, 1))(x, k)
+        for a, b in zip(g1, g2):
+            np.testing.assert_allclose(a, b, atol=1e-3, rtol=1e-4)
+        assert not np.asarray(g1[1])[0].any() and not np.asarray(g1[1])[:, 0].any()

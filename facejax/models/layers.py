@@ -191,19 +191,28 @@ def default_conv_impl(kernel_size: int = 4, in_channels: int = 64,
     return "s2d"
 
 
-def default_up_impl(in_channels: int = 64, in_pixels: int = 1 << 30, features: int = 64) -> str:
-    """The faster stride-2 transposed formulation for the default backend (measured as above,
-    at batch 1 and 4). On CPU: per-tap matrix products ("taps") for input maps of at most 8×8 or
-    few output channels (pix2pix 4 -> 8 px, 1024 -> 512 channels: 21 ms against 49 for phases,
-    752 for XLA's own at 8 -> 16 px), else one stride-1 convolution per output phase with the
-    gradients as matrix products ("phases"; 32 -> 64 px, 512 -> 128: 39 against 107 for taps,
-    batch 4: 250 against 411). Inputs of fewer than 64 channels (test configs) keep the
-    subpixel form."""
+def default_up_impl(in_channels: int = 64, in_pixels: int = 1 << 30, features: int = 64,
+                    kernel_size: int = 4) -> str:
+    """The faster stride-2 transposed formulation for the default backend (value and both
+    gradients, measured at batch 1 and 4). On CPU:
+    - per-tap matrix products ("taps") for input maps of at most 8×8 or few output channels
+      (pix2pix 4 -> 8 px, 1024 -> 512 channels: 22 ms against 50 for phases, 752 for XLA's own
+      at 8 -> 16 px);
+    - 4×4 kernels (pix2pix) on larger maps: XLA's own transposed convolution for the value,
+      whose forward is the fastest there, with the phase form's matrix-product gradients
+      ("mixed"; 64 -> 128 px, 256 -> 64 channels, batch 4: 251 against 416 ms for "phases";
+      batch 1: 50 against 74);
+    - 3×3 kernels (CycleGAN, under Eigen convolutions, see xla_setup) on larger maps: one
+      stride-1 convolution per output phase ("phases"; 64 -> 128 px, 256 -> 128, batch 4: 357
+      against 523 for "mixed"), whose forward skips the 7 zero taps that XLA's would multiply.
+    Inputs of fewer than 64 channels (test configs) keep the subpixel form."""
     if jax.default_backend() != "cpu":
         return "xla"
     if in_channels < 64:
         return "subpixel"
-    return "taps" if in_pixels <= 64 or features <= 8 else "phases"
+    if in_pixels <= 64 or features <= 8:
+        return "taps"
+    return "mixed" if kernel_size == 4 else "phases"
 
 
 class StridedConv(nn.Module):
@@ -433,7 +442,8 @@ def conv_transpose_taps(x: jax.Array, kernel: jax.Array) -> jax.Array:
     return jnp.stack(phases, axis=2).reshape(n, 2 * h, 2 * w, o)
 
 
-def conv_transpose_phases(x: jax.Array, kernel: jax.Array, zero_first: bool = False) -> jax.Array:
+def conv_transpose_phases(x: jax.Array, kernel: jax.Array, zero_first: bool = False,
+                          xla_forward: bool = False) -> jax.Array:
     """4×4 stride-2 'SAME' transposed convolution as 4 stride-1 convolutions, one per output
     phase (2×2 taps each), interleaved: exact multiply-adds. Its gradients (custom VJP) are the
     adjoint strided convolution as one matrix product over the output gradient's 4×4 stride-2
@@ -445,20 +455,26 @@ def conv_transpose_phases(x: jax.Array, kernel: jax.Array, zero_first: bool = Fa
       x: [B, H, W, C]; kernel: [4, 4, C, O].
       zero_first: kernel row 0 and column 0 are known zeros (UpConv's 3×3 case): the forward
         skips those taps, so the 4 phases take 1, 2, 2 and 4 taps, 9 in all, like the 3×3 layer.
+      xla_forward: the value from XLA's own transposed convolution instead (same gradients).
     Returns:
       [B, 2H, 2W, O], equal to lax.conv_transpose(x, kernel, (2, 2), "SAME").
     """
     if kernel.shape[:2] != (4, 4):
         raise ValueError(f"phase transposed convolution needs a 4×4 kernel, got {kernel.shape}")
-    return _phases(x, kernel, zero_first)
+    return _phases(x, kernel, zero_first, xla_forward)
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _phases(x, kernel, zero_first):
-    return _phases_value(x, kernel, zero_first)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _phases(x, kernel, zero_first, xla_forward):
+    return _phases_value(x, kernel, zero_first, xla_forward)
 
 
-def _phases_value(x, kernel, zero_first):
+def _phases_value(x, kernel, zero_first, xla_forward=False):
+    if xla_forward:
+        if zero_first:
+            kernel = kernel.at[0].set(0).at[:, 0].set(0)
+        return jax.lax.conv_transpose(x, kernel, (2, 2), "SAME",
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
     n, h, w, _ = x.shape
     xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     # Each phase's taps in order of input offset (the window starts at the lower one).
@@ -478,11 +494,11 @@ def _phases_value(x, kernel, zero_first):
     return jnp.stack(phases, axis=2).reshape(n, 2 * h, 2 * w, kernel.shape[3])
 
 
-def _phases_fwd(x, kernel, zero_first):
-    return _phases_value(x, kernel, zero_first), (x, kernel)
+def _phases_fwd(x, kernel, zero_first, xla_forward):
+    return _phases_value(x, kernel, zero_first, xla_forward), (x, kernel)
 
 
-def _phases_bwd(zero_first, res, dy):
+def _phases_bwd(zero_first, xla_forward, res, dy):
     x, kernel = res
     if zero_first:  # the forward never reads kernel row 0 and column 0
         kernel = kernel.at[0].set(0).at[:, 0].set(0)
@@ -504,8 +520,8 @@ _phases.defvjp(_phases_fwd, _phases_bwd)
 
 
 class UpConv(nn.Module):
-    """Stride-2 transposed convolution that doubles H and W. impl: "xla", "subpixel", "taps" or
-    "auto".
+    """Stride-2 transposed convolution that doubles H and W. impl: "xla", "subpixel", "taps",
+    "phases", "mixed" or "auto" (`default_up_impl`).
 
     kernel_size 4: 'SAME' padding (pix2pix). kernel_size 3: PyTorch's ConvTranspose2d(k=3, s=2,
     padding=1, output_padding=1) (CycleGAN), computed as the 4×4 case with the kernel flipped
@@ -528,17 +544,19 @@ class UpConv(nn.Module):
             kernel = jnp.pad(kernel[::-1, ::-1], ((1, 0), (1, 0), (0, 0), (0, 0)))
         dtype = self.dtype or x.dtype
         x, kernel = x.astype(dtype), kernel.astype(dtype)
-        impl = default_up_impl(x.shape[-1], x.shape[1] * x.shape[2], self.features) \
+        impl = default_up_impl(x.shape[-1], x.shape[1] * x.shape[2], self.features, k) \
             if self.impl == "auto" else self.impl
         if impl == "subpixel":
             y = conv_transpose_subpixel(x, kernel)
         elif impl == "taps":
             y = conv_transpose_taps(x, kernel)
-        elif impl == "phases":
-            y = conv_transpose_phases(x, kernel, zero_first=(k == 3))
-        else:
+        elif impl in ("phases", "mixed"):
+            y = conv_transpose_phases(x, kernel, zero_first=(k == 3), xla_forward=impl == "mixed")
+        elif impl == "xla":
             y = jax.lax.conv_transpose(x, kernel, (2, 2), "SAME",
                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        else:
+            raise ValueError(f"unknown transposed convolution impl {impl!r}")
         if self.use_bias:
             y = y + self.param("bias", nn.initializers.zeros, (self.features,),
                                jnp.float32).astype(dtype)
