@@ -92,6 +92,7 @@ def test_stride1_conv_module_im2col_equals_nn_conv(shape, k):
     assert layers.default_conv1_impl(256, 16 * 16) == "xla"
     assert layers.default_conv1_impl(8, 4 * 4) == "xla"
     assert layers.default_conv1_impl(512, 31 * 31, features=1) == "thin"
+    assert layers.default_conv1_impl(64, 64 * 64, features=3) == "xla"
     with pytest.raises(ValueError, match="unknown"):
         layers.Conv(5, k, impl="s2d").init(jax.random.key(1), x)
 

@@ -256,8 +256,10 @@ class StridedConv(nn.Module):
 
 def default_conv1_impl(in_channels: int, in_pixels: int, features: int = 64) -> str:
     """Stride-1 convolution, on CPU:
-    - "thin" for at most 4 output channels (the PatchGAN's logits): YNNPACK's weight gradient
-      runs at about 1 GFLOP/s there (31×31, 512 -> 1: 21.5 ms against 0.6 for one product);
+    - "thin" for at most 4 output channels from 128+ input channels (the PatchGAN's logits):
+      YNNPACK's weight gradient runs at about 1 GFLOP/s there (31×31, 512 -> 1: 21.5 ms against
+      0.6 for one product). Not from few channels on large maps, where the shifted gradients
+      outweigh the input (the autoencoder's 5×5, 64 -> 3 on 64×64, batch 16: 44 against 38);
     - one matrix product (im2col) for maps of at most 8×8 with 64+ input channels, where
       YNNPACK's convolution is slowest (the deepfakes encoder's 3×3 on 4×4, 1024 -> 2048
       channels, batch 32, value and both gradients: 308 against 479 ms; 8×8, 512 -> 1024: 146
@@ -265,7 +267,7 @@ def default_conv1_impl(in_channels: int, in_pixels: int, features: int = 64) -> 
     - XLA's own elsewhere (16×16, 256 -> 512: 148 against 178)."""
     if jax.default_backend() != "cpu":
         return "xla"
-    if features <= 4:
+    if features <= 4 and in_channels >= 128:
         return "thin"
     if in_channels >= 64 and in_pixels <= 64:
         return "im2col"
