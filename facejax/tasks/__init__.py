@@ -4,6 +4,8 @@
     train_step(state, batch, rng, config) -> (state, metrics)
     evaluate(state, batch, config) -> metrics           # held-out batch, no augmentation
     preview(state, batch, config) -> {name: images}     # float32 [N, H, W, 3] in [0, 1]
+    host_augment(batch, rng, config) -> batch           # optional: the step's augmentation in
+                                                        # numpy, for augment.placement "host"
 """
 
 import importlib
