@@ -153,7 +153,9 @@ class FaceBatches:
       process_index, process_count, per_process: see the module docstring.
       degrade: optional dict(prob, max_blur, jpeg_min) applied to "image".
       augment: optional host augmentation, augment(batch, rng) -> batch, with a numpy Generator
-        seeded by (seed, step, process), so a resumed run draws the same augmentations.
+        seeded by (seed, step, process), so a resumed run draws the same augmentations. Each
+        process draws for its own part, so in full mode the augmentations (unlike the samples)
+        depend on the process count; the device placement does not.
     """
 
     def __init__(self, tables: dict, global_batch: int, seed: int, fields=("image", "mask"),
