@@ -246,7 +246,9 @@ def jitter_image(p: dict, image: jax.Array, big: int, size: int) -> jax.Array:
 
 
 def jitter_image_np(p: dict, image: np.ndarray, big: int, size: int) -> np.ndarray:
-    """The host path of `jitter_image`: only the crop's rows and columns are interpolated."""
+    """The host path of `jitter_image`: only the crop's rows and columns are interpolated.
+    Equal to it when upsampling (load size at most `big`, as in every shipped config); when
+    downsampling, jax.image.resize also antialiases and this does not."""
     n = image.shape[0]
     ry = interp_matrix(n, big)[p["oy"]:p["oy"] + size]
     rx = interp_matrix(n, big)[p["ox"]:p["ox"] + size]
