@@ -16,6 +16,8 @@ paths compute the same images (tested). `placement()` picks one per backend, fro
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -57,15 +59,18 @@ def placement(cfg, backend: str | None = None) -> str:
     return where
 
 
+@functools.lru_cache(maxsize=32)
 def interp_matrix(n: int, out: int) -> np.ndarray:
     """[out, n] weights of linear resampling from n to out samples (pixel centres, edges
-    clamped): jax.image.resize's "linear" when upsampling, and cv2.INTER_LINEAR's."""
+    clamped): jax.image.resize's "linear" when upsampling, and cv2.INTER_LINEAR's. Cached (the
+    host path asks for the same few per image), so read-only."""
     x = np.clip((np.arange(out) + 0.5) * n / out - 0.5, 0, n - 1)
     x0 = np.floor(x).astype(int)
     w = x - x0
     m = np.zeros((out, n), np.float32)
     np.add.at(m, (np.arange(out), x0), 1 - w)
     np.add.at(m, (np.arange(out), np.minimum(x0 + 1, n - 1)), w)
+    m.flags.writeable = False
     return m
 
 
@@ -250,8 +255,8 @@ def jitter_image_np(p: dict, image: np.ndarray, big: int, size: int) -> np.ndarr
     Equal to it when upsampling (load size at most `big`, as in every shipped config); when
     downsampling, jax.image.resize also antialiases and this does not."""
     n = image.shape[0]
-    ry = interp_matrix(n, big)[p["oy"]:p["oy"] + size]
-    rx = interp_matrix(n, big)[p["ox"]:p["ox"] + size]
+    m = interp_matrix(n, big)
+    ry, rx = m[p["oy"]:p["oy"] + size], m[p["ox"]:p["ox"] + size]
     if p["flip"]:
         rx = rx[::-1]
     flat = image.reshape(n, -1).astype(np.float32)

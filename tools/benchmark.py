@@ -191,13 +191,6 @@ def loop_step_ms(compiled, state, key, batches, sharding, steps: int):
     return state, statistics.median(times[1:]) * 1e3
 
 
-def augment_placement(config) -> str:
-    from facejax import augment, tasks
-    if "augment" in config and hasattr(tasks.get(config.task), "host_augment"):
-        return augment.placement(config.augment)
-    return "device"
-
-
 def bench_train():
     import functools
 
@@ -245,7 +238,7 @@ def bench_train():
     return {"benchmark": "train", "task": config.task, "size": config.model.size,
             "batch_per_identity": config.batch_size, "devices": jax.device_count(),
             "backend": jax.default_backend(),
-            "augment": augment_placement(config),
+            "augment": "host" if batches.augment else "device",
             "step_ms": round(step_s * 1e3, 1), "loop_step_ms": round(loop_ms, 1),
             "images_per_s": round(images / step_s, 2), "compile_s": round(compile_s, 1),
             "gflop_per_step": round(gflop, 1), "achieved_gflop_per_s": round(gflop / step_s, 1),

@@ -215,6 +215,29 @@ def default_up_impl(in_channels: int = 64, in_pixels: int = 1 << 30, features: i
     return "mixed" if kernel_size == 4 else "phases"
 
 
+def _conv_kernel(module: nn.Module, x: jax.Array, k: int):
+    """The k×k HWIO "kernel" parameter of `module` (lecun-normal, float32, as nn.Conv's) and x,
+    both cast to the module's compute dtype (its `dtype`, else x's)."""
+    kernel = module.param("kernel", nn.initializers.lecun_normal(),
+                          (k, k, x.shape[-1], module.features), jnp.float32)
+    dtype = module.dtype or x.dtype
+    return x.astype(dtype), kernel.astype(dtype)
+
+
+def _add_bias(module: nn.Module, y: jax.Array) -> jax.Array:
+    """y plus `module`'s "bias" parameter (zeros, float32, as nn.Conv's) when it uses one."""
+    if not module.use_bias:
+        return y
+    return y + module.param("bias", nn.initializers.zeros, (module.features,),
+                            jnp.float32).astype(y.dtype)
+
+
+def up_impl_for(up_impl: str | None, conv_impl: str) -> str:
+    """The transposed-convolution impl of a model: `up_impl`, or the one matching its strided
+    `conv_impl` (s2d -> subpixel, im2col -> taps, xla and auto as they are)."""
+    return up_impl or {"s2d": "subpixel", "im2col": "taps"}.get(conv_impl, conv_impl)
+
+
 class StridedConv(nn.Module):
     """k×k stride-2 convolution with 'SAME' padding; parameters named as nn.Conv's."""
     features: int
@@ -227,10 +250,7 @@ class StridedConv(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         k = self.kernel_size
-        kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                            (k, k, x.shape[-1], self.features), jnp.float32)
-        dtype = self.dtype or x.dtype
-        x, kernel = x.astype(dtype), kernel.astype(dtype)
+        x, kernel = _conv_kernel(self, x, k)
         if self.padding is None:
             padding = (same_padding(x.shape[1], k, 2), same_padding(x.shape[2], k, 2))
         else:
@@ -248,10 +268,7 @@ class StridedConv(nn.Module):
         else:
             y = jax.lax.conv_general_dilated(x, kernel, (2, 2), padding,
                                              dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,),
-                               jnp.float32).astype(dtype)
-        return y
+        return _add_bias(self, y)
 
 
 def default_conv1_impl(in_channels: int, in_pixels: int, features: int = 64) -> str:
@@ -324,10 +341,7 @@ class Conv(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         k = self.kernel_size
-        kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                            (k, k, x.shape[-1], self.features), jnp.float32)
-        dtype = self.dtype or x.dtype
-        x, kernel = x.astype(dtype), kernel.astype(dtype)
+        x, kernel = _conv_kernel(self, x, k)
         padding = self.padding or (((k - 1) // 2, k // 2), ((k - 1) // 2, k // 2))
         padding = tuple(tuple(int(v) for v in p) for p in padding)
         impl = default_conv1_impl(x.shape[-1], x.shape[1] * x.shape[2], self.features) \
@@ -340,10 +354,7 @@ class Conv(nn.Module):
             y = _conv1(x, kernel, padding)
         else:
             raise ValueError(f"unknown stride-1 convolution impl {impl!r}")
-        if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,),
-                               jnp.float32).astype(dtype)
-        return y
+        return _add_bias(self, y)
 
 
 class Upscale(nn.Module):
@@ -540,12 +551,9 @@ class UpConv(nn.Module):
         k = self.kernel_size
         if k not in (3, 4):
             raise ValueError(f"UpConv supports kernels 3 and 4, got {k}")
-        kernel = self.param("kernel", nn.initializers.lecun_normal(),
-                            (k, k, x.shape[-1], self.features), jnp.float32)
+        x, kernel = _conv_kernel(self, x, k)
         if k == 3:
             kernel = jnp.pad(kernel[::-1, ::-1], ((1, 0), (1, 0), (0, 0), (0, 0)))
-        dtype = self.dtype or x.dtype
-        x, kernel = x.astype(dtype), kernel.astype(dtype)
         impl = default_up_impl(x.shape[-1], x.shape[1] * x.shape[2], self.features, k) \
             if self.impl == "auto" else self.impl
         if impl == "subpixel":
@@ -559,10 +567,7 @@ class UpConv(nn.Module):
                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
         else:
             raise ValueError(f"unknown transposed convolution impl {impl!r}")
-        if self.use_bias:
-            y = y + self.param("bias", nn.initializers.zeros, (self.features,),
-                               jnp.float32).astype(dtype)
-        return y
+        return _add_bias(self, y)
 
 
 class InstanceNorm(nn.Module):

@@ -11,7 +11,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from facejax.models.layers import StridedConv, UpConv, norm_layer
+from facejax.models.layers import StridedConv, UpConv, norm_layer, up_impl_for
 
 
 def reflect(x: jax.Array, p: int) -> jax.Array:
@@ -49,8 +49,7 @@ class ResnetGenerator(nn.Module):
             h = nn.relu(norm()(conv(width, 3)(reflect(x, 1))))
             h = norm()(conv(width, 3)(reflect(h, 1)))
             x = x + h
-        up_impl = self.up_impl or {"s2d": "subpixel", "im2col": "taps"}.get(self.conv_impl,
-                                                                            self.conv_impl)
+        up_impl = up_impl_for(self.up_impl, self.conv_impl)
         for mult in (2, 1):
             x = UpConv(self.base * mult, use_bias=bias, impl=up_impl, dtype=self.dtype,
                        kernel_size=3)(x)

@@ -16,7 +16,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from facejax.models.layers import StridedConv, UpConv, norm_layer
+from facejax.models.layers import StridedConv, UpConv, norm_layer, up_impl_for
 
 
 def down_widths(size: int, base: int = 64, max_width: int = 512) -> list[int]:
@@ -52,8 +52,7 @@ class UNet(nn.Module):
             x = nn.leaky_relu(x, 0.2)
             skips.append(x)
         skips.pop()  # the bottleneck itself
-        up_impl = self.up_impl or {"s2d": "subpixel", "im2col": "taps"}.get(self.conv_impl,
-                                                                            self.conv_impl)
+        up_impl = up_impl_for(self.up_impl, self.conv_impl)
         for i, w in enumerate(reversed(widths[:-1])):
             x = UpConv(w, use_bias=False, impl=up_impl, dtype=self.dtype)(x)
             x = norm()(x)
