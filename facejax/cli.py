@@ -15,8 +15,12 @@ def _fail(message: str) -> None:
 
 def run_main(main: Callable) -> None:
     """Like absl's `app.run(main)`, with bad flags and UserError printed on one line, exit 2;
-    a RunError on one line with its own exit status."""
+    a RunError on one line with its own exit status. First restarts the process with huge
+    pages for large allocations (`xla_setup.use_huge_pages`)."""
     from absl import app, flags
+
+    from facejax import xla_setup
+    xla_setup.use_huge_pages()
 
     # Parse first, so a misspelt or ill-typed flag (config_flags raises plain AttributeError,
     # KeyError, TypeError or ValueError for `--config.key=value`) is one line, not a traceback.

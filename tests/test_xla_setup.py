@@ -56,3 +56,72 @@ def test_the_flag_is_accepted_by_this_jaxlib():
     assert out.returncode == 0, out.stderr[-2000:]
     # Ones through a 3×3 'SAME' window: 2 outputs × 4 channels × (2 + 6·3 + 2)² taps in range.
     assert json.loads(out.stdout.strip().splitlines()[-1]) == 2 * 4 * 22 ** 2
+
+
+def test_use_huge_pages_restarts_once_and_a_users_setting_wins(monkeypatch):
+    if xla_setup._glibc_version() is None or xla_setup._glibc_version() < (2, 35):
+        import pytest
+        pytest.skip("not glibc 2.35+")
+    calls = []
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.arena_max=2")
+    xla_setup.use_huge_pages(execv=lambda *a: calls.append(a))
+    assert calls == [(sys.executable, [sys.executable, *sys.orig_argv[1:]])]
+    assert os.environ["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2:" + xla_setup.HUGE_PAGES
+    assert xla_setup.without_huge_pages(os.environ)["GLIBC_TUNABLES"] == "glibc.malloc.arena_max=2"
+    xla_setup.use_huge_pages(execv=lambda *a: calls.append(a))  # the restarted process: no loop
+    assert len(calls) == 1
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.hugetlb=0")  # the user's choice
+    xla_setup.use_huge_pages(execv=lambda *a: calls.append(a))
+    assert len(calls) == 1 and os.environ["GLIBC_TUNABLES"] == "glibc.malloc.hugetlb=0"
+
+    def fails(*a):
+        raise OSError("no exec")
+    monkeypatch.delenv("GLIBC_TUNABLES")
+    monkeypatch.delenv(xla_setup.ORIGINAL_TUNABLES)
+    xla_setup.use_huge_pages(execv=fails)  # runs on as it was
+    assert os.environ.get("GLIBC_TUNABLES") == ""
+    assert "GLIBC_TUNABLES" not in xla_setup.without_huge_pages(os.environ)
+
+
+def test_tools_restart_with_huge_pages_and_fault_less():
+    """A tool's main runs once, in the same process, restarted with the tunable; there a
+    computation with 256 MB of temporaries faults in its memory in huge pages."""
+    if xla_setup._glibc_version() is None or xla_setup._glibc_version() < (2, 35):
+        import pytest
+        pytest.skip("not glibc 2.35+")
+    code = """
+import os, resource, sys
+print("start", os.getpid(), flush=True)
+from facejax.cli import run_main
+
+def main(argv):
+    import jax, jax.numpy as jnp
+    f = jax.jit(lambda x: (jnp.sin(x)[::-1] * 2 + jnp.cos(x)[::-1]).sum())
+    x = jnp.ones((64 << 20,), jnp.float32)
+    f(x).block_until_ready()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(3):
+        f(x).block_until_ready()
+    faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 3
+    print("main", os.getpid(), os.environ.get("GLIBC_TUNABLES"), argv[1:], faults)
+
+run_main(main)
+"""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
+    env.pop("GLIBC_TUNABLES", None)
+    out = subprocess.run([sys.executable, "-c", code, "arg"], env=env, capture_output=True,
+                         text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = out.stdout.split("\n")
+    starts = [ln for ln in lines if ln.startswith("start")]
+    mains = [ln.split() for ln in lines if ln.startswith("main")]
+    assert len(starts) == 2 and len(set(starts)) == 1 and len(mains) == 1, out.stdout
+    assert mains[0][1] == starts[0].split()[1] and mains[0][2] == xla_setup.HUGE_PAGES
+    assert mains[0][3] == "['arg']"
+    try:
+        thp = open("/sys/kernel/mm/transparent_hugepage/enabled").read()
+    except OSError:
+        thp = ""
+    if "[never]" not in thp and thp:
+        # 256 MB is 65,536 small pages; in 2 MiB pages, 128.
+        assert float(mains[0][4]) < 8000, out.stdout
