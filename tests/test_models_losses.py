@@ -79,7 +79,7 @@ def test_stride1_conv_module_im2col_equals_nn_conv(shape, k):
     ref = nn.Conv(5, (k, k), padding="SAME")
     v = ref.init(jax.random.key(1), x)
     cot = jax.random.normal(jax.random.key(2), shape[:3] + (5,))
-    for impl in ("xla", "im2col", "thin"):
+    for impl in ("xla", "im2col", "thin", "winograd2", "winograd4"):
         m = layers.Conv(5, k, impl=impl)
         assert jax.tree.map(jnp.shape, m.init(jax.random.key(1), x)) == \
             jax.tree.map(jnp.shape, v)
@@ -89,12 +89,32 @@ def test_stride1_conv_module_im2col_equals_nn_conv(shape, k):
         for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):
             np.testing.assert_allclose(a, b, atol=1e-3, rtol=1e-4, err_msg=impl)
     assert layers.default_conv1_impl(1024, 4 * 4) == "im2col"
-    assert layers.default_conv1_impl(256, 16 * 16) == "xla"
+    assert layers.default_conv1_impl(256, 16 * 16) == "winograd2"
+    assert layers.default_conv1_impl(256, 16 * 16, batch=16) == "winograd4"
+    assert layers.default_conv1_impl(256, 66 * 66) == "winograd4"  # CycleGAN's, padded
+    assert layers.default_conv1_impl(512, 8 * 8, 1024, batch=16) == "im2col"
+    assert layers.default_conv1_impl(256, 16 * 16, 256, kernel_size=4) == "xla"
     assert layers.default_conv1_impl(8, 4 * 4) == "xla"
     assert layers.default_conv1_impl(512, 31 * 31, features=1) == "thin"
     assert layers.default_conv1_impl(64, 64 * 64, features=3) == "xla"
     with pytest.raises(ValueError, match="unknown"):
         layers.Conv(5, k, impl="s2d").init(jax.random.key(1), x)
+
+
+def test_plain_forms_count_the_models_multiply_adds():
+    """Inside layers.plain_forms every "auto" is XLA's own convolution, so the benchmark's
+    FLOP count is the plain model's, whatever form runs (Winograd counts fewer)."""
+    x = jnp.zeros((2, 16, 16, 64))
+    m, ref = layers.Conv(64, 3), nn.Conv(64, (3, 3), padding="SAME")
+    v = ref.init(jax.random.key(0), x)
+    cost = lambda f: jax.jit(f).lower(v, x).cost_analysis()["flops"]
+    assert layers.default_conv1_impl(64, 256, 64) == "winograd2"
+    assert cost(m.apply) < 0.6 * cost(ref.apply)
+    with layers.plain_forms():
+        assert layers.default_conv1_impl(64, 256, 64) == "xla"
+        assert layers.default_conv_impl(5, 128, 64) == layers.default_up_impl(128, 256) == "xla"
+        assert cost(m.apply) == cost(ref.apply)
+    assert layers.default_conv1_impl(64, 256, 64) == "winograd2"
 
 
 @pytest.mark.parametrize("features, use_bias", [(1, True), (3, False)])
@@ -107,7 +127,7 @@ def test_thin_conv_with_explicit_padding_equals_nn_conv(features, use_bias):
     v = ref.init(jax.random.key(1), x)
     cot = jax.random.normal(jax.random.key(2), (2, 8, 6, features))
     g_ref = jax.grad(lambda v, x: (ref.apply(v, x) * cot).sum(), (0, 1))(v, x)
-    for impl in ("thin", "xla", "im2col"):
+    for impl in ("thin", "xla", "im2col", "winograd2", "winograd4"):
         m = layers.Conv(features, 4, impl=impl, padding=pad, use_bias=use_bias)
         assert jax.tree.map(jnp.shape, m.init(jax.random.key(1), x)) == \
             jax.tree.map(jnp.shape, v)
@@ -115,6 +135,45 @@ def test_thin_conv_with_explicit_padding_equals_nn_conv(features, use_bias):
         g = jax.jit(jax.grad(lambda v, x: (m.apply(v, x) * cot).sum(), (0, 1)))(v, x)
         for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):
             np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4, err_msg=impl)
+
+
+def test_winograd_matrices_are_the_published_ones_and_filter_exactly():
+    """F(2, 3) is Lavin & Gray's (2016) table, up to the sign of the point at infinity (BT's last
+    row and AT's last column flip together); every F(m, r) computes the m outputs of an r-tap
+    correlation exactly (float64)."""
+    at, g, bt = layers.winograd_matrices(2, 3)
+    flip = np.diag([1, 1, 1, -1])
+    np.testing.assert_array_equal(flip @ bt,
+                                  [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]])
+    np.testing.assert_array_equal(g, [[1, 0, 0], [.5, .5, .5], [.5, -.5, .5], [0, 0, 1]])
+    np.testing.assert_array_equal(at @ flip, [[1, 1, 1, 0], [0, 1, -1, -1]])
+    np.testing.assert_array_equal(layers.winograd_matrices(4, 3)[2][0], [4, 0, -5, 0, 1, 0])
+    rng = np.random.default_rng(0)
+    for m, r in [(2, 3), (4, 3), (3, 2), (2, 4), (4, 4), (2, 5)]:
+        at, g, bt = layers.winograd_matrices(m, r)
+        d, k = rng.normal(size=m + r - 1), rng.normal(size=r)
+        np.testing.assert_allclose(at @ ((g @ k) * (bt @ d)), np.correlate(d, k, "valid"),
+                                   atol=1e-12, err_msg=f"F({m}, {r})")
+
+
+@pytest.mark.parametrize("m", [2, 4])
+def test_winograd_conv_rounding_at_realistic_scale(m):
+    """A 3×3, 64 -> 64 layer with lecun-normal weights on unit inputs, ragged tiles and
+    asymmetric padding: value and both gradients within float32 rounding of XLA's."""
+    x = jax.random.normal(jax.random.key(0), (2, 19, 17, 64))
+    w = jax.random.normal(jax.random.key(1), (3, 3, 64, 64)) / 24.0
+    pad = ((2, 0), (1, 3))
+    ref = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), pad,
+                                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    fn = jax.jit(lambda x, w: layers.conv_winograd(x, w, pad, m))
+    y = ref(x, w)
+    cot = jax.random.normal(jax.random.key(2), y.shape)
+    tol = {2: 2e-6, 4: 3e-5}[m]  # of the largest magnitude
+    np.testing.assert_allclose(fn(x, w), y, atol=tol * float(jnp.abs(y).max()))
+    g = jax.jit(jax.grad(lambda x, w: (fn(x, w) * cot).sum(), (0, 1)))(x, w)
+    g_ref = jax.grad(lambda x, w: (ref(x, w) * cot).sum(), (0, 1))(x, w)
+    for a, b in zip(g, g_ref):
+        np.testing.assert_allclose(a, b, atol=tol * float(jnp.abs(b).max()))
 
 
 def test_pixel_shuffle_is_depth_to_space_and_inverts():

@@ -8,16 +8,22 @@ transposed convolution. Each can be computed several ways that are equal in valu
   product over the k·k strided views ("im2col");
 - transposed: XLA directly ("xla"), a 3×3 convolution to 4 phases + pixel shuffle ("subpixel",
   2.25× the multiply-adds), one matrix product per kernel tap + overlap-add ("taps"), or one
-  stride-1 2×2 convolution per output phase ("phases").
+  stride-1 2×2 convolution per output phase ("phases", and "mixed" with XLA's forward);
+- stride 1 (`Conv`): XLA directly, im2col, a one-product weight gradient for few outputs
+  ("thin"), or Winograd F(2×2) / F(4×4) tiles ("winograd2", "winograd4": 2.25× / 4× fewer
+  multiplies for 3×3 kernels).
 
-"auto" picks per layer shape on CPU from measurements (`default_conv_impl`, `default_up_impl`;
-figures in the issue 7 notes) and XLA's own convolution on other backends.
+"auto" picks per layer shape on CPU from measurements (`default_conv_impl`, `default_up_impl`,
+`default_conv1_impl`; figures in the issue 7 notes) and XLA's own convolution on other backends
+and inside `plain_forms()`.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
+from fractions import Fraction
 
 import flax.linen as nn
 import jax
@@ -169,6 +175,22 @@ def compute_dtype(model_config):
     return jnp.bfloat16 if model_config.get("compute_dtype", "float32") == "bfloat16" else None
 
 
+_plain_forms = False
+
+
+@contextlib.contextmanager
+def plain_forms():
+    """Within it, "auto" resolves to XLA's own convolutions on every backend: a model traced
+    here is the textbook one, whose cost analysis counts the model's multiply-adds (the
+    Winograd and phase forms count fewer, im2col's patches more)."""
+    global _plain_forms
+    previous, _plain_forms = _plain_forms, True
+    try:
+        yield
+    finally:
+        _plain_forms = previous
+
+
 def default_conv_impl(kernel_size: int = 4, in_channels: int = 64,
                       out_pixels: int = 1 << 30, batch: int = 1) -> str:
     """The faster stride-2 formulation for the default backend, as measured (lone layer, value
@@ -182,7 +204,7 @@ def default_conv_impl(kernel_size: int = 4, in_channels: int = 64,
     (batch 4, 128 -> 64 px, 64 channels: 124 against 191 ms for space-to-depth), and the
     space-to-depth convolution below that (batch 1: 26 against 30 ms). Other backends use XLA's
     own convolution."""
-    if jax.default_backend() != "cpu":
+    if _plain_forms or jax.default_backend() != "cpu":
         return "xla"
     if in_channels >= 64 and (kernel_size >= 5 or out_pixels <= 256):
         return "im2col"
@@ -206,7 +228,7 @@ def default_up_impl(in_channels: int = 64, in_pixels: int = 1 << 30, features: i
       stride-1 convolution per output phase ("phases"; 64 -> 128 px, 256 -> 128, batch 4: 357
       against 523 for "mixed"), whose forward skips the 7 zero taps that XLA's would multiply.
     Inputs of fewer than 64 channels (test configs) keep the subpixel form."""
-    if jax.default_backend() != "cpu":
+    if _plain_forms or jax.default_backend() != "cpu":
         return "xla"
     if in_channels < 64:
         return "subpixel"
@@ -271,8 +293,16 @@ class StridedConv(nn.Module):
         return _add_bias(self, y)
 
 
-def default_conv1_impl(in_channels: int, in_pixels: int, features: int = 64) -> str:
+def default_conv1_impl(in_channels: int, in_pixels: int, features: int = 64,
+                       kernel_size: int = 3, batch: int = 1) -> str:
     """Stride-1 convolution, on CPU:
+    - Winograd (`conv_winograd`) for 3×3 kernels from and to 64+ channels on maps of 16×16 or
+      more: the CycleGAN ResNet's 3×3, 256 -> 256 on 64×64 (batch 1, value and both gradients,
+      under its Eigen setting): 99 ms for XLA's against 52 for F(2×2) and 47 for F(4×4); the
+      deepfakes decoder's 32×32, 128 -> 256 at batch 16: 178 against 97 and 79; 16×16, 256 ->
+      512: 154 against 100 and 105. F(4×4) from 4096 input pixels in the batch, F(2×2) below
+      (32×32, 256 -> 256, batch 1: 15 against 22 ms). Not on 8×8 maps, where the tiles are
+      few (512 -> 1024, batch 16: 198 against 169);
     - "thin" for at most 4 output channels from 128+ input channels (the PatchGAN's logits):
       YNNPACK's weight gradient runs at about 1 GFLOP/s there (31×31, 512 -> 1: 21.5 ms against
       0.6 for one product). Not from few channels on large maps, where the shifted gradients
@@ -281,14 +311,22 @@ def default_conv1_impl(in_channels: int, in_pixels: int, features: int = 64) -> 
       YNNPACK's convolution is slowest (the deepfakes encoder's 3×3 on 4×4, 1024 -> 2048
       channels, batch 32, value and both gradients: 308 against 479 ms; 8×8, 512 -> 1024: 146
       against 162);
-    - XLA's own elsewhere (16×16, 256 -> 512: 148 against 178)."""
-    if jax.default_backend() != "cpu":
+    - XLA's own elsewhere."""
+    if _plain_forms or jax.default_backend() != "cpu":
         return "xla"
+    if kernel_size == 3 and in_channels >= 64 and features >= 64 and in_pixels >= 256:
+        return "winograd4" if batch * in_pixels >= 4096 else "winograd2"
     if features <= 4 and in_channels >= 128:
         return "thin"
     if in_channels >= 64 and in_pixels <= 64:
         return "im2col"
     return "xla"
+
+
+def conv1_impl_for(conv_impl: str) -> str:
+    """The stride-1 impl of a model whose strided convolutions take `conv_impl`: XLA's own when
+    that is "xla" (a model built of plain layers), else "auto"."""
+    return "xla" if conv_impl == "xla" else "auto"
 
 
 def _conv1(x, kernel, padding):
@@ -327,10 +365,136 @@ def _conv_thin_bwd(padding, res, g):
 conv_thin.defvjp(_conv_thin_fwd, _conv_thin_bwd)
 
 
+# Winograd minimal filtering (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks",
+# 2016). A stride-1 r×r convolution computed in m×m output tiles: each (m+r-1)² input tile is
+# transformed (BT · d · B), multiplied point by point with the transformed kernel (G · g · Gᵀ)
+# and transformed back (AT · M · A). Summed over input channels, the pointwise products are
+# (m+r-1)² matrix products [tiles, C] × [C, O], so F(2×2, 3×3) does 16 multiplies where direct
+# convolution does 36 per 4 outputs, and F(4×4, 3×3) 36 where it does 144. The transforms are
+# additions of slices that XLA fuses; the products run at the matrix-multiply peak.
+_WINOGRAD_POINTS = (0, 1, -1, 2, -2, Fraction(1, 2), Fraction(-1, 2))
+
+
+@functools.lru_cache(maxsize=None)
+def winograd_matrices(m: int, r: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """AT [m, a], G [a, r], BT [a, a] (a = m + r - 1) of F(m, r): for a tile d of a inputs and
+    r taps g, the m outputs of the correlation y[i] = Σ_k g[k]·d[i + k] are AT·((G·g) ⊙ (BT·d)).
+    Built exactly (fractions) as the transpose of Toom-Cook linear convolution at the points
+    0, ±1, ±2, … and ∞; BT's rows are scaled to integers and G's rows by the inverse."""
+    a = m + r - 1
+    points = _WINOGRAD_POINTS[:a - 1]
+
+    def vandermonde(n):  # rows: a polynomial's n coefficients -> its value at each point, ∞
+        return [[Fraction(p) ** i for i in range(n)] for p in points] + \
+            [[Fraction(int(i == n - 1)) for i in range(n)]]
+
+    # Invert the a×a evaluation matrix (Gauss-Jordan, exact).
+    rows = [row + [Fraction(int(i == j)) for j in range(a)] for i, row in enumerate(vandermonde(a))]
+    for col in range(a):
+        pivot = next(i for i in range(col, a) if rows[i][col] != 0)
+        rows[col], rows[pivot] = rows[pivot], rows[col]
+        rows[col] = [v / rows[col][col] for v in rows[col]]
+        for i in range(a):
+            if i != col and rows[i][col] != 0:
+                rows[i] = [vi - rows[i][col] * vc for vi, vc in zip(rows[i], rows[col])]
+    bt = [[rows[i][a + j] for i in range(a)] for j in range(a)]  # the inverse, transposed
+    g = vandermonde(r)
+    for j in range(a):
+        scale = math.lcm(*(v.denominator for v in bt[j]))
+        bt[j] = [v * scale for v in bt[j]]
+        g[j] = [v / scale for v in g[j]]
+    at = [list(col) for col in zip(*vandermonde(m))]
+    return tuple(np.array(x, np.float64) for x in (at, g, bt))
+
+
+def _combine(parts, coefficients):
+    """[Σ_j c[i, j]·parts[j] for each row i of `coefficients`], skipping zero terms."""
+    out = []
+    for row in coefficients:
+        acc = None
+        for c, p in zip(row, parts):
+            if c == 0:
+                continue
+            t = p if c == 1 else -p if c == -1 else p * float(c)
+            acc = t if acc is None else acc + t
+        out.append(acc)
+    return out
+
+
+def _winograd_tiles(x, r, padding, m):
+    """The padded input's transformed tiles, a² arrays [N, TH, TW, C] (index u·a + v), and the
+    output and tile-grid sizes."""
+    n, h, w, _ = x.shape
+    (pt, pb), (pl, pr) = padding
+    ho, wo = h + pt + pb - r + 1, w + pl + pr - r + 1
+    th, tw = -(-ho // m), -(-wo // m)
+    a = m + r - 1
+    xp = jax.lax.pad(x, jnp.zeros((), x.dtype), ((0, 0, 0), (pt, th * m + r - 1 - h - pt, 0),
+                                                 (pl, tw * m + r - 1 - w - pl, 0), (0, 0, 0)))
+    bt = winograd_matrices(m, r)[2]
+    rows = [jax.lax.slice_in_dim(xp, i, i + (th - 1) * m + 1, m, axis=1) for i in range(a)]
+    tiles = []
+    for row in _combine(rows, bt):
+        cols = [jax.lax.slice_in_dim(row, j, j + (tw - 1) * m + 1, m, axis=2) for j in range(a)]
+        tiles.extend(_combine(cols, bt))
+    return tiles, (ho, wo, th, tw)
+
+
+def _winograd_value(x, kernel, padding, m):
+    r, o = kernel.shape[0], kernel.shape[-1]
+    a = m + r - 1
+    at, g, _ = winograd_matrices(m, r)
+    tiles, (ho, wo, th, tw) = _winograd_tiles(x, r, padding, m)
+    u = [t for row in _combine(list(kernel), g) for t in _combine(list(row), g)]  # [C, O] each
+    prods = [jnp.dot(v.reshape(-1, v.shape[-1]), w).reshape(v.shape[:3] + (o,))
+             for v, w in zip(tiles, u)]
+    by_v = [_combine(prods[v::a], at) for v in range(a)]                    # [v][p]
+    out = [_combine([by_v[v][p] for v in range(a)], at) for p in range(m)]  # [p][q]
+    y = jnp.stack([jnp.stack(row, axis=3) for row in out], axis=2)  # [N, TH, p, TW, q, O]
+    return y.reshape(x.shape[0], th * m, tw * m, o)[:, :ho, :wo]
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def conv_winograd(x: jax.Array, kernel: jax.Array, padding, m: int = 2) -> jax.Array:
+    """Stride-1 r×r convolution with explicit `padding` in Winograd F(m×m, r×r) tiles (see
+    above). The input gradient is the same algorithm on the output gradient with the flipped,
+    transposed kernel; the kernel gradient is a² products [C, tiles] × [tiles, O] in the
+    transformed domain, the tiles recomputed rather than kept. Rounding: about 1e-6 of the
+    output's scale for m = 2, 2e-5 for m = 4 (float32)."""
+    return _winograd_value(x, kernel, padding, m)
+
+
+def _winograd_fwd(x, kernel, padding, m):
+    return _winograd_value(x, kernel, padding, m), (x, kernel)
+
+
+def _winograd_bwd(padding, m, res, dy):
+    x, kernel = res
+    r, c, o = kernel.shape[0], kernel.shape[2], kernel.shape[3]
+    a = m + r - 1
+    at, g, _ = winograd_matrices(m, r)
+    (pt, pb), (pl, pr) = padding
+    dx = _winograd_value(dy, kernel[::-1, ::-1].transpose(0, 1, 3, 2),
+                         ((r - 1 - pt, r - 1 - pb), (r - 1 - pl, r - 1 - pr)), m)
+    tiles, (ho, wo, th, tw) = _winograd_tiles(x, r, padding, m)
+    dyt = jnp.pad(dy, ((0, 0), (0, th * m - ho), (0, tw * m - wo), (0, 0)))
+    dyt = dyt.reshape(dy.shape[0], th, m, tw, m, o)
+    rows = _combine([dyt[:, :, p] for p in range(m)], at.T)               # [u]: [N, TH, TW, q, O]
+    dm = [t for row in rows for t in _combine([row[:, :, :, q] for q in range(m)], at.T)]
+    du = [jax.lax.dot_general(v.reshape(-1, c), d.reshape(-1, o), (((0,), (0,)), ((), ())))
+          for v, d in zip(tiles, dm)]                                     # [C, O] each
+    by_v = [_combine(du[v::a], g.T) for v in range(a)]                    # [v][i]
+    dk = jnp.stack([jnp.stack(_combine([by_v[v][i] for v in range(a)], g.T)) for i in range(r)])
+    return dx, dk.astype(kernel.dtype)
+
+
+conv_winograd.defvjp(_winograd_fwd, _winograd_bwd)
+
+
 class Conv(nn.Module):
     """Stride-1 k×k convolution with nn.Conv's parameters (kernel HWIO, lecun-normal; bias
     zeros), 'SAME' or explicit `padding` ((top, bottom), (left, right)). impl: "xla", "im2col",
-    "thin" or "auto" (`default_conv1_impl`)."""
+    "thin", "winograd2", "winograd4" (F(2×2) or F(4×4) tiles) or "auto" (`default_conv1_impl`)."""
     features: int
     kernel_size: int = 3
     impl: str = "auto"
@@ -344,9 +508,11 @@ class Conv(nn.Module):
         x, kernel = _conv_kernel(self, x, k)
         padding = self.padding or (((k - 1) // 2, k // 2), ((k - 1) // 2, k // 2))
         padding = tuple(tuple(int(v) for v in p) for p in padding)
-        impl = default_conv1_impl(x.shape[-1], x.shape[1] * x.shape[2], self.features) \
-            if self.impl == "auto" else self.impl
-        if impl == "im2col":
+        impl = default_conv1_impl(x.shape[-1], x.shape[1] * x.shape[2], self.features, k,
+                                  x.shape[0]) if self.impl == "auto" else self.impl
+        if impl in ("winograd2", "winograd4"):
+            y = conv_winograd(x, kernel, padding, int(impl[-1]))
+        elif impl == "im2col":
             y = conv_im2col(x, kernel, padding, stride=1)
         elif impl == "thin":
             y = conv_thin(x, kernel, padding)

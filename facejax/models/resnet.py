@@ -11,7 +11,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from facejax.models.layers import StridedConv, UpConv, norm_layer, up_impl_for
+from facejax.models.layers import Conv, StridedConv, UpConv, conv1_impl_for, norm_layer, \
+    up_impl_for
 
 
 def reflect(x: jax.Array, p: int) -> jax.Array:
@@ -29,6 +30,7 @@ class ResnetGenerator(nn.Module):
     norm: str = "instance"
     conv_impl: str = "auto"
     up_impl: str | None = None  # None: follows conv_impl
+    conv1_impl: str | None = None  # the residual 3×3s; None: follows conv_impl
     dtype: jnp.dtype | None = None
 
     @nn.compact
@@ -45,9 +47,14 @@ class ResnetGenerator(nn.Module):
                             dtype=self.dtype, padding=1)(x)
             x = nn.relu(norm()(x))
         width = self.base * 4
+        # The residual 3×3 convolutions (most of the model's multiply-adds): layers.Conv, whose
+        # "auto" takes Winograd tiles on CPU; the same parameters as nn.Conv (named Conv_k).
+        conv1 = self.conv1_impl or conv1_impl_for(self.conv_impl)
+        res_conv = lambda: Conv(width, 3, impl=conv1,
+                                padding=((0, 0), (0, 0)), use_bias=bias, dtype=self.dtype)
         for _ in range(self.n_blocks):
-            h = nn.relu(norm()(conv(width, 3)(reflect(x, 1))))
-            h = norm()(conv(width, 3)(reflect(h, 1)))
+            h = nn.relu(norm()(res_conv()(reflect(x, 1))))
+            h = norm()(res_conv()(reflect(h, 1)))
             x = x + h
         up_impl = up_impl_for(self.up_impl, self.conv_impl)
         for mult in (2, 1):

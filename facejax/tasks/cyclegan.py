@@ -38,7 +38,7 @@ def build(config):
     dtype = compute_dtype(m)
     blocks = m.n_blocks or default_blocks(m.size)
     g = ResnetGenerator(base=m.g_base, n_blocks=blocks, norm="instance", conv_impl=m.conv_impl,
-                        up_impl=m.get("up_impl"), dtype=dtype)
+                        up_impl=m.get("up_impl"), conv1_impl=m.get("conv1_impl"), dtype=dtype)
     d = PatchGAN(base=m.d_base, n_layers=m.d_layers, max_width=m.max_width, norm="instance",
                  conv_impl=m.conv_impl, dtype=dtype)
     return g, d
