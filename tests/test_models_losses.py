@@ -93,7 +93,9 @@ def test_stride1_conv_module_im2col_equals_nn_conv(shape, k):
     assert layers.default_conv1_impl(256, 16 * 16, batch=16) == "winograd4"
     assert layers.default_conv1_impl(256, 66 * 66) == "winograd4"  # CycleGAN's, padded
     assert layers.default_conv1_impl(512, 8 * 8, 1024, batch=16) == "im2col"
-    assert layers.default_conv1_impl(256, 16 * 16, 256, kernel_size=4) == "xla"
+    assert layers.default_conv1_impl(256, 32 * 32, 512, kernel_size=4) == "xla"
+    assert layers.default_conv1_impl(256, 32 * 32, 512, kernel_size=4, batch=4) == "winograd2"
+    assert layers.default_conv1_impl(256, 16 * 16, 256, kernel_size=5, batch=16) == "xla"
     assert layers.default_conv1_impl(8, 4 * 4) == "xla"
     assert layers.default_conv1_impl(512, 31 * 31, features=1) == "thin"
     assert layers.default_conv1_impl(64, 64 * 64, features=3) == "xla"

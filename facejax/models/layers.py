@@ -302,7 +302,9 @@ def default_conv1_impl(in_channels: int, in_pixels: int, features: int = 64,
       deepfakes decoder's 32×32, 128 -> 256 at batch 16: 178 against 97 and 79; 16×16, 256 ->
       512: 154 against 100 and 105. F(4×4) from 4096 input pixels in the batch, F(2×2) below
       (32×32, 256 -> 256, batch 1: 15 against 22 ms). Not on 8×8 maps, where the tiles are
-      few (512 -> 1024, batch 16: 198 against 169);
+      few (512 -> 1024, batch 16: 198 against 169). The PatchGAN's 4×4, 256 -> 512 on 32×32
+      in F(2×2) tiles from 4096 input pixels in the batch: batch 4, 305 against
+      212 ms (F(3×3) the same, F(4×4) 301); at batch 1 XLA's is faster (91 against 115);
     - "thin" for at most 4 output channels from 128+ input channels (the PatchGAN's logits):
       YNNPACK's weight gradient runs at about 1 GFLOP/s there (31×31, 512 -> 1: 21.5 ms against
       0.6 for one product). Not from few channels on large maps, where the shifted gradients
@@ -314,8 +316,11 @@ def default_conv1_impl(in_channels: int, in_pixels: int, features: int = 64,
     - XLA's own elsewhere."""
     if _plain_forms or jax.default_backend() != "cpu":
         return "xla"
-    if kernel_size == 3 and in_channels >= 64 and features >= 64 and in_pixels >= 256:
-        return "winograd4" if batch * in_pixels >= 4096 else "winograd2"
+    if in_channels >= 64 and features >= 64 and in_pixels >= 256:
+        if kernel_size == 3:
+            return "winograd4" if batch * in_pixels >= 4096 else "winograd2"
+        if kernel_size == 4 and batch * in_pixels >= 4096:
+            return "winograd2"
     if features <= 4 and in_channels >= 128:
         return "thin"
     if in_channels >= 64 and in_pixels <= 64:
