@@ -166,21 +166,20 @@ def test_resnet_generator_shapes_and_blocks(size, blocks):
 
 def test_resnet_winograd_blocks_equal_plain_convolutions():
     """The residual 3×3s in Winograd tiles (what "auto" takes on CPU) give the generator of
-    plain convolutions, in value and parameter gradient, with the same parameter tree."""
-    x = jax.random.uniform(jax.random.key(0), (2, 64, 64, 3), minval=-1, maxval=1)
+    plain convolutions, in value and parameter gradient, with the same parameter tree (F(4×4)
+    and ragged tiles are covered by the layer tests)."""
+    x = jax.random.uniform(jax.random.key(0), (1, 64, 64, 3), minval=-1, maxval=1)
     cot = jax.random.normal(jax.random.key(1), x.shape)
-    plain = resnet.ResnetGenerator(base=16, n_blocks=2, conv1_impl="xla")
+    plain = resnet.ResnetGenerator(base=16, n_blocks=1, conv1_impl="xla")
+    fast = resnet.ResnetGenerator(base=16, n_blocks=1)
+    assert layers.default_conv1_impl(64, 18 * 18, 64, 3, 1) == "winograd2"
     v = plain.init(jax.random.key(2), x)
+    assert jax.tree.map(jnp.shape, fast.init(jax.random.key(2), x)) == jax.tree.map(jnp.shape, v)
     loss = lambda g: lambda v: (g.apply(v, x) * cot).sum()
-    y, grads = plain.apply(v, x), jax.grad(loss(plain))(v)
-    assert layers.default_conv1_impl(64, 18 * 18, 64, 3, 2) == "winograd2"
-    for impl in ("auto", "winograd4"):
-        g = resnet.ResnetGenerator(base=16, n_blocks=2, conv1_impl=impl)
-        assert jax.tree.map(jnp.shape, g.init(jax.random.key(2), x)) == \
-            jax.tree.map(jnp.shape, v)
-        np.testing.assert_allclose(jax.jit(g.apply)(v, x), y, atol=2e-5, err_msg=impl)
-        for a, b in zip(jax.tree.leaves(jax.jit(jax.grad(loss(g)))(v)), jax.tree.leaves(grads)):
-            np.testing.assert_allclose(a, b, atol=2e-4 * float(jnp.abs(b).max()), err_msg=impl)
+    np.testing.assert_allclose(jax.jit(fast.apply)(v, x), jax.jit(plain.apply)(v, x), atol=2e-5)
+    grads = jax.jit(jax.grad(loss(plain)))(v)
+    for a, b in zip(jax.tree.leaves(jax.jit(jax.grad(loss(fast)))(v)), jax.tree.leaves(grads)):
+        np.testing.assert_allclose(a, b, atol=2e-4 * float(jnp.abs(b).max()))
 
 
 def test_external_part_masks_replace_landmark_parts(grid_faces, tmp_path):
