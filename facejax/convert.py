@@ -157,11 +157,9 @@ def load_swapper(workdir: str):
         # Forward only: XLA's own strided convolution is the faster one here (the space-to-depth
         # form wins on the backward pass of training), while its transposed convolution is not
         # (CycleGAN's 64×64×256 -> 128 on CPU: 48-50 ms against 19-26 for the phase form).
-        # Stride-1 convolutions keep "auto" (CycleGAN's residual 3×3s: Winograd tiles).
         # Same parameters either way.
         config.model.conv_impl = "xla"
         config.model.up_impl = "auto"
-        config.model.conv1_impl = "auto"
     if not hasattr(task, "swap"):
         raise UserError(f"--model {workdir}: a {config.task} run has no swap direction "
                         "(face2face models reenact: use tools/reenact.py)")

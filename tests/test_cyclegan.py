@@ -165,13 +165,13 @@ def test_resnet_generator_shapes_and_blocks(size, blocks):
 
 
 def test_resnet_winograd_blocks_equal_plain_convolutions():
-    """The residual 3×3s in Winograd tiles (what "auto" takes on CPU) give the generator of
+    """The residual 3×3s in Winograd tiles (conv1_impl="auto" on CPU) give the generator of
     plain convolutions, in value and parameter gradient, with the same parameter tree (F(4×4)
     and ragged tiles are covered by the layer tests)."""
     x = jax.random.uniform(jax.random.key(0), (1, 64, 64, 3), minval=-1, maxval=1)
     cot = jax.random.normal(jax.random.key(1), x.shape)
     plain = resnet.ResnetGenerator(base=16, n_blocks=1, conv1_impl="xla")
-    fast = resnet.ResnetGenerator(base=16, n_blocks=1)
+    fast = resnet.ResnetGenerator(base=16, n_blocks=1, conv1_impl="auto")
     assert layers.default_conv1_impl(64, 18 * 18, 64, 3, 1) == "winograd2"
     v = plain.init(jax.random.key(2), x)
     assert jax.tree.map(jnp.shape, fast.init(jax.random.key(2), x)) == jax.tree.map(jnp.shape, v)
