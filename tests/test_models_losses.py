@@ -90,8 +90,10 @@ def test_stride1_conv_module_im2col_equals_nn_conv(shape, k):
             np.testing.assert_allclose(a, b, atol=1e-3, rtol=1e-4, err_msg=impl)
     assert layers.default_conv1_impl(1024, 4 * 4) == "im2col"
     assert layers.default_conv1_impl(256, 16 * 16) == "winograd2"
-    assert layers.default_conv1_impl(256, 16 * 16, batch=16) == "winograd4"
-    assert layers.default_conv1_impl(256, 66 * 66) == "winograd4"  # CycleGAN's, padded
+    assert layers.default_conv1_impl(256, 16 * 16, batch=16) == "winograd2"
+    assert layers.default_conv1_impl(128, 32 * 32, 256, batch=16) == "winograd4"
+    assert layers.default_conv1_impl(256, 66 * 66) == "winograd2"  # CycleGAN's, padded
+    assert layers.default_conv1_impl(256, 66 * 66, batch=2) == "winograd4"
     assert layers.default_conv1_impl(512, 8 * 8, 1024, batch=16) == "im2col"
     assert layers.default_conv1_impl(256, 32 * 32, 512, kernel_size=4) == "xla"
     assert layers.default_conv1_impl(256, 32 * 32, 512, kernel_size=4, batch=4) == "winograd2"
@@ -104,7 +106,7 @@ def test_stride1_conv_module_im2col_equals_nn_conv(shape, k):
 
 
 def test_plain_forms_count_the_models_multiply_adds():
-    """Inside layers.plain_forms every "auto" is XLA's own convolution, so the benchmark's
+    """Inside layers.plain_forms every layer is XLA's own convolution, so the benchmark's
     FLOP count is the plain model's, whatever form runs (Winograd counts fewer)."""
     x = jnp.zeros((2, 16, 16, 64))
     m, ref = layers.Conv(64, 3), nn.Conv(64, (3, 3), padding="SAME")
@@ -112,7 +114,10 @@ def test_plain_forms_count_the_models_multiply_adds():
     cost = lambda f: jax.jit(f).lower(v, x).cost_analysis()["flops"]
     assert layers.default_conv1_impl(64, 256, 64) == "winograd2"
     assert cost(m.apply) < 0.6 * cost(ref.apply)
+    w4 = layers.Conv(64, 3, impl="winograd4")
+    assert cost(w4.apply) < 0.6 * cost(ref.apply)
     with layers.plain_forms():
+        assert cost(w4.apply) == cost(ref.apply)  # an explicit impl too
         assert layers.default_conv1_impl(64, 256, 64) == "xla"
         assert layers.default_conv_impl(5, 128, 64) == layers.default_up_impl(128, 256) == "xla"
         assert cost(m.apply) == cost(ref.apply)

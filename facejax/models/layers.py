@@ -180,8 +180,8 @@ _plain_forms = False
 
 @contextlib.contextmanager
 def plain_forms():
-    """Within it, "auto" resolves to XLA's own convolutions on every backend: a model traced
-    here is the textbook one, whose cost analysis counts the model's multiply-adds (the
+    """Within it, every layer of this module takes XLA's own convolution, whatever its impl: a
+    model traced here is the textbook one, whose cost analysis counts the model's multiply-adds (the
     Winograd and phase forms count fewer, im2col's patches more)."""
     global _plain_forms
     previous, _plain_forms = _plain_forms, True
@@ -277,7 +277,7 @@ class StridedConv(nn.Module):
             padding = (same_padding(x.shape[1], k, 2), same_padding(x.shape[2], k, 2))
         else:
             padding = ((self.padding, self.padding), (self.padding, self.padding))
-        if self.impl == "auto":
+        if self.impl == "auto" or _plain_forms:
             out_pixels = math.prod((n + sum(p) - k) // 2 + 1
                                    for n, p in zip(x.shape[1:3], padding))
             impl = default_conv_impl(k, x.shape[-1], out_pixels, x.shape[0])
@@ -300,8 +300,10 @@ def default_conv1_impl(in_channels: int, in_pixels: int, features: int = 64,
       more: the CycleGAN ResNet's 3×3, 256 -> 256 on 64×64 (batch 1, value and both gradients,
       under its Eigen setting): 99 ms for XLA's against 52 for F(2×2) and 47 for F(4×4); the
       deepfakes decoder's 32×32, 128 -> 256 at batch 16: 178 against 97 and 79; 16×16, 256 ->
-      512: 154 against 100 and 105. F(4×4) from 4096 input pixels in the batch, F(2×2) below
-      (32×32, 256 -> 256, batch 1: 15 against 22 ms). Not on 8×8 maps, where the tiles are
+      512: 154 against 100 and 105. F(4×4) from 8192 input pixels in the batch, F(2×2) below
+      (32×32, 256 -> 256, batch 1: 15 against 22 ms; F(4×4)'s 36 products per layer also take
+      XLA 3× as long to compile: the CycleGAN generator's gradient at 256 px, 24 s against 8,
+      for 1.61 against 1.57 s). Not on 8×8 maps, where the tiles are
       few (512 -> 1024, batch 16: 198 against 169). The PatchGAN's 4×4, 256 -> 512 on 32×32
       in F(2×2) tiles from 4096 input pixels in the batch: batch 4, 305 against
       212 ms (F(3×3) the same, F(4×4) 301); at batch 1 XLA's is faster (91 against 115);
@@ -318,7 +320,7 @@ def default_conv1_impl(in_channels: int, in_pixels: int, features: int = 64,
         return "xla"
     if in_channels >= 64 and features >= 64 and in_pixels >= 256:
         if kernel_size == 3:
-            return "winograd4" if batch * in_pixels >= 4096 else "winograd2"
+            return "winograd4" if batch * in_pixels >= 8192 else "winograd2"
         if kernel_size == 4 and batch * in_pixels >= 4096:
             return "winograd2"
     if features <= 4 and in_channels >= 128:
@@ -514,7 +516,7 @@ class Conv(nn.Module):
         padding = self.padding or (((k - 1) // 2, k // 2), ((k - 1) // 2, k // 2))
         padding = tuple(tuple(int(v) for v in p) for p in padding)
         impl = default_conv1_impl(x.shape[-1], x.shape[1] * x.shape[2], self.features, k,
-                                  x.shape[0]) if self.impl == "auto" else self.impl
+                                  x.shape[0]) if self.impl == "auto" or _plain_forms else self.impl
         if impl in ("winograd2", "winograd4"):
             y = conv_winograd(x, kernel, padding, int(impl[-1]))
         elif impl == "im2col":
@@ -726,7 +728,7 @@ class UpConv(nn.Module):
         if k == 3:
             kernel = jnp.pad(kernel[::-1, ::-1], ((1, 0), (1, 0), (0, 0), (0, 0)))
         impl = default_up_impl(x.shape[-1], x.shape[1] * x.shape[2], self.features, k) \
-            if self.impl == "auto" else self.impl
+            if self.impl == "auto" or _plain_forms else self.impl
         if impl == "subpixel":
             y = conv_transpose_subpixel(x, kernel)
         elif impl == "taps":
