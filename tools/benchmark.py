@@ -12,10 +12,11 @@ convert: frames/s swapping faces in the first 300 frames of a clip (default driv
 train: median step time on random data, images/s, compile seconds, GFLOP per step from XLA's
 cost analysis of the model built of plain layers (`layers.plain_forms`; the faster forms that
 run count fewer: `executed_gflop_per_step`), achieved GFLOP/s (model GFLOP ÷ step time), and
-that as a fraction of a 2048² fp32 matmul peak measured in the same run (alternating matmul and step timings so machine noise hits both alike); the input
-pipeline's images/s and its ratio to what the step consumes; peak RSS; `loop_step_ms`, the
-median step fed by the prefetcher thread as in training (with --config.augment.placement=host
-the augmentation runs there, in the input pipeline, instead of inside the step).
+that as a fraction of a 2048² fp32 matmul peak measured in the same run (alternating matmul and
+step timings so machine noise hits both alike); the input pipeline's images/s and its ratio to
+what the step consumes; peak RSS; `loop_step_ms`, the median step fed by the prefetcher thread
+as in training (with --config.augment.placement=host the augmentation runs there, in the
+input pipeline, instead of inside the step).
   With --reference_python=PYTHON (an environment with torch), the family's PyTorch reference
   step from ../shared/bench runs at the same batch and size before and after facejax's timed
   steps (A B A), and `speedup` is its median step time over facejax's (above 1: facejax faster).

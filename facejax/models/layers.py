@@ -181,14 +181,21 @@ _plain_forms = False
 @contextlib.contextmanager
 def plain_forms():
     """Within it, every layer of this module takes XLA's own convolution, whatever its impl: a
-    model traced here is the textbook one, whose cost analysis counts the model's multiply-adds (the
-    Winograd and phase forms count fewer, im2col's patches more)."""
+    model traced here is the textbook one, whose cost analysis counts the model's multiply-adds
+    (the Winograd and phase forms count fewer, im2col's patches more)."""
     global _plain_forms
     previous, _plain_forms = _plain_forms, True
     try:
         yield
     finally:
         _plain_forms = previous
+
+
+def _resolve(impl: str, choose) -> str:
+    """A module's impl: XLA's inside `plain_forms`, else its own, or `choose()` for "auto"."""
+    if _plain_forms:
+        return "xla"
+    return choose() if impl == "auto" else impl
 
 
 def default_conv_impl(kernel_size: int = 4, in_channels: int = 64,
@@ -277,12 +284,9 @@ class StridedConv(nn.Module):
             padding = (same_padding(x.shape[1], k, 2), same_padding(x.shape[2], k, 2))
         else:
             padding = ((self.padding, self.padding), (self.padding, self.padding))
-        if self.impl == "auto" or _plain_forms:
-            out_pixels = math.prod((n + sum(p) - k) // 2 + 1
-                                   for n, p in zip(x.shape[1:3], padding))
-            impl = default_conv_impl(k, x.shape[-1], out_pixels, x.shape[0])
-        else:
-            impl = self.impl
+        out_pixels = math.prod((n + sum(p) - k) // 2 + 1 for n, p in zip(x.shape[1:3], padding))
+        impl = _resolve(self.impl, lambda: default_conv_impl(k, x.shape[-1], out_pixels,
+                                                             x.shape[0]))
         if impl == "s2d":
             y = conv_s2d(x, kernel, padding)
         elif impl == "im2col":
@@ -303,10 +307,10 @@ def default_conv1_impl(in_channels: int, in_pixels: int, features: int = 64,
       512: 154 against 100 and 105. F(4×4) from 8192 input pixels in the batch, F(2×2) below
       (32×32, 256 -> 256, batch 1: 15 against 22 ms; F(4×4)'s 36 products per layer also take
       XLA 3× as long to compile: the CycleGAN generator's gradient at 256 px, 24 s against 8,
-      for 1.61 against 1.57 s). Not on 8×8 maps, where the tiles are
-      few (512 -> 1024, batch 16: 198 against 169). The PatchGAN's 4×4, 256 -> 512 on 32×32
-      in F(2×2) tiles from 4096 input pixels in the batch: batch 4, 305 against
-      212 ms (F(3×3) the same, F(4×4) 301); at batch 1 XLA's is faster (91 against 115);
+      for 1.61 against 1.57 s). Not on 8×8 maps, where the tiles are few (512 -> 1024, batch
+      16: 198 against 169). The PatchGAN's 4×4, 256 -> 512 on 32×32 in F(2×2) tiles from 4096
+      input pixels in the batch: batch 4, 305 against 212 ms (F(3×3) the same, F(4×4) 301); at
+      batch 1 XLA's is faster (91 against 115);
     - "thin" for at most 4 output channels from 128+ input channels (the PatchGAN's logits):
       YNNPACK's weight gradient runs at about 1 GFLOP/s there (31×31, 512 -> 1: 21.5 ms against
       0.6 for one product). Not from few channels on large maps, where the shifted gradients
@@ -328,12 +332,6 @@ def default_conv1_impl(in_channels: int, in_pixels: int, features: int = 64,
     if in_channels >= 64 and in_pixels <= 64:
         return "im2col"
     return "xla"
-
-
-def conv1_impl_for(conv_impl: str) -> str:
-    """The stride-1 impl of a model whose strided convolutions take `conv_impl`: XLA's own when
-    that is "xla" (a model built of plain layers), else "auto"."""
-    return "xla" if conv_impl == "xla" else "auto"
 
 
 def _conv1(x, kernel, padding):
@@ -515,8 +513,8 @@ class Conv(nn.Module):
         x, kernel = _conv_kernel(self, x, k)
         padding = self.padding or (((k - 1) // 2, k // 2), ((k - 1) // 2, k // 2))
         padding = tuple(tuple(int(v) for v in p) for p in padding)
-        impl = default_conv1_impl(x.shape[-1], x.shape[1] * x.shape[2], self.features, k,
-                                  x.shape[0]) if self.impl == "auto" or _plain_forms else self.impl
+        impl = _resolve(self.impl, lambda: default_conv1_impl(
+            x.shape[-1], x.shape[1] * x.shape[2], self.features, k, x.shape[0]))
         if impl in ("winograd2", "winograd4"):
             y = conv_winograd(x, kernel, padding, int(impl[-1]))
         elif impl == "im2col":
@@ -727,8 +725,8 @@ class UpConv(nn.Module):
         x, kernel = _conv_kernel(self, x, k)
         if k == 3:
             kernel = jnp.pad(kernel[::-1, ::-1], ((1, 0), (1, 0), (0, 0), (0, 0)))
-        impl = default_up_impl(x.shape[-1], x.shape[1] * x.shape[2], self.features, k) \
-            if self.impl == "auto" or _plain_forms else self.impl
+        impl = _resolve(self.impl, lambda: default_up_impl(
+            x.shape[-1], x.shape[1] * x.shape[2], self.features, k))
         if impl == "subpixel":
             y = conv_transpose_subpixel(x, kernel)
         elif impl == "taps":

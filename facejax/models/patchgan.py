@@ -13,7 +13,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from facejax.models.layers import Conv, StridedConv, conv1_impl_for, norm_layer
+from facejax.models.layers import Conv, StridedConv, norm_layer
 
 PAD1 = ((1, 1), (1, 1))
 
@@ -39,7 +39,7 @@ class PatchGAN(nn.Module):
         w = min(self.base * 2 ** self.n_layers, self.max_width)
         # Stride 1: parameters named as nn.Conv's (Conv_0, Conv_1); "auto" gives the logits'
         # layer a one-product weight gradient on CPU (layers.default_conv1_impl).
-        impl = conv1_impl_for(self.conv_impl)
+        impl = "xla" if self.conv_impl == "xla" else "auto"
         x = Conv(w, 4, impl=impl, padding=PAD1, use_bias=bias, dtype=self.dtype)(x)
         x = nn.leaky_relu(norm()(x), 0.2)
         x = Conv(1, 4, impl=impl, padding=PAD1, dtype=self.dtype)(x)
