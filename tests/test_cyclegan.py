@@ -141,7 +141,7 @@ def test_upconv3_matches_pytorch_conv_transpose_definition():
                         ref[0, oy, ox] += x[0, i, j] @ w[a, b]
     cot = rng.normal(size=ref.shape).astype(np.float32)
     grads = {}
-    for impl in ("xla", "subpixel", "taps", "phases", "mixed"):
+    for impl in ("xla", "subpixel", "taps", "phases", "mixed", "winograd"):  # winograd: phases
         m = layers.UpConv(5, use_bias=False, impl=impl, kernel_size=3)
         out = m.apply({"params": {"kernel": w}}, x)
         np.testing.assert_allclose(out, ref, atol=1e-5, err_msg=impl)

@@ -49,7 +49,7 @@ def test_128px_needs_no_new_code():
 
 @pytest.mark.parametrize("shape, k", [((2, 16, 16, 3), 5), ((1, 9, 8, 4), 5), ((2, 8, 8, 6), 4),
                                       ((1, 4, 4, 8), 3)])
-@pytest.mark.parametrize("impl", ["s2d", "im2col"])
+@pytest.mark.parametrize("impl", ["s2d", "im2col", "winograd"])
 def test_space_to_depth_conv_equals_strided_conv_in_value_and_gradient(shape, k, impl):
     x = jax.random.normal(jax.random.key(0), shape)
     w = jax.random.normal(jax.random.key(1), (k, k, shape[-1], 5))
@@ -57,14 +57,16 @@ def test_space_to_depth_conv_equals_strided_conv_in_value_and_gradient(shape, k,
     ref = lambda x, w: jax.lax.conv_general_dilated(x, w, (2, 2), pad,
                                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
     fn = {"s2d": lambda x, w: layers.conv_s2d(x, w, pad),
-          "im2col": lambda x, w: layers.conv_im2col(x, w, pad)}[impl]
+          "im2col": lambda x, w: layers.conv_im2col(x, w, pad),
+          "winograd": lambda x, w: layers.conv_s2d_winograd(x, w, pad)}[impl]
     np.testing.assert_allclose(fn(x, w), ref(x, w), atol=1e-4, rtol=1e-4)
     g_ref = jax.grad(lambda x, w: (ref(x, w) ** 2).sum(), (0, 1))(x, w)
     g_fn = jax.jit(jax.grad(lambda x, w: (fn(x, w) ** 2).sum(), (0, 1)))(x, w)
     for a, b in zip(g_fn, g_ref):
         np.testing.assert_allclose(a, b, atol=1e-3, rtol=1e-4)
     # PyTorch-style symmetric padding (pix2pix, CycleGAN: k 4, padding 1) as well.
-    np.testing.assert_allclose(layers.conv_im2col(x, w, ((1, 1), (1, 1))),
+    np.testing.assert_allclose({"s2d": layers.conv_s2d, "im2col": layers.conv_im2col,
+                                "winograd": layers.conv_s2d_winograd}[impl](x, w, ((1, 1), (1, 1))),
                                jax.lax.conv_general_dilated(
                                    x, w, (2, 2), ((1, 1), (1, 1)),
                                    dimension_numbers=("NHWC", "HWIO", "NHWC")),
@@ -79,7 +81,7 @@ def test_stride1_conv_module_im2col_equals_nn_conv(shape, k):
     ref = nn.Conv(5, (k, k), padding="SAME")
     v = ref.init(jax.random.key(1), x)
     cot = jax.random.normal(jax.random.key(2), shape[:3] + (5,))
-    for impl in ("xla", "im2col", "thin", "winograd2", "winograd4"):
+    for impl in ("xla", "im2col", "thin", "winograd2", "winograd3", "winograd4"):
         m = layers.Conv(5, k, impl=impl)
         assert jax.tree.map(jnp.shape, m.init(jax.random.key(1), x)) == \
             jax.tree.map(jnp.shape, v)
@@ -89,14 +91,17 @@ def test_stride1_conv_module_im2col_equals_nn_conv(shape, k):
         for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):
             np.testing.assert_allclose(a, b, atol=1e-3, rtol=1e-4, err_msg=impl)
     assert layers.default_conv1_impl(1024, 4 * 4) == "im2col"
+    assert layers.default_conv1_impl(1024, 4 * 4, 2048, batch=32) == "im2col"  # 4×4 maps
+    assert layers.default_conv1_impl(512, 8 * 8, 512) == "im2col"  # 64 pixels in the batch
+    assert layers.default_conv1_impl(512, 8 * 8, 512, batch=4) == "winograd2"
+    assert layers.default_conv1_impl(512, 8 * 8, 1024, batch=16) == "winograd2"  # no F(4×4) on 8×8
     assert layers.default_conv1_impl(256, 16 * 16) == "winograd2"
-    assert layers.default_conv1_impl(256, 16 * 16, batch=16) == "winograd2"
+    assert layers.default_conv1_impl(256, 16 * 16, batch=16) == "winograd4"
     assert layers.default_conv1_impl(128, 32 * 32, 256, batch=16) == "winograd4"
-    assert layers.default_conv1_impl(256, 66 * 66) == "winograd2"  # CycleGAN's, padded
-    assert layers.default_conv1_impl(256, 66 * 66, batch=2) == "winograd4"
-    assert layers.default_conv1_impl(512, 8 * 8, 1024, batch=16) == "im2col"
-    assert layers.default_conv1_impl(256, 32 * 32, 512, kernel_size=4) == "xla"
-    assert layers.default_conv1_impl(256, 32 * 32, 512, kernel_size=4, batch=4) == "winograd2"
+    assert layers.default_conv1_impl(256, 32 * 32) == "winograd2"
+    assert layers.default_conv1_impl(256, 66 * 66) == "winograd4"  # CycleGAN's, padded
+    assert layers.default_conv1_impl(256, 32 * 32, 512, kernel_size=4) == "winograd3"
+    assert layers.default_conv1_impl(256, 32 * 32, 512, kernel_size=4, batch=4) == "winograd3"
     assert layers.default_conv1_impl(256, 16 * 16, 256, kernel_size=5, batch=16) == "xla"
     assert layers.default_conv1_impl(8, 4 * 4) == "xla"
     assert layers.default_conv1_impl(512, 31 * 31, features=1) == "thin"
@@ -163,19 +168,21 @@ def test_winograd_matrices_are_the_published_ones_and_filter_exactly():
                                    atol=1e-12, err_msg=f"F({m}, {r})")
 
 
-@pytest.mark.parametrize("m", [2, 4])
-def test_winograd_conv_rounding_at_realistic_scale(m):
-    """A 3×3, 64 -> 64 layer with lecun-normal weights on unit inputs, ragged tiles and
-    asymmetric padding: value and both gradients within float32 rounding of XLA's."""
+@pytest.mark.parametrize("m, r", [(2, 3), (4, 3), (3, 2), (3, 4)])
+def test_winograd_conv_rounding_at_realistic_scale(m, r):
+    """An r×r, 64 -> 64 layer with lecun-normal weights on unit inputs, ragged tiles and
+    asymmetric padding: value and both gradients within float32 rounding of XLA's. r 3: the 3×3
+    layers; 2: the strided and transposed 4×4 ones' space-to-depth and phase kernels; 4: the
+    PatchGAN's stride-1 layer."""
     x = jax.random.normal(jax.random.key(0), (2, 19, 17, 64))
-    w = jax.random.normal(jax.random.key(1), (3, 3, 64, 64)) / 24.0
+    w = jax.random.normal(jax.random.key(1), (r, r, 64, 64)) / (8.0 * r)
     pad = ((2, 0), (1, 3))
     ref = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), pad,
                                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
     fn = jax.jit(lambda x, w: layers.conv_winograd(x, w, pad, m))
     y = ref(x, w)
     cot = jax.random.normal(jax.random.key(2), y.shape)
-    tol = {2: 2e-6, 4: 3e-5}[m]  # of the largest magnitude
+    tol = {(2, 3): 2e-6, (4, 3): 3e-5, (3, 2): 2e-6, (3, 4): 3e-5}[m, r]  # of the largest value
     np.testing.assert_allclose(fn(x, w), y, atol=tol * float(jnp.abs(y).max()))
     g = jax.jit(jax.grad(lambda x, w: (fn(x, w) * cot).sum(), (0, 1)))(x, w)
     g_ref = jax.grad(lambda x, w: (ref(x, w) * cot).sum(), (0, 1))(x, w)

@@ -104,14 +104,15 @@ def test_discriminator_sees_the_concatenated_pair(grid_faces):
     assert float(jnp.abs(out1 - out2).mean()) > 1e-4
 
 
-@pytest.mark.parametrize("impl", ["subpixel", "taps", "phases", "mixed"])
+@pytest.mark.parametrize("impl", ["subpixel", "taps", "phases", "mixed", "winograd"])
 @pytest.mark.parametrize("shape, out", [((2, 4, 4, 3), 5), ((1, 5, 7, 8), 5), ((1, 2, 3, 16), 8)])
 def test_transposed_conv_reformulations_equal_xla(impl, shape, out):
     """Value and both gradients equal XLA's transposed convolution; (1, 2, 3, 16) -> 8 takes
     the tap form's wide-kernel branch (input broadcast over taps), the others its plain one."""
     fn = {"subpixel": layers.conv_transpose_subpixel, "taps": layers.conv_transpose_taps,
           "phases": layers.conv_transpose_phases,
-          "mixed": lambda x, k: layers.conv_transpose_phases(x, k, xla_forward=True)}[impl]
+          "mixed": lambda x, k: layers.conv_transpose_phases(x, k, xla_forward=True),
+          "winograd": layers.conv_transpose_winograd}[impl]
     x = jax.random.normal(jax.random.key(0), shape)
     k = jax.random.normal(jax.random.key(1), (4, 4, shape[-1], out))
     ref = lambda x, k: jax.lax.conv_transpose(x, k, (2, 2), "SAME",
@@ -129,14 +130,26 @@ def test_auto_picks_the_measured_formulation_per_layer_shape():
     forms, its outer ones the convolution forms; few-channel inputs keep the latter."""
     assert jax.default_backend() == "cpu"
     assert layers.default_conv_impl(4, 512, out_pixels=16 * 16) == "im2col"
-    assert layers.default_conv_impl(4, 64, out_pixels=64 * 64) == "s2d"
+    assert layers.default_conv_impl(4, 256, out_pixels=16 * 16, batch=4) == "winograd"
+    assert layers.default_conv_impl(4, 128, out_pixels=32 * 32) == "winograd"
+    assert layers.default_conv_impl(4, 256, out_pixels=16 * 16) == "im2col"
+    assert layers.default_conv_impl(4, 512, out_pixels=8 * 8, batch=4) == "im2col"
+    assert layers.default_conv_impl(4, 64, out_pixels=64 * 64) == "winograd"
     assert layers.default_conv_impl(4, 8, out_pixels=4) == "s2d"
-    assert layers.default_conv_impl(5, 128, out_pixels=16 * 16 * 16) == "im2col"
+    assert layers.default_conv_impl(4, 3, out_pixels=128 * 128) == "s2d"  # few input channels
+    assert layers.default_conv_impl(5, 128, out_pixels=16 * 16, batch=16) == "winograd"
+    assert layers.default_conv_impl(5, 512, out_pixels=4 * 4, batch=16) == "im2col"
+    assert layers.default_conv_impl(3, 128, out_pixels=64 * 64) == "s2d"  # CycleGAN's 3×3
     assert layers.default_up_impl(1024, 8 * 8, 512) == "taps"
+    assert layers.default_up_impl(1024, 4 * 4, 512, batch=4) == "taps"
+    assert layers.default_up_impl(1024, 8 * 8, 512, batch=4) == "mixed"
     assert layers.default_up_impl(1024, 16 * 16, 256) == "mixed"
     assert layers.default_up_impl(512, 32 * 32, 128) == "mixed"
+    assert layers.default_up_impl(512, 32 * 32, 128, batch=4) == "winograd"
+    assert layers.default_up_impl(256, 64 * 64, 64) == "winograd"
     assert layers.default_up_impl(256, 64 * 64, 128, kernel_size=3) == "phases"  # CycleGAN
-    assert layers.default_up_impl(128, 128 * 128, 3) == "taps"
+    assert layers.default_up_impl(128, 128 * 128, 3) == "mixed"
+    assert layers.default_up_impl(128, 128 * 128, 3, batch=4) == "mixed"
     assert layers.default_up_impl(32, 4 * 4, 32) == "subpixel"
 
 
