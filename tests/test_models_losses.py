@@ -99,7 +99,9 @@ def test_stride1_conv_module_im2col_equals_nn_conv(shape, k):
     assert layers.default_conv1_impl(256, 16 * 16, batch=16) == "winograd4"
     assert layers.default_conv1_impl(128, 32 * 32, 256, batch=16) == "winograd4"
     assert layers.default_conv1_impl(256, 32 * 32) == "winograd2"
-    assert layers.default_conv1_impl(256, 66 * 66) == "winograd4"  # CycleGAN's, padded
+    assert layers.default_conv1_impl(256, 66 * 66) == "winograd4"
+    assert layers.default_conv1_impl(256, 66 * 66, max_tile=2) == "winograd2"  # CycleGAN's
+    assert layers.default_conv1_impl(256, 32 * 32, 512, kernel_size=4, max_tile=2) == "winograd2"
     assert layers.default_conv1_impl(256, 32 * 32, 512, kernel_size=4) == "winograd3"
     assert layers.default_conv1_impl(256, 32 * 32, 512, kernel_size=4, batch=4) == "winograd3"
     assert layers.default_conv1_impl(256, 16 * 16, 256, kernel_size=5, batch=16) == "xla"

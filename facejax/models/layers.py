@@ -339,7 +339,7 @@ class StridedConv(nn.Module):
 
 
 def default_conv1_impl(in_channels: int, in_pixels: int, features: int = 64,
-                       kernel_size: int = 3, batch: int = 1) -> str:
+                       kernel_size: int = 3, batch: int = 1, max_tile: int = 4) -> str:
     """Stride-1 convolution, on CPU (value and both gradients, measured 2026-11-24 under huge
     pages, `conv_winograd` reading the input gradient's kernel in place):
     - Winograd tiles (`conv_winograd`) from and to 64+ channels:
@@ -354,6 +354,9 @@ def default_conv1_impl(in_channels: int, in_pixels: int, features: int = 64,
       - 4×4 kernels (the PatchGAN's 32×32, 256 -> 512) on maps of 16×16 or more, in F(3×3)
         tiles: batch 4, 106 ms against 141 for F(2×2), 145 for F(4×4), 278 for XLA's; batch 1:
         32 against 40, 49 and 69;
+      - `max_tile` caps the output tile (the CycleGAN ResNet's 36 residual layers take 2: there
+        F(4×4) took the whole training step 407 s to compile and 12.2 GB peak RSS, against 75
+        s and 8.0 GB, for no gain: 11.56 against 11.39 s per step);
     - "thin" for at most 4 output channels from 128+ input channels (the PatchGAN's logits):
       YNNPACK's weight gradient runs at about 1 GFLOP/s there (31×31, 512 -> 1: 21.5 ms against
       0.6 for one product). Not from few channels on large maps, where the shifted gradients
@@ -366,9 +369,10 @@ def default_conv1_impl(in_channels: int, in_pixels: int, features: int = 64,
         return "xla"
     if in_channels >= 64 and features >= 64:
         if kernel_size == 3 and in_pixels >= 64 and batch * in_pixels >= 256:
-            return "winograd4" if in_pixels >= 256 and batch * in_pixels >= 4096 else "winograd2"
+            big = max_tile >= 4 and in_pixels >= 256 and batch * in_pixels >= 4096
+            return "winograd4" if big else "winograd2"
         if kernel_size == 4 and in_pixels >= 256:
-            return "winograd3"
+            return "winograd3" if max_tile >= 3 else "winograd2"
     if features <= 4 and in_channels >= 128:
         return "thin"
     if in_channels >= 64 and in_pixels <= 64:
@@ -558,6 +562,7 @@ class Conv(nn.Module):
     padding: tuple | None = None
     use_bias: bool = True
     dtype: jnp.dtype | None = None
+    max_tile: int = 4  # the largest Winograd output tile "auto" may pick
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -566,7 +571,7 @@ class Conv(nn.Module):
         padding = self.padding or (((k - 1) // 2, k // 2), ((k - 1) // 2, k // 2))
         padding = tuple(tuple(int(v) for v in p) for p in padding)
         impl = _resolve(self.impl, lambda: default_conv1_impl(
-            x.shape[-1], x.shape[1] * x.shape[2], self.features, k, x.shape[0]))
+            x.shape[-1], x.shape[1] * x.shape[2], self.features, k, x.shape[0], self.max_tile))
         if impl in ("winograd2", "winograd3", "winograd4"):
             y = conv_winograd(x, kernel, padding, int(impl[-1]))
         elif impl == "im2col":
