@@ -22,7 +22,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict(dict(
         size=128, g_base=64, d_base=64, max_width=512, d_layers=3, n_blocks=0,  # 0: by size
         conv_impl="auto", compute_dtype="float32",
-        # The residual 3×3s: "auto" (F(2×2) Winograd tiles on CPU, XLA's own elsewhere),
+        # The residual 3×3s: "auto" (F(3×3) Winograd tiles on CPU, XLA's own elsewhere),
         # "xla", "winograd2" or "winograd4" (facejax/models/resnet.py).
         conv1_impl="auto"))
     c.loss = ml_collections.ConfigDict(dict(

@@ -166,8 +166,8 @@ def test_resnet_generator_shapes_and_blocks(size, blocks):
 
 def test_resnet_winograd_blocks_equal_plain_convolutions():
     """The residual 3×3s in Winograd tiles (conv1_impl="auto" on CPU) give the generator of
-    plain convolutions, in value and parameter gradient, with the same parameter tree (F(4×4)
-    and ragged tiles are covered by the layer tests)."""
+    plain convolutions, in value and parameter gradient, with the same parameter tree (F(3×3),
+    F(4×4) and ragged tiles are covered by the layer tests)."""
     x = jax.random.uniform(jax.random.key(0), (1, 64, 64, 3), minval=-1, maxval=1)
     cot = jax.random.normal(jax.random.key(1), x.shape)
     plain = resnet.ResnetGenerator(base=16, n_blocks=1, conv1_impl="xla")
@@ -181,10 +181,10 @@ def test_resnet_winograd_blocks_equal_plain_convolutions():
     for a, b in zip(jax.tree.leaves(jax.jit(jax.grad(loss(fast)))(v)), jax.tree.leaves(grads)):
         np.testing.assert_allclose(a, b, atol=2e-4 * float(jnp.abs(b).max()))
     # At batch 16 the 18×18 maps hold 5184 pixels, where a lone layer would take F(4×4) tiles
-    # (36 products); the ResNet caps them at F(2×2) (16), which compile in a third of the time.
+    # (36 products); the ResNet caps them at F(3×3) (25), which compile in half the time.
     assert layers.default_conv1_impl(64, 18 * 18, 64, 3, 16) == "winograd4"
     jaxpr = str(jax.make_jaxpr(fast.apply)(v, jnp.zeros((16,) + x.shape[1:])))
-    assert jaxpr.count("dot_general") == 2 * 16
+    assert jaxpr.count("dot_general") == 2 * 25
 
 
 def test_external_part_masks_replace_landmark_parts(grid_faces, tmp_path):

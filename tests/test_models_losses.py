@@ -100,7 +100,9 @@ def test_stride1_conv_module_im2col_equals_nn_conv(shape, k):
     assert layers.default_conv1_impl(128, 32 * 32, 256, batch=16) == "winograd4"
     assert layers.default_conv1_impl(256, 32 * 32) == "winograd2"
     assert layers.default_conv1_impl(256, 66 * 66) == "winograd4"
-    assert layers.default_conv1_impl(256, 66 * 66, max_tile=2) == "winograd2"  # CycleGAN's
+    assert layers.default_conv1_impl(256, 66 * 66, max_tile=3) == "winograd3"  # CycleGAN's
+    assert layers.default_conv1_impl(256, 66 * 66, max_tile=2) == "winograd2"
+    assert layers.default_conv1_impl(256, 32 * 32, max_tile=3) == "winograd2"
     assert layers.default_conv1_impl(256, 32 * 32, 512, kernel_size=4, max_tile=2) == "winograd2"
     assert layers.default_conv1_impl(256, 32 * 32, 512, kernel_size=4) == "winograd3"
     assert layers.default_conv1_impl(256, 32 * 32, 512, kernel_size=4, batch=4) == "winograd3"
@@ -170,7 +172,7 @@ def test_winograd_matrices_are_the_published_ones_and_filter_exactly():
                                    atol=1e-12, err_msg=f"F({m}, {r})")
 
 
-@pytest.mark.parametrize("m, r", [(2, 3), (4, 3), (3, 2), (3, 4)])
+@pytest.mark.parametrize("m, r", [(2, 3), (3, 3), (4, 3), (3, 2), (3, 4)])
 def test_winograd_conv_rounding_at_realistic_scale(m, r):
     """An r×r, 64 -> 64 layer with lecun-normal weights on unit inputs, ragged tiles and
     asymmetric padding: value and both gradients within float32 rounding of XLA's. r 3: the 3×3
@@ -184,7 +186,7 @@ def test_winograd_conv_rounding_at_realistic_scale(m, r):
     fn = jax.jit(lambda x, w: layers.conv_winograd(x, w, pad, m))
     y = ref(x, w)
     cot = jax.random.normal(jax.random.key(2), y.shape)
-    tol = {(2, 3): 2e-6, (4, 3): 3e-5, (3, 2): 2e-6, (3, 4): 3e-5}[m, r]  # of the largest value
+    tol = {(2, 3): 2e-6, (3, 3): 1e-5, (4, 3): 3e-5, (3, 2): 2e-6, (3, 4): 3e-5}[m, r]  # of max
     np.testing.assert_allclose(fn(x, w), y, atol=tol * float(jnp.abs(y).max()))
     g = jax.jit(jax.grad(lambda x, w: (fn(x, w) * cot).sum(), (0, 1)))(x, w)
     g_ref = jax.grad(lambda x, w: (ref(x, w) * cot).sum(), (0, 1))(x, w)

@@ -354,9 +354,12 @@ def default_conv1_impl(in_channels: int, in_pixels: int, features: int = 64,
       - 4×4 kernels (the PatchGAN's 32×32, 256 -> 512) on maps of 16×16 or more, in F(3×3)
         tiles: batch 4, 106 ms against 141 for F(2×2), 145 for F(4×4), 278 for XLA's; batch 1:
         32 against 40, 49 and 69;
-      - `max_tile` caps the output tile (the CycleGAN ResNet's 36 residual layers take 2: there
-        F(4×4) took the whole training step 407 s to compile and 12.2 GB peak RSS, against 75
-        s and 8.0 GB, for no gain: 11.56 against 11.39 s per step);
+      - `max_tile` caps the output tile where F(4×4) would go. The CycleGAN ResNet's 36
+        residual layers take 3: there F(4×4) took the whole training step 407 s to compile and
+        12.2 GB peak RSS, against 75 s and 8.0 GB for F(2×2), for no gain (11.56 against 11.39
+        s per step). F(3×3)'s 25 products compile in 10-11 s for the generator's gradient
+        (F(2×2) 7.3, F(4×4) 21), which runs in 1.18-1.20 s against 1.33-1.40. Lone layers:
+        64×64, 256 -> 256, batch 1: 39 ms against 43 for F(2×2) and 34 for F(4×4);
     - "thin" for at most 4 output channels from 128+ input channels (the PatchGAN's logits):
       YNNPACK's weight gradient runs at about 1 GFLOP/s there (31×31, 512 -> 1: 21.5 ms against
       0.6 for one product). Not from few channels on large maps, where the shifted gradients
@@ -369,8 +372,8 @@ def default_conv1_impl(in_channels: int, in_pixels: int, features: int = 64,
         return "xla"
     if in_channels >= 64 and features >= 64:
         if kernel_size == 3 and in_pixels >= 64 and batch * in_pixels >= 256:
-            big = max_tile >= 4 and in_pixels >= 256 and batch * in_pixels >= 4096
-            return "winograd4" if big else "winograd2"
+            big = max_tile >= 3 and in_pixels >= 256 and batch * in_pixels >= 4096
+            return f"winograd{min(max_tile, 4)}" if big else "winograd2"
         if kernel_size == 4 and in_pixels >= 256:
             return "winograd3" if max_tile >= 3 else "winograd2"
     if features <= 4 and in_channels >= 128:

@@ -50,10 +50,10 @@ class ResnetGenerator(nn.Module):
         # the same parameters as nn.Conv (named Conv_k). cyclegan_faces sets "auto": at 256 px,
         # batch 1, F(2×2) Winograd tiles on CPU run the training step in 12.1 s against 14.4 for
         # XLA's, after 57 s of compiling against about 20, at 7.3 GB peak RSS against 4.8.
-        # "auto" stops at F(2×2) here: F(4×4)'s 36 products in each of 36 layers took the step
+        # "auto" stops at F(3×3) here: F(4×4)'s 36 products in each of 36 layers took the step
         # 407 s to compile and 12.2 GB, for no gain (layers.default_conv1_impl).
         conv1 = self.conv1_impl or "xla"
-        res_conv = lambda: Conv(width, 3, impl=conv1, max_tile=2,
+        res_conv = lambda: Conv(width, 3, impl=conv1, max_tile=3,
                                 padding=((0, 0), (0, 0)), use_bias=bias, dtype=self.dtype)
         for _ in range(self.n_blocks):
             h = nn.relu(norm()(res_conv()(reflect(x, 1))))
