@@ -647,6 +647,14 @@ def _shifted(a: jax.Array, d: int, axis: int) -> jax.Array:
     return jnp.pad(a, pad)[tuple(index)]
 
 
+def _interleave(phases) -> jax.Array:
+    """[[y00, y01], [y10, y11]] (each [B, H, W, O], phase (ry, rx)) -> [B, 2H, 2W, O], output
+    pixel (2i + ry, 2j + rx) from phase (ry, rx)'s pixel (i, j)."""
+    n, h, w, o = phases[0][0].shape
+    y = jnp.stack([jnp.stack(row, axis=3) for row in phases], axis=2)  # [B, H, 2, W, 2, O]
+    return y.reshape(n, 2 * h, 2 * w, o)
+
+
 def conv_transpose_taps(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """4×4 stride-2 'SAME' transposed convolution as 16 matrix products + overlap-add.
 
@@ -675,15 +683,13 @@ def conv_transpose_taps(x: jax.Array, kernel: jax.Array) -> jax.Array:
         # 16× costs more than any kernel transposition.
         cols = jnp.einsum("pc,tco->tpo", x.reshape(n * h * w, c), kernel.reshape(16, c, o))
     cols = cols.reshape(4, 4, n, h, w, o)
-    phases = []
-    for ry in range(2):
-        row = []
-        for rx in range(2):
-            terms = [_shifted(_shifted(cols[ty, tx], dy, 1), dx, 2)
-                     for ty, dy in _TAP_PHASES[ry] for tx, dx in _TAP_PHASES[rx]]
-            row.append(sum(terms[1:], terms[0]))
-        phases.append(jnp.stack(row, axis=3))      # [B, H, W, 2 (rx), O]
-    return jnp.stack(phases, axis=2).reshape(n, 2 * h, 2 * w, o)
+
+    def phase(ry, rx):
+        terms = [_shifted(_shifted(cols[ty, tx], dy, 1), dx, 2)
+                 for ty, dy in _TAP_PHASES[ry] for tx, dx in _TAP_PHASES[rx]]
+        return sum(terms[1:], terms[0])
+
+    return _interleave([[phase(ry, rx) for rx in range(2)] for ry in range(2)])
 
 
 def conv_transpose_winograd(x: jax.Array, kernel: jax.Array) -> jax.Array:
@@ -698,19 +704,16 @@ def conv_transpose_winograd(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """
     if kernel.shape[:2] != (4, 4):
         raise ValueError(f"Winograd transposed convolution needs a 4×4 kernel, got {kernel.shape}")
-    n, h, w, _ = x.shape
     # Each phase's taps in order of input offset; the window starts one pixel before (offset
     # -1, padded at the top or left) or at the pixel itself (padded after).
     taps = [sorted(_TAP_PHASES[r], key=lambda t: t[1]) for r in range(2)]
     pads = [(1, 0) if t[0][1] < 0 else (0, 1) for t in taps]
-    phases = []
-    for ry in range(2):
-        row = []
-        for rx in range(2):
-            k2 = jnp.stack([jnp.stack([kernel[a, b] for b, _ in taps[rx]]) for a, _ in taps[ry]])
-            row.append(conv_winograd(x, k2, (pads[ry], pads[rx]), 3))
-        phases.append(jnp.stack(row, axis=3))      # [B, H, W, 2 (rx), O]
-    return jnp.stack(phases, axis=2).reshape(n, 2 * h, 2 * w, kernel.shape[3])
+
+    def phase(ry, rx):
+        k2 = jnp.stack([jnp.stack([kernel[a, b] for b, _ in taps[rx]]) for a, _ in taps[ry]])
+        return conv_winograd(x, k2, (pads[ry], pads[rx]), 3)
+
+    return _interleave([[phase(ry, rx) for rx in range(2)] for ry in range(2)])
 
 
 def conv_transpose_phases(x: jax.Array, kernel: jax.Array, zero_first: bool = False,
@@ -746,23 +749,21 @@ def _phases_value(x, kernel, zero_first, xla_forward=False):
             kernel = kernel.at[0].set(0).at[:, 0].set(0)
         return jax.lax.conv_transpose(x, kernel, (2, 2), "SAME",
                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    n, h, w, _ = x.shape
+    h, w = x.shape[1:3]
     xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     # Each phase's taps in order of input offset (the window starts at the lower one).
     taps = [sorted((t for t in _TAP_PHASES[r] if not (zero_first and t[0] == 0)),
                    key=lambda t: t[1]) for r in range(2)]
-    phases = []
-    for ry in range(2):
-        row = []
-        for rx in range(2):
-            ty, tx = taps[ry], taps[rx]
-            k2 = jnp.stack([jnp.stack([kernel[a, b] for b, _ in tx]) for a, _ in ty])
-            y0, x0 = ty[0][1] + 1, tx[0][1] + 1
-            row.append(jax.lax.conv_general_dilated(
-                xp[:, y0:y0 + h + len(ty) - 1, x0:x0 + w + len(tx) - 1], k2, (1, 1), "VALID",
-                dimension_numbers=("NHWC", "HWIO", "NHWC")))
-        phases.append(jnp.stack(row, axis=3))      # [B, H, W, 2 (rx), O]
-    return jnp.stack(phases, axis=2).reshape(n, 2 * h, 2 * w, kernel.shape[3])
+
+    def phase(ry, rx):
+        ty, tx = taps[ry], taps[rx]
+        k2 = jnp.stack([jnp.stack([kernel[a, b] for b, _ in tx]) for a, _ in ty])
+        y0, x0 = ty[0][1] + 1, tx[0][1] + 1
+        return jax.lax.conv_general_dilated(
+            xp[:, y0:y0 + h + len(ty) - 1, x0:x0 + w + len(tx) - 1], k2, (1, 1), "VALID",
+            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+    return _interleave([[phase(ry, rx) for rx in range(2)] for ry in range(2)])
 
 
 def _phases_fwd(x, kernel, zero_first, xla_forward):
