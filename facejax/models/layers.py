@@ -607,6 +607,11 @@ class Upscale(nn.Module):
 _SUBPIXEL_TAPS = np.array([[0, 4], [2, 1], [4, 3]])
 
 
+def _require_4x4(kernel: jax.Array, form: str) -> None:
+    if kernel.shape[:2] != (4, 4):
+        raise ValueError(f"{form} transposed convolution needs a 4×4 kernel, got {kernel.shape}")
+
+
 def conv_transpose_subpixel(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """4×4 stride-2 'SAME' transposed convolution as a 3×3 convolution + pixel shuffle.
 
@@ -619,8 +624,7 @@ def conv_transpose_subpixel(x: jax.Array, kernel: jax.Array) -> jax.Array:
     Returns:
       [B, 2H, 2W, O].
     """
-    if kernel.shape[:2] != (4, 4):
-        raise ValueError(f"subpixel transposed convolution needs a 4×4 kernel, got {kernel.shape}")
+    _require_4x4(kernel, "subpixel")
     c, o = kernel.shape[2], kernel.shape[3]
     kp = jnp.pad(kernel, ((0, 1), (0, 1), (0, 0), (0, 0)))
     rows = kp[_SUBPIXEL_TAPS]                       # [3 (uy), 2 (ry), 5, C, O]
@@ -668,8 +672,7 @@ def conv_transpose_taps(x: jax.Array, kernel: jax.Array) -> jax.Array:
     Returns:
       [B, 2H, 2W, O], equal to lax.conv_transpose(x, kernel, (2, 2), "SAME").
     """
-    if kernel.shape[:2] != (4, 4):
-        raise ValueError(f"tap transposed convolution needs a 4×4 kernel, got {kernel.shape}")
+    _require_4x4(kernel, "tap")
     n, h, w, c = x.shape
     o = kernel.shape[3]
     if 16 * x.size <= kernel.size:
@@ -702,8 +705,7 @@ def conv_transpose_winograd(x: jax.Array, kernel: jax.Array) -> jax.Array:
     Returns:
       [B, 2H, 2W, O], equal to lax.conv_transpose(x, kernel, (2, 2), "SAME").
     """
-    if kernel.shape[:2] != (4, 4):
-        raise ValueError(f"Winograd transposed convolution needs a 4×4 kernel, got {kernel.shape}")
+    _require_4x4(kernel, "Winograd")
     # Each phase's taps in order of input offset; the window starts one pixel before (offset
     # -1, padded at the top or left) or at the pixel itself (padded after).
     taps = [sorted(_TAP_PHASES[r], key=lambda t: t[1]) for r in range(2)]
@@ -733,8 +735,7 @@ def conv_transpose_phases(x: jax.Array, kernel: jax.Array, zero_first: bool = Fa
     Returns:
       [B, 2H, 2W, O], equal to lax.conv_transpose(x, kernel, (2, 2), "SAME").
     """
-    if kernel.shape[:2] != (4, 4):
-        raise ValueError(f"phase transposed convolution needs a 4×4 kernel, got {kernel.shape}")
+    _require_4x4(kernel, "phase")
     return _phases(x, kernel, zero_first, xla_forward)
 
 
