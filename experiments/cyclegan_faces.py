@@ -23,7 +23,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         size=128, g_base=64, d_base=64, max_width=512, d_layers=3, n_blocks=0,  # 0: by size
         conv_impl="auto", compute_dtype="float32",
         # The residual 3×3s: "auto" (F(3×3) Winograd tiles on CPU, XLA's own elsewhere),
-        # "xla", "winograd2" or "winograd4" (facejax/models/resnet.py).
+        # "xla", "winograd2", "winograd3" or "winograd4" (facejax/models/resnet.py).
         conv1_impl="auto"))
     c.loss = ml_collections.ConfigDict(dict(
         gan_mode="lsgan", c_gan=1.0, c_cycle=10.0, c_attention=5.0, c_multi=5.0,

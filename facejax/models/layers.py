@@ -659,6 +659,12 @@ def _interleave(phases) -> jax.Array:
     return y.reshape(n, 2 * h, 2 * w, o)
 
 
+def _phase_kernel(kernel: jax.Array, ty, tx) -> jax.Array:
+    """The stride-1 kernel of one output phase: `kernel`'s taps (t, offset) along each axis,
+    [len(ty), len(tx), C, O], in the order given."""
+    return jnp.stack([jnp.stack([kernel[a, b] for b, _ in tx]) for a, _ in ty])
+
+
 def conv_transpose_taps(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """4×4 stride-2 'SAME' transposed convolution as 16 matrix products + overlap-add.
 
@@ -712,8 +718,7 @@ def conv_transpose_winograd(x: jax.Array, kernel: jax.Array) -> jax.Array:
     pads = [(1, 0) if t[0][1] < 0 else (0, 1) for t in taps]
 
     def phase(ry, rx):
-        k2 = jnp.stack([jnp.stack([kernel[a, b] for b, _ in taps[rx]]) for a, _ in taps[ry]])
-        return conv_winograd(x, k2, (pads[ry], pads[rx]), 3)
+        return conv_winograd(x, _phase_kernel(kernel, taps[ry], taps[rx]), (pads[ry], pads[rx]), 3)
 
     return _interleave([[phase(ry, rx) for rx in range(2)] for ry in range(2)])
 
@@ -758,10 +763,10 @@ def _phases_value(x, kernel, zero_first, xla_forward=False):
 
     def phase(ry, rx):
         ty, tx = taps[ry], taps[rx]
-        k2 = jnp.stack([jnp.stack([kernel[a, b] for b, _ in tx]) for a, _ in ty])
         y0, x0 = ty[0][1] + 1, tx[0][1] + 1
         return jax.lax.conv_general_dilated(
-            xp[:, y0:y0 + h + len(ty) - 1, x0:x0 + w + len(tx) - 1], k2, (1, 1), "VALID",
+            xp[:, y0:y0 + h + len(ty) - 1, x0:x0 + w + len(tx) - 1], _phase_kernel(kernel, ty, tx),
+            (1, 1), "VALID",
             dimension_numbers=("NHWC", "HWIO", "NHWC"))
 
     return _interleave([[phase(ry, rx) for rx in range(2)] for ry in range(2)])

@@ -47,11 +47,12 @@ class ResnetGenerator(nn.Module):
             x = nn.relu(norm()(x))
         width = self.base * 4
         # The residual 3×3 convolutions (most of the model's multiply-adds): layers.Conv, with
-        # the same parameters as nn.Conv (named Conv_k). cyclegan_faces sets "auto": at 256 px,
-        # batch 1, F(2×2) Winograd tiles on CPU run the training step in 12.1 s against 14.4 for
-        # XLA's, after 57 s of compiling against about 20, at 7.3 GB peak RSS against 4.8.
-        # "auto" stops at F(3×3) here: F(4×4)'s 36 products in each of 36 layers took the step
-        # 407 s to compile and 12.2 GB, for no gain (layers.default_conv1_impl).
+        # the same parameters as nn.Conv (named Conv_k). cyclegan_faces sets "auto", which stops
+        # at F(3×3) Winograd tiles here: F(4×4)'s 36 products in each of 36 layers took the step
+        # 407 s to compile and 12.2 GB, for no gain (layers.default_conv1_impl). At 256 px,
+        # batch 1, on CPU the whole default step (these tiles and the other layers' forms) ran
+        # 9.4 s, after 130 s of compiling, at 7.6 GB peak RSS; XLA's own here: 14.4 s, about 20
+        # s, 4.8 GB (2026-11-24).
         conv1 = self.conv1_impl or "xla"
         res_conv = lambda: Conv(width, 3, impl=conv1, max_tile=3,
                                 padding=((0, 0), (0, 0)), use_bias=bias, dtype=self.dtype)
