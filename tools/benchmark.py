@@ -12,8 +12,9 @@ convert: frames/s swapping faces in the first 300 frames of a clip (default driv
 train: median step time on random data, images/s, compile seconds, GFLOP per step from XLA's
 cost analysis of the model built of plain layers (`layers.plain_forms`; the faster forms that
 run count fewer: `executed_gflop_per_step`), achieved GFLOP/s (model GFLOP ÷ step time), and
-that as a fraction of a 2048² fp32 matmul peak measured in the same run (alternating matmul and
-step timings so machine noise hits both alike); the input pipeline's images/s and its ratio to
+that as a fraction of a 2048² fp32 matmul peak measured in the same run (right before and
+right after the timed steps, which run back to back after --warmup untimed ones, as the
+references time theirs); the input pipeline's images/s and its ratio to
 what the step consumes; peak RSS; `loop_step_ms`, the median step fed by the prefetcher thread
 as in training (with --config.augment.placement=host the augmentation runs there, in the
 input pipeline, instead of inside the step).
@@ -47,6 +48,7 @@ config_flags.DEFINE_config_file("config", None, "Experiment file (train).", lock
 flags.DEFINE_string("clip", os.path.join(os.path.dirname(ROOT), "shared", "data", "videos",
                                          "liveportrait", "driving_d6.mp4"), "Clip (extract).")
 flags.DEFINE_integer("steps", 5, "Timed steps (train).")
+flags.DEFINE_integer("warmup", 2, "train: untimed steps before the timed ones (after the first).")
 flags.DEFINE_string("reference_python", None, "train: a Python with torch installed; also time "
                     "the family's PyTorch reference step (A B A) and report the speedup.")
 flags.DEFINE_bool("reference_huge_pages", True, "train: run the reference under the huge-page "
@@ -242,19 +244,24 @@ def bench_train():
         state, m = compiled(state, gbatch, key)
         jax.block_until_ready(m)
         reference = [reference_step_ms(config)] if FLAGS.reference_python else []
-        times, peaks = [], []
+        for _ in range(FLAGS.warmup):
+            state, m = compiled(state, gbatch, key)
+        jax.block_until_ready(m)
+        # Steps back to back, as the references time theirs; the matmul peak right before and
+        # right after them.
+        peaks, times = [matmul_gflops()], []
         for _ in range(FLAGS.steps):
-            peaks.append(matmul_gflops(reps=2))
             t = time.perf_counter()
             state, m = compiled(state, gbatch, key)
             jax.block_until_ready(m)
             times.append(time.perf_counter() - t)
+        peaks.append(matmul_gflops())
         state, loop_ms = loop_step_ms(compiled, state, key, batches, ds, FLAGS.steps)
     if FLAGS.reference_python:
         reference.append(reference_step_ms(config))
     step_s = statistics.median(times)
     images = config.batch_size * len(task.IDENTITIES)
-    peak = statistics.median(peaks)
+    peak = max(peaks)
     pipe = pipeline_images_per_s(config, task, batches, ds)
     import resource
     return {"benchmark": "train", "task": config.task, "size": config.model.size,
@@ -263,6 +270,7 @@ def bench_train():
             "augment": "host" if batches.augment else "device",
             "huge_pages": xla_setup.HUGE_PAGES in os.environ.get("GLIBC_TUNABLES", ""),
             "step_ms": round(step_s * 1e3, 1), "loop_step_ms": round(loop_ms, 1),
+            "times_ms": [round(t * 1e3, 1) for t in times],
             "images_per_s": round(images / step_s, 2), "compile_s": round(compile_s, 1),
             "gflop_per_step": round(gflop, 1),
             "executed_gflop_per_step": round(executed_gflop, 1),
