@@ -38,6 +38,35 @@ def test_autoencoder_shapes_and_parameter_count():
     chex.assert_shape(out, (2, 64, 64, 3))
 
 
+def test_one_encoder_pass_over_both_faces_equals_two(grid_faces):
+    """The training step runs the shared encoder once over A's and B's faces (interleaved, so a
+    sharded batch stays on its devices): the codes and their gradients are those of one pass
+    per identity, on real faces."""
+    from facejax.data import pipeline
+    config = deepfakes_original.get_config("tiny")
+    tables = {n: pipeline.load_table(grid_faces[n], "train", config.data.load_size)
+              for n in ae_task.IDENTITIES}
+    batch = jax.tree.map(jnp.asarray, pipeline.FaceBatches(tables, 3, 0, ae_task.FIELDS)(0))
+    a, b = (ae_task.views(batch, n, config) for n in ae_task.IDENTITIES)
+    assert float(jnp.abs(a - b).mean()) > 0.05  # two different people
+    params = ae_task.init(jax.random.key(0), None, config)["params"]
+    enc, _ = autoencoder.build(config)
+    weights = [jax.random.normal(jax.random.key(i), (3, 4, 4, 64)) for i in (1, 2)]
+
+    def pair(p):
+        ca, cb = ae_task.encode_pair(p, a, b, config)
+        return (ca * weights[0]).sum() + (cb * weights[1]).sum(), (ca, cb)
+
+    def apart(p):
+        ca, cb = (enc.apply({"params": p["encoder"]}, x) for x in (a, b))
+        return (ca * weights[0]).sum() + (cb * weights[1]).sum(), (ca, cb)
+
+    (_, codes), g = jax.value_and_grad(pair, has_aux=True)(params)
+    (_, codes_ref), g_ref = jax.value_and_grad(apart, has_aux=True)(params)
+    for x, y in zip([*codes, *jax.tree.leaves(g)], [*codes_ref, *jax.tree.leaves(g_ref)]):
+        np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5 * float(jnp.abs(y).max()))
+
+
 def test_128px_needs_no_new_code():
     config = deepfakes_original.get_config("128")
     state = jax.eval_shape(lambda k: ae_task.init(k, None, config), jax.random.key(0))
@@ -91,7 +120,9 @@ def test_stride1_conv_module_im2col_equals_nn_conv(shape, k):
         for a, b in zip(jax.tree.leaves(g), jax.tree.leaves(g_ref)):
             np.testing.assert_allclose(a, b, atol=1e-3, rtol=1e-4, err_msg=impl)
     assert layers.default_conv1_impl(1024, 4 * 4) == "im2col"
-    assert layers.default_conv1_impl(1024, 4 * 4, 2048, batch=32) == "im2col"  # 4×4 maps
+    assert layers.default_conv1_impl(1024, 4 * 4, 2048, batch=8) == "im2col"  # 4×4 maps
+    assert layers.default_conv1_impl(1024, 4 * 4, 2048, batch=16) == "winograd2"  # 256 pixels
+    assert layers.default_conv1_impl(1024, 2 * 2, 2048, batch=128) == "im2col"
     assert layers.default_conv1_impl(512, 8 * 8, 512) == "im2col"  # 64 pixels in the batch
     assert layers.default_conv1_impl(512, 8 * 8, 512, batch=4) == "winograd2"
     assert layers.default_conv1_impl(512, 8 * 8, 1024, batch=16) == "winograd2"  # no F(4×4) on 8×8

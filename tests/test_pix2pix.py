@@ -127,7 +127,8 @@ def test_transposed_conv_reformulations_equal_xla(impl, shape, out):
 
 def test_auto_picks_the_measured_formulation_per_layer_shape():
     """On CPU, the U-Net 256's inner levels (wide kernels, small maps) take the matrix-product
-    forms, its outer ones the convolution forms; few-channel inputs keep the latter."""
+    forms, its outer ones the convolution forms; inputs of 9-63 channels keep the latter, and
+    images (at most 8 channels) take one matrix product."""
     assert jax.default_backend() == "cpu"
     assert layers.default_conv_impl(4, 512, out_pixels=16 * 16) == "im2col"
     assert layers.default_conv_impl(4, 256, out_pixels=16 * 16, batch=4) == "winograd"
@@ -135,8 +136,10 @@ def test_auto_picks_the_measured_formulation_per_layer_shape():
     assert layers.default_conv_impl(4, 256, out_pixels=16 * 16) == "im2col"
     assert layers.default_conv_impl(4, 512, out_pixels=8 * 8, batch=4) == "im2col"
     assert layers.default_conv_impl(4, 64, out_pixels=64 * 64) == "winograd"
-    assert layers.default_conv_impl(4, 8, out_pixels=4) == "s2d"
-    assert layers.default_conv_impl(4, 3, out_pixels=128 * 128) == "s2d"  # few input channels
+    assert layers.default_conv_impl(4, 16, out_pixels=4) == "s2d"
+    assert layers.default_conv_impl(4, 32, out_pixels=64 * 64) == "s2d"
+    assert layers.default_conv_impl(4, 3, out_pixels=128 * 128) == "im2col"  # RGB inputs
+    assert layers.default_conv_impl(4, 6, out_pixels=128 * 128, batch=4) == "im2col"
     assert layers.default_conv_impl(5, 128, out_pixels=16 * 16, batch=16) == "winograd"
     assert layers.default_conv_impl(5, 512, out_pixels=4 * 4, batch=16) == "im2col"
     assert layers.default_conv_impl(3, 128, out_pixels=64 * 64) == "s2d"  # CycleGAN's 3×3

@@ -228,6 +228,12 @@ def default_conv_impl(kernel_size: int = 4, in_channels: int = 64,
     space-to-depth convolution below that (batch 1: 26 against 30 ms). Other backends use XLA's
     own convolution.
 
+    Inputs of at most 8 channels (the first layer: RGB, or the PatchGAN's image pair) take im2col
+    whatever the map (measured 2026-11-24): the deepfakes encoder's 64 -> 32 px, 3 -> 128 at
+    batch 32 (the shared encoder's pass over both faces): 16 ms against 49 for space-to-depth and
+    42 for XLA's; pix2pix's 256 -> 128 px, 3 -> 64, batch 4: 12 against 21 and 19; its
+    PatchGAN's 6 -> 64, batch 4: 32 against 37 and 40.
+
     Before all those, 4×4 and 5×5 kernels from 64+ channels onto at least 1024 output pixels in
     the batch take the space-to-depth form in Winograd tiles ("winograd", `conv_s2d_winograd`;
     measured 2026-11-24 under huge pages): pix2pix 128 -> 64 px, 64 -> 128 channels, batch 4:
@@ -238,6 +244,8 @@ def default_conv_impl(kernel_size: int = 4, in_channels: int = 64,
     16 px at batch 1: 21 against 18; 8 -> 4 px, 512 -> 1024 at batch 16: 182 against 113)."""
     if _plain_forms or jax.default_backend() != "cpu":
         return "xla"
+    if in_channels <= 8:
+        return "im2col"
     if in_channels >= 64 and kernel_size in (4, 5) and batch * out_pixels >= 1024:
         return "winograd"
     if in_channels >= 64 and (kernel_size >= 5 or out_pixels <= 256):
@@ -343,7 +351,7 @@ def default_conv1_impl(in_channels: int, in_pixels: int, features: int = 64,
     """Stride-1 convolution, on CPU (value and both gradients, measured 2026-11-24 under huge
     pages, `conv_winograd` reading the input gradient's kernel in place):
     - Winograd tiles (`conv_winograd`) from and to 64+ channels:
-      - 3×3 kernels on maps of 8×8 or more with at least 256 input pixels in the batch: F(4×4)
+      - 3×3 kernels on maps of 4×4 or more with at least 256 input pixels in the batch: F(4×4)
         from 4096 pixels on maps of 16×16 or more, F(2×2) below. The deepfakes decoder at batch
         16: 32×32, 128 -> 256: 173 ms for XLA's, 185 for im2col, 108 for F(2×2), 76 for F(4×4);
         16×16, 256 -> 512: 160, 163, 83, 60; 8×8, 512 -> 1024: 171, 161, 94, 132. The CycleGAN
@@ -364,14 +372,16 @@ def default_conv1_impl(in_channels: int, in_pixels: int, features: int = 64,
       YNNPACK's weight gradient runs at about 1 GFLOP/s there (31×31, 512 -> 1: 21.5 ms against
       0.6 for one product). Not from few channels on large maps, where the shifted gradients
       outweigh the input (the autoencoder's 5×5, 64 -> 3 on 64×64, batch 16: 44 against 38);
+      F(2×2) also on 4×4 maps from 256 pixels in the batch: the deepfakes encoder's last 3×3,
+      4×4, 1024 -> 2048, run once over both faces (batch 32): 206 ms against 295 for im2col and
+      448 for XLA's; batch 16: 133 against 151; batch 8: 115 against 83 (im2col);
     - one matrix product (im2col) for the other maps of at most 8×8 with 64+ input channels,
-      where YNNPACK's convolution is slowest (the deepfakes encoder's 3×3 on 4×4, 1024 -> 2048
-      channels, batch 32, value and both gradients: 308 against 479 ms);
+      where YNNPACK's convolution is slowest (the example above at batch 8: 83 against 169);
     - XLA's own elsewhere."""
     if _plain_forms or jax.default_backend() != "cpu":
         return "xla"
     if in_channels >= 64 and features >= 64:
-        if kernel_size == 3 and in_pixels >= 64 and batch * in_pixels >= 256:
+        if kernel_size == 3 and in_pixels >= 16 and batch * in_pixels >= 256:
             big = max_tile >= 3 and in_pixels >= 256 and batch * in_pixels >= 4096
             return f"winograd{min(max_tile, 4)}" if big else "winograd2"
         if kernel_size == 4 and in_pixels >= 256:
