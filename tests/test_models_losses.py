@@ -140,7 +140,10 @@ def test_stride1_conv_module_im2col_equals_nn_conv(shape, k):
     assert layers.default_conv1_impl(256, 16 * 16, 256, kernel_size=5, batch=16) == "xla"
     assert layers.default_conv1_impl(8, 4 * 4) == "xla"
     assert layers.default_conv1_impl(512, 31 * 31, features=1) == "thin"
-    assert layers.default_conv1_impl(64, 64 * 64, features=3) == "xla"
+    assert layers.default_conv1_impl(64, 64 * 64, features=3, kernel_size=5) == "thin"
+    assert layers.default_conv1_impl(64, 262 * 262, features=3, kernel_size=7) == "thin"
+    assert layers.default_conv1_impl(32, 64 * 64, features=3, kernel_size=5) == "xla"
+    assert layers.default_conv1_impl(3, 262 * 262, features=64, kernel_size=7) == "xla"
     with pytest.raises(ValueError, match="unknown"):
         layers.Conv(5, k, impl="s2d").init(jax.random.key(1), x)
 
@@ -164,11 +167,39 @@ def test_plain_forms_count_the_models_multiply_adds():
     assert layers.default_conv1_impl(64, 256, 64) == "winograd2"
 
 
-@pytest.mark.parametrize("features, use_bias", [(1, True), (3, False)])
-def test_thin_conv_with_explicit_padding_equals_nn_conv(features, use_bias):
+@pytest.mark.parametrize("shape, k, features", [((1, 14, 13, 6), 7, 3), ((2, 9, 8, 3), 3, 5)])
+def test_unpadded_conv_route_equals_xla_in_value_and_gradients(shape, k, features):
+    """layers.conv_valid (an unpadded stride-1 convolution's value through a padded one, cropped;
+    XLA's own gradients) equals XLA's unpadded convolution, and every unpadded layers.Conv on CPU
+    takes it, except inside `plain_forms`."""
+    x = jax.random.normal(jax.random.key(0), shape)
+    w = jax.random.normal(jax.random.key(1), (k, k, shape[-1], features))
+    ref = lambda x, w: jax.lax.conv_general_dilated(x, w, (1, 1), "VALID",
+                                                    dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = ref(x, w)
+    assert y.shape[1:3] == (shape[1] - k + 1, shape[2] - k + 1)
+    np.testing.assert_allclose(layers.conv_valid(x, w), y, atol=1e-4, rtol=1e-5)
+    cot = jax.random.normal(jax.random.key(2), y.shape)
+    g = jax.jit(jax.grad(lambda x, w: (layers.conv_valid(x, w) * cot).sum(), (0, 1)))(x, w)
+    g_ref = jax.grad(lambda x, w: (ref(x, w) * cot).sum(), (0, 1))(x, w)
+    for a, b in zip(g, g_ref):
+        np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-5)
+    m = layers.Conv(features, k, impl="xla", padding=((0, 0), (0, 0)))
+    v = m.init(jax.random.key(3), x)
+    np.testing.assert_allclose(m.apply(v, x), ref(x, v["params"]["kernel"]) + v["params"]["bias"],
+                               atol=1e-4, rtol=1e-5)
+    assert "conv_valid" in str(jax.make_jaxpr(lambda x: m.apply(v, x))(x))
+    with layers.plain_forms():
+        assert "conv_valid" not in str(jax.make_jaxpr(lambda x: m.apply(v, x))(x))
+
+
+@pytest.mark.parametrize("features, use_bias, channels", [(1, True, 6), (3, False, 6),
+                                                     (1, True, 24)])
+def test_thin_conv_with_explicit_padding_equals_nn_conv(features, use_bias, channels):
     """The PatchGAN's stride-1 layers: k 4, padding 1 (PyTorch's), so the output is one pixel
-    smaller; "thin" computes the weight gradient as one product over shifted output gradients."""
-    x = jax.random.normal(jax.random.key(0), (2, 9, 7, 6))
+    smaller; "thin" computes the weight gradient as one product over shifted output gradients
+    (with 24 channels in, more than the 16 shifted gradients, in the other orientation)."""
+    x = jax.random.normal(jax.random.key(0), (2, 9, 7, channels))
     pad = ((1, 1), (1, 1))
     ref = nn.Conv(features, (4, 4), padding=pad, use_bias=use_bias)
     v = ref.init(jax.random.key(1), x)

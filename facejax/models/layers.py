@@ -358,7 +358,10 @@ def default_conv1_impl(in_channels: int, in_pixels: int, features: int = 64,
         ResNet's 64×64, 256 -> 256, batch 1: 81, 98, 46, 35. Batch 4, 8×8, 512 -> 512: 28, 20,
         17, 32; batch 1, 32×32, 256 -> 256: 26, 22, 11, 16. F(4×4)'s 36 products per layer take
         XLA about 3× as long to compile as F(2×2)'s 16 (the CycleGAN generator's gradient at 256
-        px: 21 s against 7, for 1.25 against 1.33-1.50 s);
+        px: 21 s against 7, for 1.25 against 1.33-1.50 s). F(2×2) also on 4×4 maps: the
+        deepfakes encoder's last 3×3, 4×4, 1024 -> 2048, run once over both faces (batch 32):
+        206 ms against 295 for im2col and 448 for XLA's; batch 16: 133 against 151 (below 256
+        pixels im2col wins: batch 8, 115 against 83);
       - 4×4 kernels (the PatchGAN's 32×32, 256 -> 512) on maps of 16×16 or more, in F(3×3)
         tiles: batch 4, 106 ms against 141 for F(2×2), 145 for F(4×4), 278 for XLA's; batch 1:
         32 against 40, 49 and 69;
@@ -368,15 +371,14 @@ def default_conv1_impl(in_channels: int, in_pixels: int, features: int = 64,
         s per step). F(3×3)'s 25 products compile in 10-11 s for the generator's gradient
         (F(2×2) 7.3, F(4×4) 21), which runs in 1.18-1.20 s against 1.33-1.40. Lone layers:
         64×64, 256 -> 256, batch 1: 39 ms against 43 for F(2×2) and 34 for F(4×4);
-    - "thin" for at most 4 output channels from 128+ input channels (the PatchGAN's logits):
-      YNNPACK's weight gradient runs at about 1 GFLOP/s there (31×31, 512 -> 1: 21.5 ms against
-      0.6 for one product). Not from few channels on large maps, where the shifted gradients
-      outweigh the input (the autoencoder's 5×5, 64 -> 3 on 64×64, batch 16: 44 against 38);
-      F(2×2) also on 4×4 maps from 256 pixels in the batch: the deepfakes encoder's last 3×3,
-      4×4, 1024 -> 2048, run once over both faces (batch 32): 206 ms against 295 for im2col and
-      448 for XLA's; batch 16: 133 against 151; batch 8: 115 against 83 (im2col);
+    - "thin" for at most 4 output channels from 64+ input channels, where XLA's weight gradient
+      is slow: the PatchGAN's logits (31×31, 512 -> 1: 21.5 ms against 0.6 for one product), the
+      deepfakes decoder's last 5×5, 64 -> 3 on 64×64 at batch 16 (value and both gradients:
+      44-64 ms against 60-75), the CycleGAN generator's last 7×7, 64 -> 3 onto 256×256 (53-81
+      against 79-86; batch 4: 194-206 against 330-354);
     - one matrix product (im2col) for the other maps of at most 8×8 with 64+ input channels,
-      where YNNPACK's convolution is slowest (the example above at batch 8: 83 against 169);
+      where YNNPACK's convolution is slowest (the deepfakes encoder's last 3×3 at batch 8: 83 ms
+      against 169);
     - XLA's own elsewhere."""
     if _plain_forms or jax.default_backend() != "cpu":
         return "xla"
@@ -386,16 +388,48 @@ def default_conv1_impl(in_channels: int, in_pixels: int, features: int = 64,
             return f"winograd{min(max_tile, 4)}" if big else "winograd2"
         if kernel_size == 4 and in_pixels >= 256:
             return "winograd3" if max_tile >= 3 else "winograd2"
-    if features <= 4 and in_channels >= 128:
+    if features <= 4 and in_channels >= 64:
         return "thin"
     if in_channels >= 64 and in_pixels <= 64:
         return "im2col"
     return "xla"
 
 
-def _conv1(x, kernel, padding):
+def _xla_conv1(x, kernel, padding):
     return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding,
                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def _conv1(x, kernel, padding):
+    """XLA's stride-1 convolution; unpadded ones through `conv_valid` on CPU."""
+    if (not _plain_forms and jax.default_backend() == "cpu"
+            and not any(v for p in padding for v in p)):
+        return conv_valid(x, kernel)
+    return _xla_conv1(x, kernel, padding)
+
+
+@jax.custom_vjp
+def conv_valid(x: jax.Array, kernel: jax.Array) -> jax.Array:
+    """Unpadded ("VALID") stride-1 convolution, as the CycleGAN generator's, on reflection-padded
+    maps. XLA:CPU (jax 0.10.2) computes an unpadded convolution's value 1.5-7× slower than the
+    same convolution with any zero padding (measured 2026-11-24, batch 1: the 7×7, 64 -> 3 onto
+    256×256: 83 ms against 12; 3 -> 64: 23 against 15; 3×3, 256 -> 256 onto 64×64: 41 against
+    26), so the value pads one zero row and column at the far end and crops them off the output.
+    Both gradients are XLA's for the unpadded convolution (the padded form's weight gradient is
+    the slower one: 129 ms against 57 for the 7×7, 64 -> 3)."""
+    return _xla_conv1(x, kernel, ((0, 1), (0, 1)))[:, :-1, :-1]
+
+
+def _conv_valid_fwd(x, kernel):
+    return conv_valid(x, kernel), (x, kernel)
+
+
+def _conv_valid_bwd(res, g):
+    x, kernel = res
+    return jax.vjp(lambda v, k: _xla_conv1(v, k, ((0, 0), (0, 0))), x, kernel)[1](g)
+
+
+conv_valid.defvjp(_conv_valid_fwd, _conv_valid_bwd)
 
 
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
@@ -403,7 +437,11 @@ def conv_thin(x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
     """Stride-1 convolution for few output channels: XLA's for the value and input gradient,
     and the weight gradient as one matrix product. dk[i, j] = Σ_p xp[p] · g[p - (i, j)] over
     the padded input's positions p: the output gradient, shifted once per tap, is a
-    [taps·O, positions] matrix that multiplies the padded input [positions, C] once."""
+    [positions, taps·O] matrix, multiplied once with the padded input [positions, C] over the
+    positions. The product's rows are the wider operand's columns (measured, 2026-11-24): the
+    PatchGAN's logits (4×4, 512 -> 1 on 32×32, batch 4): [taps·O, C], 1.7 ms against 6.6 for
+    [C, taps·O]; the deepfakes decoder's 5×5, 64 -> 3 on 64×64, batch 16: [C, taps·O], 14.5
+    against 46 (XLA's own weight gradient: 34)."""
     return _conv1(x, kernel, padding)
 
 
@@ -418,12 +456,18 @@ def _conv_thin_bwd(padding, res, g):
     xp = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
     n, hp, wp, _ = xp.shape
     h, w = g.shape[1:3]
-    shifted = jnp.stack([jnp.pad(g, ((0, 0), (i, hp - h - i), (j, wp - w - j), (0, 0)))
-                         for i in range(kh) for j in range(kw)])      # [taps, N, Hp, Wp, O]
-    shifted = shifted.transpose(0, 4, 1, 2, 3).reshape(kh * kw * o, n * hp * wp)
-    dk = jnp.dot(shifted, xp.reshape(n * hp * wp, c), preferred_element_type=jnp.float32)
-    dk = dk.reshape(kh, kw, o, c).transpose(0, 1, 3, 2).astype(kernel.dtype)
-    return dx, dk
+    shifted = jnp.concatenate([jnp.pad(g, ((0, 0), (i, hp - h - i), (j, wp - w - j), (0, 0)))
+                               for i in range(kh) for j in range(kw)], -1)  # [N, Hp, Wp, taps·O]
+    shifted = shifted.reshape(n * hp * wp, kh * kw * o)
+    xp = xp.reshape(n * hp * wp, c)
+    over_positions = (((0,), (0,)), ((), ()))
+    if c > kh * kw * o:  # the wider operand's columns lead the product's rows
+        dk = jax.lax.dot_general(shifted, xp, over_positions, preferred_element_type=jnp.float32)
+        dk = dk.reshape(kh, kw, o, c).transpose(0, 1, 3, 2)               # from [taps·O, C]
+    else:
+        dk = jax.lax.dot_general(xp, shifted, over_positions, preferred_element_type=jnp.float32)
+        dk = dk.reshape(c, kh, kw, o).transpose(1, 2, 0, 3)               # from [C, taps·O]
+    return dx, dk.astype(kernel.dtype)
 
 
 conv_thin.defvjp(_conv_thin_fwd, _conv_thin_bwd)

@@ -38,9 +38,11 @@ class ResnetGenerator(nn.Module):
         # Convolutions followed by instance norm carry no bias: the norm removes any per-channel
         # constant, so such a bias has no gradient but rounding noise, which Adam would amplify.
         bias = self.norm == "none"
-        conv = lambda f, k, b=bias: nn.Conv(f, (k, k), padding="VALID", use_bias=b,
-                                            dtype=self.dtype, param_dtype=jnp.float32)
-        x = nn.relu(norm()(conv(self.base, 7)(reflect(x, 3))))
+        # The 7×7s: layers.Conv, unpadded on the reflection-padded map (on CPU its value takes
+        # `layers.conv_valid`'s faster route), with nn.Conv's parameters and names.
+        conv = lambda f, b=bias: Conv(f, 7, padding=((0, 0), (0, 0)), use_bias=b,
+                                      dtype=self.dtype)
+        x = nn.relu(norm()(conv(self.base)(reflect(x, 3))))
         for mult in (2, 4):
             x = StridedConv(self.base * mult, 3, use_bias=bias, impl=self.conv_impl,
                             dtype=self.dtype, padding=1)(x)
@@ -65,5 +67,5 @@ class ResnetGenerator(nn.Module):
             x = UpConv(self.base * mult, use_bias=bias, impl=up_impl, dtype=self.dtype,
                        kernel_size=3)(x)
             x = nn.relu(norm()(x))
-        x = conv(self.out_channels, 7, True)(reflect(x, 3))
+        x = conv(self.out_channels, True)(reflect(x, 3))
         return jnp.tanh(x.astype(jnp.float32))
