@@ -138,12 +138,13 @@ def test_stride1_conv_module_im2col_equals_nn_conv(shape, k):
     assert layers.default_conv1_impl(256, 32 * 32, 512, kernel_size=4) == "winograd3"
     assert layers.default_conv1_impl(256, 32 * 32, 512, kernel_size=4, batch=4) == "winograd3"
     assert layers.default_conv1_impl(256, 16 * 16, 256, kernel_size=5, batch=16) == "xla"
-    assert layers.default_conv1_impl(8, 4 * 4) == "xla"
+    assert layers.default_conv1_impl(8, 4 * 4, features=8) == "xla"
     assert layers.default_conv1_impl(512, 31 * 31, features=1) == "thin"
     assert layers.default_conv1_impl(64, 64 * 64, features=3, kernel_size=5) == "thin"
     assert layers.default_conv1_impl(64, 262 * 262, features=3, kernel_size=7) == "thin"
     assert layers.default_conv1_impl(32, 64 * 64, features=3, kernel_size=5) == "xla"
-    assert layers.default_conv1_impl(3, 262 * 262, features=64, kernel_size=7) == "xla"
+    assert layers.default_conv1_impl(3, 262 * 262, features=64, kernel_size=7) == "im2col"
+    assert layers.default_conv1_impl(16, 262 * 262, features=64, kernel_size=7) == "xla"
     with pytest.raises(ValueError, match="unknown"):
         layers.Conv(5, k, impl="s2d").init(jax.random.key(1), x)
 

@@ -378,7 +378,9 @@ def default_conv1_impl(in_channels: int, in_pixels: int, features: int = 64,
       against 79-86; batch 4: 194-206 against 330-354);
     - one matrix product (im2col) for the other maps of at most 8×8 with 64+ input channels,
       where YNNPACK's convolution is slowest (the deepfakes encoder's last 3×3 at batch 8: 83 ms
-      against 169);
+      against 169), and from images (at most 8 channels) onto 16+: the CycleGAN generator's
+      first 7×7, 3 -> 64 onto 256×256: 61-62 ms against 79-93 with Eigen convolutions (its
+      setting), 91 against 97 with YNNPACK's (batch 4: 205 against 476);
     - XLA's own elsewhere."""
     if _plain_forms or jax.default_backend() != "cpu":
         return "xla"
@@ -390,7 +392,7 @@ def default_conv1_impl(in_channels: int, in_pixels: int, features: int = 64,
             return "winograd3" if max_tile >= 3 else "winograd2"
     if features <= 4 and in_channels >= 64:
         return "thin"
-    if in_channels >= 64 and in_pixels <= 64:
+    if in_channels >= 64 and in_pixels <= 64 or in_channels <= 8 and features >= 16:
         return "im2col"
     return "xla"
 
@@ -416,7 +418,9 @@ def conv_valid(x: jax.Array, kernel: jax.Array) -> jax.Array:
     256×256: 83 ms against 12; 3 -> 64: 23 against 15; 3×3, 256 -> 256 onto 64×64: 41 against
     26), so the value pads one zero row and column at the far end and crops them off the output.
     Both gradients are XLA's for the unpadded convolution (the padded form's weight gradient is
-    the slower one: 129 ms against 57 for the 7×7, 64 -> 3)."""
+    the slower one: 129 ms against 57 for the 7×7, 64 -> 3). That is YNNPACK's convolution, XLA's
+    default; with Eigen convolutions (xla_setup, the CycleGAN's setting) the two forms run alike
+    (value and both gradients of that 7×7: 131-133 ms against 127-129)."""
     return _xla_conv1(x, kernel, ((0, 1), (0, 1)))[:, :-1, :-1]
 
 

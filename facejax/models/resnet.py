@@ -38,8 +38,9 @@ class ResnetGenerator(nn.Module):
         # Convolutions followed by instance norm carry no bias: the norm removes any per-channel
         # constant, so such a bias has no gradient but rounding noise, which Adam would amplify.
         bias = self.norm == "none"
-        # The 7×7s: layers.Conv, unpadded on the reflection-padded map (on CPU its value takes
-        # `layers.conv_valid`'s faster route), with nn.Conv's parameters and names.
+        # The 7×7s: layers.Conv, unpadded on the reflection-padded map, with nn.Conv's
+        # parameters and names; on CPU the first is one matrix product (im2col) and the last
+        # computes its weight gradient as one ("thin"; layers.default_conv1_impl).
         conv = lambda f, b=bias: Conv(f, 7, padding=((0, 0), (0, 0)), use_bias=b,
                                       dtype=self.dtype)
         x = nn.relu(norm()(conv(self.base)(reflect(x, 3))))
