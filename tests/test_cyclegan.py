@@ -184,7 +184,8 @@ def test_resnet_winograd_blocks_equal_plain_convolutions():
     # (36 products); the ResNet caps them at F(3×3) (25), which compile in half the time.
     assert layers.default_conv1_impl(64, 18 * 18, 64, 3, 16) == "winograd4"
     jaxpr = str(jax.make_jaxpr(fast.apply)(v, jnp.zeros((16,) + x.shape[1:])))
-    assert jaxpr.count("dot_general") == 2 * 25
+    assert layers.default_conv1_impl(3, 70 * 70, 16, 7, 16) == "im2col"  # the first 7×7
+    assert jaxpr.count("dot_general") == 2 * 25 + 1
 
 
 def test_external_part_masks_replace_landmark_parts(grid_faces, tmp_path):
