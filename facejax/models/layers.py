@@ -392,7 +392,7 @@ def default_conv1_impl(in_channels: int, in_pixels: int, features: int = 64,
             return "winograd3" if max_tile >= 3 else "winograd2"
     if features <= 4 and in_channels >= 64:
         return "thin"
-    if in_channels >= 64 and in_pixels <= 64 or in_channels <= 8 and features >= 16:
+    if (in_channels >= 64 and in_pixels <= 64) or (in_channels <= 8 and features >= 16):
         return "im2col"
     return "xla"
 

@@ -54,8 +54,8 @@ class ResnetGenerator(nn.Module):
         # at F(3×3) Winograd tiles here: F(4×4)'s 36 products in each of 36 layers took the step
         # 407 s to compile and 12.2 GB, for no gain (layers.default_conv1_impl). At 256 px,
         # batch 1, on CPU the whole default step (these tiles and the other layers' forms) ran
-        # 9.4 s, after 130 s of compiling, at 7.6 GB peak RSS; XLA's own here: 14.4 s, about 20
-        # s, 4.8 GB (2026-11-24).
+        # 8.4-9.5 s, after 130-148 s of compiling, at 7.6-7.9 GB peak RSS; XLA's own here: 14.4
+        # s, about 20 s, 4.8 GB (2026-11-24).
         conv1 = self.conv1_impl or "xla"
         res_conv = lambda: Conv(width, 3, impl=conv1, max_tile=3,
                                 padding=((0, 0), (0, 0)), use_bias=bias, dtype=self.dtype)
