@@ -170,9 +170,7 @@ def conv_s2d(x: jax.Array, kernel: jax.Array, padding: tuple[tuple[int, int], ..
       [B, H', W', O], equal to lax.conv_general_dilated(x, kernel, (2, 2), padding).
     """
     x, w, outs = _s2d_operands(x, kernel, padding)
-    y = jax.lax.conv_general_dilated(x, w, (1, 1), "VALID",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    return y[:, :outs[0], :outs[1]]
+    return _conv1(x, w, ((0, 0), (0, 0)))[:, :outs[0], :outs[1]]
 
 
 def conv_s2d_winograd(x: jax.Array, kernel: jax.Array,
@@ -205,6 +203,12 @@ def plain_forms():
         yield
     finally:
         _plain_forms = previous
+
+
+def _cpu_forms() -> bool:
+    """Whether the CPU-specific forms apply: the default backend is the CPU, outside
+    `plain_forms`."""
+    return not _plain_forms and jax.default_backend() == "cpu"
 
 
 def _resolve(impl: str, choose) -> str:
@@ -242,7 +246,7 @@ def default_conv_impl(kernel_size: int = 4, in_channels: int = 64,
     encoder's 5×5 at batch 16, 32 -> 16 px, 128 -> 256: 110 against 133; 16 -> 8 px, 256 -> 512:
     102 against 119. On fewer output pixels the kernel's transforms outweigh the products (32 ->
     16 px at batch 1: 21 against 18; 8 -> 4 px, 512 -> 1024 at batch 16: 182 against 113)."""
-    if _plain_forms or jax.default_backend() != "cpu":
+    if not _cpu_forms():
         return "xla"
     if in_channels <= 8:
         return "im2col"
@@ -276,7 +280,7 @@ def default_up_impl(in_channels: int = 64, in_pixels: int = 1 << 30, features: i
       stride-1 convolution per output phase ("phases"; 64 -> 128 px, 256 -> 128, batch 4: 357
       against 523 for "mixed"), whose forward skips the 7 zero taps that XLA's would multiply.
     Inputs of fewer than 64 channels (test configs) keep the subpixel form."""
-    if _plain_forms or jax.default_backend() != "cpu":
+    if not _cpu_forms():
         return "xla"
     if in_channels < 64:
         return "subpixel"
@@ -382,7 +386,7 @@ def default_conv1_impl(in_channels: int, in_pixels: int, features: int = 64,
       first 7×7, 3 -> 64 onto 256×256: 61-62 ms against 79-93 with Eigen convolutions (its
       setting), 91 against 97 with YNNPACK's (batch 4: 205 against 476);
     - XLA's own elsewhere."""
-    if _plain_forms or jax.default_backend() != "cpu":
+    if not _cpu_forms():
         return "xla"
     if in_channels >= 64 and features >= 64:
         if kernel_size == 3 and in_pixels >= 16 and batch * in_pixels >= 256:
@@ -404,8 +408,7 @@ def _xla_conv1(x, kernel, padding):
 
 def _conv1(x, kernel, padding):
     """XLA's stride-1 convolution; unpadded ones through `conv_valid` on CPU."""
-    if (not _plain_forms and jax.default_backend() == "cpu"
-            and not any(v for p in padding for v in p)):
+    if _cpu_forms() and not any(v for p in padding for v in p):
         return conv_valid(x, kernel)
     return _xla_conv1(x, kernel, padding)
 
@@ -822,10 +825,8 @@ def _phases_value(x, kernel, zero_first, xla_forward=False):
     def phase(ry, rx):
         ty, tx = taps[ry], taps[rx]
         y0, x0 = ty[0][1] + 1, tx[0][1] + 1
-        return jax.lax.conv_general_dilated(
-            xp[:, y0:y0 + h + len(ty) - 1, x0:x0 + w + len(tx) - 1], _phase_kernel(kernel, ty, tx),
-            (1, 1), "VALID",
-            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        return _conv1(xp[:, y0:y0 + h + len(ty) - 1, x0:x0 + w + len(tx) - 1],
+                      _phase_kernel(kernel, ty, tx), ((0, 0), (0, 0)))
 
     return _interleave([[phase(ry, rx) for rx in range(2)] for ry in range(2)])
 
