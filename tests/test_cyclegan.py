@@ -12,7 +12,8 @@ import pytest
 from experiments import cyclegan_faces
 from facejax import checkpoint, losses, train
 from facejax.data import pipeline, tfds_faces
-from facejax.models import layers, resnet
+from facejax.models import resnet
+from facejax.ops.conv import rules
 from facejax.tasks import cyclegan
 from tests.conftest import train_steps_on
 from tests.test_train import _env, _train_cmd, assert_params_agree
@@ -126,32 +127,6 @@ def test_pixel_dropout_zeroes_the_fraction_and_nothing_else():
     np.testing.assert_array_equal(cyclegan.pixel_dropout(jax.random.key(1), x, 0.0), x)
 
 
-def test_upconv3_matches_pytorch_conv_transpose_definition():
-    rng = np.random.default_rng(0)
-    x = rng.normal(size=(1, 3, 4, 2)).astype(np.float32)
-    w = rng.normal(size=(3, 3, 2, 5)).astype(np.float32)
-    # PyTorch ConvTranspose2d(k=3, s=2, padding=1, output_padding=1): y[o] += x[i] w[o - 2i + 1].
-    ref = np.zeros((1, 6, 8, 5), np.float32)
-    for i in range(3):
-        for j in range(4):
-            for a in range(3):
-                for b in range(3):
-                    oy, ox = 2 * i + a - 1, 2 * j + b - 1
-                    if 0 <= oy < 6 and 0 <= ox < 8:
-                        ref[0, oy, ox] += x[0, i, j] @ w[a, b]
-    cot = rng.normal(size=ref.shape).astype(np.float32)
-    grads = {}
-    for impl in ("xla", "subpixel", "taps", "phases", "mixed", "winograd"):  # winograd: phases
-        m = layers.UpConv(5, use_bias=False, impl=impl, kernel_size=3)
-        out = m.apply({"params": {"kernel": w}}, x)
-        np.testing.assert_allclose(out, ref, atol=1e-5, err_msg=impl)
-        grads[impl] = jax.grad(lambda w, x: (m.apply({"params": {"kernel": w}}, x) * cot).sum(),
-                               (0, 1))(w, x)
-    for impl in ("subpixel", "taps", "phases", "mixed"):  # "phases" skips the zero taps
-        for a, b in zip(grads[impl], grads["xla"]):
-            np.testing.assert_allclose(a, b, atol=1e-4, err_msg=impl)
-
-
 @pytest.mark.parametrize("size, blocks", [(128, 6), (256, 9)])
 def test_resnet_generator_shapes_and_blocks(size, blocks):
     assert resnet.default_blocks(size) == blocks
@@ -172,7 +147,7 @@ def test_resnet_winograd_blocks_equal_plain_convolutions():
     cot = jax.random.normal(jax.random.key(1), x.shape)
     plain = resnet.ResnetGenerator(base=16, n_blocks=1, conv1_impl="xla")
     fast = resnet.ResnetGenerator(base=16, n_blocks=1, conv1_impl="auto")
-    assert layers.default_conv1_impl(64, 18 * 18, 64, 3, 1) == "winograd2"
+    assert rules.choose("stride1", rules.Shape(3, 64, 64, 18 * 18, 1)) == "winograd2"
     v = plain.init(jax.random.key(2), x)
     assert jax.tree.map(jnp.shape, fast.init(jax.random.key(2), x)) == jax.tree.map(jnp.shape, v)
     loss = lambda g: lambda v: (g.apply(v, x) * cot).sum()
@@ -182,9 +157,9 @@ def test_resnet_winograd_blocks_equal_plain_convolutions():
         np.testing.assert_allclose(a, b, atol=2e-4 * float(jnp.abs(b).max()))
     # At batch 16 the 18×18 maps hold 5184 pixels, where a lone layer would take F(4×4) tiles
     # (36 products); the ResNet caps them at F(3×3) (25), which compile in half the time.
-    assert layers.default_conv1_impl(64, 18 * 18, 64, 3, 16) == "winograd4"
+    assert rules.choose("stride1", rules.Shape(3, 64, 64, 18 * 18, 16)) == "winograd4"
     jaxpr = str(jax.make_jaxpr(fast.apply)(v, jnp.zeros((16,) + x.shape[1:])))
-    assert layers.default_conv1_impl(3, 70 * 70, 16, 7, 16) == "im2col"  # the first 7×7
+    assert rules.choose("stride1", rules.Shape(7, 3, 16, 70 * 70, 16)) == "im2col"  # the first 7×7
     assert jaxpr.count("dot_general") == 2 * 25 + 1
 
 

@@ -12,7 +12,7 @@ from experiments import face2face_pix2pix
 from facejax import losses, reenact, train
 from facejax.data import pipeline
 from facejax.faces import align, video
-from facejax.models import layers, patchgan, unet
+from facejax.models import patchgan, unet
 from facejax.tasks import pix2pix
 from tests.conftest import GRID, run_tool, train_steps_on
 
@@ -104,58 +104,6 @@ def test_discriminator_sees_the_concatenated_pair(grid_faces):
     assert float(jnp.abs(out1 - out2).mean()) > 1e-4
 
 
-@pytest.mark.parametrize("impl", ["subpixel", "taps", "phases", "mixed", "winograd"])
-@pytest.mark.parametrize("shape, out", [((2, 4, 4, 3), 5), ((1, 5, 7, 8), 5), ((1, 2, 3, 16), 8)])
-def test_transposed_conv_reformulations_equal_xla(impl, shape, out):
-    """Value and both gradients equal XLA's transposed convolution; (1, 2, 3, 16) -> 8 takes
-    the tap form's wide-kernel branch (input broadcast over taps), the others its plain one."""
-    fn = {"subpixel": layers.conv_transpose_subpixel, "taps": layers.conv_transpose_taps,
-          "phases": layers.conv_transpose_phases,
-          "mixed": lambda x, k: layers.conv_transpose_phases(x, k, xla_forward=True),
-          "winograd": layers.conv_transpose_winograd}[impl]
-    x = jax.random.normal(jax.random.key(0), shape)
-    k = jax.random.normal(jax.random.key(1), (4, 4, shape[-1], out))
-    ref = lambda x, k: jax.lax.conv_transpose(x, k, (2, 2), "SAME",
-                                              dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    np.testing.assert_allclose(fn(x, k), ref(x, k), atol=1e-4)
-    cot = jax.random.normal(jax.random.key(2), ref(x, k).shape)
-    g1 = jax.grad(lambda x, k: (fn(x, k) * cot).sum(), (0, 1))(x, k)
-    g2 = jax.grad(lambda x, k: (ref(x, k) * cot).sum(), (0, 1))(x, k)
-    for a, b in zip(g1, g2):
-        np.testing.assert_allclose(a, b, atol=1e-3, rtol=1e-4)
-
-
-def test_auto_picks_the_measured_formulation_per_layer_shape():
-    """On CPU, the U-Net 256's inner levels (wide kernels, small maps) take the matrix-product
-    forms, its outer ones the convolution forms; inputs of 9-63 channels keep the latter, and
-    images (at most 8 channels) take one matrix product."""
-    assert jax.default_backend() == "cpu"
-    assert layers.default_conv_impl(4, 512, out_pixels=16 * 16) == "im2col"
-    assert layers.default_conv_impl(4, 256, out_pixels=16 * 16, batch=4) == "winograd"
-    assert layers.default_conv_impl(4, 128, out_pixels=32 * 32) == "winograd"
-    assert layers.default_conv_impl(4, 256, out_pixels=16 * 16) == "im2col"
-    assert layers.default_conv_impl(4, 512, out_pixels=8 * 8, batch=4) == "im2col"
-    assert layers.default_conv_impl(4, 64, out_pixels=64 * 64) == "winograd"
-    assert layers.default_conv_impl(4, 16, out_pixels=4) == "s2d"
-    assert layers.default_conv_impl(4, 32, out_pixels=64 * 64) == "s2d"
-    assert layers.default_conv_impl(4, 3, out_pixels=128 * 128) == "im2col"  # RGB inputs
-    assert layers.default_conv_impl(4, 6, out_pixels=128 * 128, batch=4) == "im2col"
-    assert layers.default_conv_impl(5, 128, out_pixels=16 * 16, batch=16) == "winograd"
-    assert layers.default_conv_impl(5, 512, out_pixels=4 * 4, batch=16) == "im2col"
-    assert layers.default_conv_impl(3, 128, out_pixels=64 * 64) == "s2d"  # CycleGAN's 3×3
-    assert layers.default_up_impl(1024, 8 * 8, 512) == "taps"
-    assert layers.default_up_impl(1024, 4 * 4, 512, batch=4) == "taps"
-    assert layers.default_up_impl(1024, 8 * 8, 512, batch=4) == "mixed"
-    assert layers.default_up_impl(1024, 16 * 16, 256) == "mixed"
-    assert layers.default_up_impl(512, 32 * 32, 128) == "mixed"
-    assert layers.default_up_impl(512, 32 * 32, 128, batch=4) == "winograd"
-    assert layers.default_up_impl(256, 64 * 64, 64) == "winograd"
-    assert layers.default_up_impl(256, 64 * 64, 128, kernel_size=3) == "phases"  # CycleGAN
-    assert layers.default_up_impl(128, 128 * 128, 3) == "mixed"
-    assert layers.default_up_impl(128, 128 * 128, 3, batch=4) == "mixed"
-    assert layers.default_up_impl(32, 4 * 4, 32) == "subpixel"
-
-
 def test_inference_uses_running_statistics(grid_faces):
     config = face2face_pix2pix.get_config("tiny")
     state = pix2pix.init(jax.random.key(0), None, config)
@@ -229,21 +177,3 @@ def test_reenact_tool_writes_the_drivers_frames_and_fps(trained, tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_phase_form_with_known_zero_taps_is_the_function_of_the_other_taps():
-    """zero_first (UpConv's 3×3 case) skips kernel row 0 and column 0: the value is the
-    transposed convolution with them zeroed, and their gradient is 0."""
-    x = jax.random.normal(jax.random.key(0), (1, 3, 4, 6))
-    k = jax.random.normal(jax.random.key(1), (4, 4, 6, 5))
-    mask = jnp.ones((4, 4, 1, 1)).at[0].set(0).at[:, 0].set(0)
-    ref = lambda x, k: jax.lax.conv_transpose(x, k * mask, (2, 2), "SAME",
-                                              dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    cot = jax.random.normal(jax.random.key(2), (1, 6, 8, 5))
-    g2 = jax.grad(lambda x, k: (ref(x, k) * cot).sum(), (0, 1))(x, k)
-    for xla_forward in (False, True):
-        fn = lambda x, k: layers.conv_transpose_phases(x, k, zero_first=True,
-                                                       xla_forward=xla_forward)
-        np.testing.assert_allclose(fn(x, k), ref(x, k), atol=1e-4)
-        g1 = jax.grad(lambda x, k: (fn(x, k) * cot).sum(), (0, 1))(x, k)
-        for a, b in zip(g1, g2):
-            np.testing.assert_allclose(a, b, atol=1e-3, rtol=1e-4)
-        assert not np.asarray(g1[1])[0].any() and not np.asarray(g1[1])[:, 0].any()

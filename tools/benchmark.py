@@ -10,7 +10,7 @@ driving_d6.mp4), and examples/s of the input pipeline reading the result.
 convert: frames/s swapping faces in the first 300 frames of a clip (default driving_d6.mp4,
 480×480) with the 64 px autoencoder: detect/track, landmarks, align, model, paste.
 train: median step time on random data, images/s, compile seconds, GFLOP per step from XLA's
-cost analysis of the model built of plain layers (`layers.plain_forms`; the faster forms that
+cost analysis of the model built of plain layers (`ops.conv.plain_forms`; the faster forms that
 run count fewer: `executed_gflop_per_step`), achieved GFLOP/s (model GFLOP ÷ step time), and
 that as a fraction of a 2048² fp32 matmul peak measured in the same run (right before and
 right after the timed steps, which run back to back after --warmup untimed ones, as the
@@ -217,7 +217,7 @@ def bench_train():
     xla_setup.configure(FLAGS.config)  # the family's XLA:CPU settings, as tools/train.py
     import jax
     from facejax import parallel, tasks
-    from facejax.models import layers
+    from facejax.ops import conv
     config = FLAGS.config
     task = tasks.get(config.task)
     mesh = parallel.make_mesh()
@@ -235,7 +235,7 @@ def bench_train():
                            in_shardings=(rep, ds, rep), out_shardings=(rep, rep),
                            donate_argnums=0)
 
-        with layers.plain_forms():  # the model's multiply-adds, as the textbook layers count
+        with conv.plain_forms():  # the model's multiply-adds, as the textbook layers count
             gflop = flops(jit_step().lower(state, gbatch, key)) / 1e9
         t = time.perf_counter()
         compiled = jit_step().lower(state, gbatch, key).compile()

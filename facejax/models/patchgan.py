@@ -38,7 +38,7 @@ class PatchGAN(nn.Module):
             x = nn.leaky_relu(norm()(x), 0.2)
         w = min(self.base * 2 ** self.n_layers, self.max_width)
         # Stride 1: parameters named as nn.Conv's (Conv_0, Conv_1); "auto" gives the logits'
-        # layer a one-product weight gradient on CPU (layers.default_conv1_impl).
+        # layer a one-product weight gradient on CPU (facejax/ops/conv/rules.py).
         impl = "xla" if self.conv_impl == "xla" else "auto"
         x = Conv(w, 4, impl=impl, padding=PAD1, use_bias=bias, dtype=self.dtype)(x)
         x = nn.leaky_relu(norm()(x), 0.2)

@@ -11,7 +11,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from facejax.models.layers import Conv, StridedConv, UpConv, norm_layer, up_impl_for
+from facejax.models.layers import Conv, StridedConv, UpConv, norm_layer
+from facejax.ops import conv
 
 
 def reflect(x: jax.Array, p: int) -> jax.Array:
@@ -39,11 +40,10 @@ class ResnetGenerator(nn.Module):
         # constant, so such a bias has no gradient but rounding noise, which Adam would amplify.
         bias = self.norm == "none"
         # The 7×7s: layers.Conv, unpadded on the reflection-padded map, with nn.Conv's
-        # parameters and names; on CPU the first is one matrix product (im2col) and the last
-        # computes its weight gradient as one ("thin"; layers.default_conv1_impl).
-        conv = lambda f, b=bias: Conv(f, 7, padding=((0, 0), (0, 0)), use_bias=b,
-                                      dtype=self.dtype)
-        x = nn.relu(norm()(conv(self.base)(reflect(x, 3))))
+        # parameters and names (their forms: facejax/ops/conv/rules.py).
+        conv7 = lambda f, b=bias: Conv(f, 7, padding=((0, 0), (0, 0)), use_bias=b,
+                                       dtype=self.dtype)
+        x = nn.relu(norm()(conv7(self.base)(reflect(x, 3))))
         for mult in (2, 4):
             x = StridedConv(self.base * mult, 3, use_bias=bias, impl=self.conv_impl,
                             dtype=self.dtype, padding=1)(x)
@@ -51,11 +51,9 @@ class ResnetGenerator(nn.Module):
         width = self.base * 4
         # The residual 3×3 convolutions (most of the model's multiply-adds): layers.Conv, with
         # the same parameters as nn.Conv (named Conv_k). cyclegan_faces sets "auto", which stops
-        # at F(3×3) Winograd tiles here: F(4×4)'s 36 products in each of 36 layers took the step
-        # 407 s to compile and 12.2 GB, for no gain (layers.default_conv1_impl). At 256 px,
-        # batch 1, on CPU the whole default step (these tiles and the other layers' forms) ran
-        # 8.4-9.5 s, after 130-148 s of compiling, at 7.6-7.9 GB peak RSS; XLA's own here: 14.4
-        # s, about 20 s, 4.8 GB (2026-11-24).
+        # at F(3×3) Winograd tiles here (max_tile): F(4×4)'s 36 products in each of 36 layers
+        # make the step's compile several times longer and its memory much larger, for no gain
+        # (docs/benchmarks.md).
         conv1 = self.conv1_impl or "xla"
         res_conv = lambda: Conv(width, 3, impl=conv1, max_tile=3,
                                 padding=((0, 0), (0, 0)), use_bias=bias, dtype=self.dtype)
@@ -63,10 +61,10 @@ class ResnetGenerator(nn.Module):
             h = nn.relu(norm()(res_conv()(reflect(x, 1))))
             h = norm()(res_conv()(reflect(h, 1)))
             x = x + h
-        up_impl = up_impl_for(self.up_impl, self.conv_impl)
+        up_impl = conv.transposed_for(self.up_impl, self.conv_impl)
         for mult in (2, 1):
             x = UpConv(self.base * mult, use_bias=bias, impl=up_impl, dtype=self.dtype,
                        kernel_size=3)(x)
             x = nn.relu(norm()(x))
-        x = conv(self.out_channels, True)(reflect(x, 3))
+        x = conv7(self.out_channels, True)(reflect(x, 3))
         return jnp.tanh(x.astype(jnp.float32))

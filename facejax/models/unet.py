@@ -16,7 +16,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from facejax.models.layers import StridedConv, UpConv, norm_layer, up_impl_for
+from facejax.models.layers import StridedConv, UpConv, norm_layer
+from facejax.ops import conv
 
 
 def down_widths(size: int, base: int = 64, max_width: int = 512) -> list[int]:
@@ -52,7 +53,7 @@ class UNet(nn.Module):
             x = nn.leaky_relu(x, 0.2)
             skips.append(x)
         skips.pop()  # the bottleneck itself
-        up_impl = up_impl_for(self.up_impl, self.conv_impl)
+        up_impl = conv.transposed_for(self.up_impl, self.conv_impl)
         for i, w in enumerate(reversed(widths[:-1])):
             x = UpConv(w, use_bias=False, impl=up_impl, dtype=self.dtype)(x)
             x = norm()(x)

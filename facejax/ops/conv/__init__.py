@@ -1,0 +1,92 @@
+"""Convolutions computed in the form that runs fastest for each layer shape.
+
+The models call one entry point, `convolve(kind, x, kernel, ...)`, with an impl: a registered
+form's name (`registry.FORMS`), or "auto". On the CPU "auto" takes the form `rules.choose`
+picks for the layer's shape; on other backends, and for every impl inside `plain_forms()`,
+XLA's own convolution. All forms of a kind are equal in value and both gradients.
+
+  kind        forms
+  strided     xla, s2d (space-to-depth), winograd (space-to-depth in Winograd tiles), im2col
+  transposed  xla, subpixel, taps, phases, mixed (XLA's value, phases' gradients), winograd
+  stride1     xla, im2col, thin (one-product weight gradient), winograd2/3/4 (F(m×m) tiles)
+
+The CPU-specific code lives here only; docs/architecture.md says how a form is chosen.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+
+from facejax.ops.conv import backend, registry, rules
+from facejax.ops.conv.backend import plain_forms
+from facejax.ops.conv.xla import same_padding
+
+__all__ = ["convolve", "resolve", "plain_forms", "same_padding", "transposed_for"]
+
+
+def resolve(kind: str, impl: str, shape: rules.Shape, max_tile: int = 4) -> str:
+    """The registered form a `kind` layer of `shape` runs with `impl`.
+
+    Raises:
+      ValueError: an impl that is neither "auto" nor a registered form of `kind`.
+    """
+    if impl != "auto" and impl not in registry.FORMS[kind]:
+        raise ValueError(f"unknown {kind} convolution impl {impl!r}; expected auto or one of "
+                         f"{', '.join(registry.names(kind))}")
+    if backend.plain():
+        return "xla"
+    if impl != "auto":
+        return impl
+    return rules.choose(kind, shape, max_tile) if backend.cpu_forms() else "xla"
+
+
+def transposed_for(up_impl: str | None, conv_impl: str) -> str:
+    """A model's transposed impl: `up_impl`, or the one matching its strided `conv_impl`."""
+    return up_impl or rules.TRANSPOSED_FOR.get(conv_impl, conv_impl)
+
+
+def convolve(kind: str, x: jax.Array, kernel: jax.Array, padding=None, impl: str = "auto",
+             max_tile: int = 4) -> jax.Array:
+    """One convolution layer's output (no bias).
+
+    Args:
+      kind: "strided" (stride 2), "transposed" (stride 2, doubles H and W) or "stride1".
+      x: [B, H, W, C]; kernel: [k, k, C, O].
+      padding: strided and stride1: ((top, bottom), (left, right)); None: 'SAME'. transposed:
+        must be None; a 4×4 kernel is 'SAME' (pix2pix), a 3×3 one PyTorch's ConvTranspose2d(k=3,
+        s=2, padding=1, output_padding=1) (CycleGAN), computed as the 4×4 case with the kernel
+        flipped and a zero tap in front: y[o] = Σ_i x[i]·w[o - 2i + 1].
+      impl: "auto" or a registered form of `kind`.
+      max_tile: stride1: the largest Winograd output tile "auto" may pick.
+    """
+    k = kernel.shape[0]
+    b, h, w, c = x.shape
+    o = kernel.shape[3]
+    if kind == "transposed":
+        if padding is not None:
+            raise ValueError("a transposed convolution takes no padding")
+        if k not in (3, 4):
+            raise ValueError(f"transposed convolutions support kernels 3 and 4, got {k}")
+        shape = rules.Shape(k, c, o, h * w, b)
+        form = resolve(kind, impl, shape)
+        if form == "winograd" and k == 3:
+            form = "phases"  # the 3×3 case's phases are 1×1 to 2×2: no Winograd gain there
+        if k == 3:
+            kernel = jnp.pad(kernel[::-1, ::-1], ((1, 0), (1, 0), (0, 0), (0, 0)))
+        return registry.FORMS[kind][form](x, kernel, k == 3)
+    stride = 2 if kind == "strided" else 1
+    if padding is None:
+        padding = (same_padding(h, k, stride), same_padding(w, k, stride))
+    padding = tuple(tuple(int(v) for v in p) for p in padding)
+    if kind == "strided":
+        pixels = math.prod((n + sum(p) - k) // 2 + 1 for n, p in zip((h, w), padding))
+    elif kind == "stride1":
+        pixels = h * w
+    else:
+        raise ValueError(f"unknown convolution kind {kind!r}; expected one of "
+                         f"{', '.join(rules.KINDS)}")
+    form = resolve(kind, impl, rules.Shape(k, c, o, pixels, b), max_tile)
+    return registry.FORMS[kind][form](x, kernel, padding)
