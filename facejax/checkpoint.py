@@ -19,7 +19,7 @@ import orbax.checkpoint as ocp
 from etils import epath
 
 from facejax.errors import RunError, UserError, one_line
-from facejax.tasks.common import all_finite
+from facejax.trees import abstract_of, all_finite, shapes_of
 
 
 class NonFiniteState(Exception):
@@ -157,14 +157,3 @@ def _from_save_machinery(tb) -> bool:
         tb = tb.tb_next
     return False
 
-
-def shapes_of(tree) -> dict:
-    """{leaf path: shape list} of a state or abstract state."""
-    return {jax.tree_util.keystr(path): list(leaf.shape)
-            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
-
-
-def abstract_of(state_shapes, sharding):
-    """ShapeDtypeStructs with `sharding` for every leaf (what restore fills)."""
-    return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=sharding),
-                        state_shapes)

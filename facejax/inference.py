@@ -1,48 +1,142 @@
-"""Loading a trained run for inference: its config and latest checkpoint."""
+"""Loading a trained run for inference: its config, its record (run_info), its checkpoint, and
+the batched swap function conversion and evaluation call."""
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-import json
 import os
+from typing import Any, Callable
 
 import jax
 import ml_collections
+import numpy as np
 
 from facejax import checkpoint as ckpt_lib
-from facejax import tasks
+from facejax import files, run_info, tasks, trees, xla_setup
 from facejax.errors import UserError
+from facejax.ops.conv import rules
 
 CONFIG_FILE = "config.json"
 
 
-def load_config(workdir: str) -> ml_collections.ConfigDict:
-    path = os.path.join(workdir, CONFIG_FILE)
+def load_config(workdir: str, flag: str = "--model") -> ml_collections.ConfigDict:
+    """The config a run was trained with (WORKDIR/config.json)."""
     if not os.path.isdir(workdir):
-        raise UserError(f"--model {workdir}: no such workdir")
+        raise UserError(f"{flag} {workdir}: no such workdir")
+    path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.isfile(path):
-        raise UserError(f"--model {workdir}: no {CONFIG_FILE}; not a facejax workdir or incomplete")
+        raise UserError(f"{flag} {workdir}: no {CONFIG_FILE}; not a facejax workdir or incomplete")
+    config = files.read_json(path, "the run's config")
+    if not isinstance(config, dict) or "task" not in config:
+        raise UserError(f"{path}: not a facejax run config")
+    return ml_collections.ConfigDict(config)
+
+
+def configure_xla(workdir: str) -> None:
+    """The process-wide XLA:CPU settings of the run in `workdir` (xla_setup), for the tools that
+    load a model; call before JAX computes anything. A missing or unreadable run changes
+    nothing here: loading the model reports it."""
     try:
-        with open(path) as f:
-            return ml_collections.ConfigDict(json.load(f))
-    except (json.JSONDecodeError, OSError) as e:
-        raise UserError(f"{path}: unreadable config ({e})")
+        task = tasks.get(load_config(workdir).task)
+    except UserError:
+        return
+    xla_setup.configure(task.cpu_convolutions)
 
 
-def load_run(workdir: str, step: int | None = None):
-    """Returns (config, task module, state) of a workdir's latest (or given) checkpoint.
+def restore_state(workdir: str, config, task, sharding=None, step: int | None = None,
+                  flag: str = "--model"):
+    """The state of a run's latest (or given) checkpoint, on `sharding` (default: this
+    process's first device, whatever layout saved it)."""
+    shapes = jax.eval_shape(functools.partial(task.init, config=config), jax.random.key(0))
+    if sharding is None:
+        sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    ck = ckpt_lib.Checkpointer(workdir, read_only=True)
+    try:
+        if ck.latest_step() is None and step is None:
+            raise UserError(f"{flag} {workdir}: holds no checkpoint yet")
+        return ck.restore(trees.abstract_of(shapes, sharding), step)
+    finally:
+        ck.close()
+
+
+@dataclasses.dataclass
+class Run:
+    """A trained run, loaded."""
+    workdir: str
+    config: ml_collections.ConfigDict
+    task: tasks.Task
+    state: Any
+    info: dict  # run_info's record
+
+    @property
+    def step(self) -> int:
+        return int(self.state["step"])
+
+    @property
+    def size(self) -> int:
+        return int(self.config.model.size)
+
+    @property
+    def coverage(self) -> float:
+        """Jaw width / side of the crop the model sees: the extraction's coverage over the
+        task's model region (align.align_matrix's coverage)."""
+        return run_info.coverage(self.info) / self.task.model_region(self.config)
+
+
+def load_run(workdir: str, step: int | None = None) -> Run:
+    """A workdir's config, record and latest (or given) checkpoint.
 
     Raises:
       UserError: missing or incomplete workdir, or a checkpoint that does not fit its config.
     """
     config = load_config(workdir)
     task = tasks.get(config.task)
-    shapes = jax.eval_shape(functools.partial(task.init, config=config), jax.random.key(0), None)
-    ck = ckpt_lib.Checkpointer(workdir, read_only=True)
-    try:
-        if ck.latest_step() is None and step is None:
-            raise UserError(f"--model {workdir}: holds no checkpoint yet")
-        state = ck.restore_local(shapes, step)
-    finally:
-        ck.close()
-    return config, task, state
+    state = restore_state(workdir, config, task, step=step)
+    return Run(workdir, config, task, state, run_info.read(workdir, config, task.identities))
+
+
+def load_swapper(workdir: str) -> Run:
+    """A trained run of a family that swaps faces, its layers set up for inference."""
+    config = load_config(workdir)
+    task = tasks.get(config.task)
+    if not task.swaps:
+        raise UserError(f"--model {workdir}: a {config.task} run has no swap direction "
+                        "(face2face models reenact: use tools/reenact.py)")
+    run = load_run(workdir)
+    if run.config.model.get("conv_impl") == "auto":
+        run.config.model.update(rules.INFERENCE)  # same parameters, faster forward forms
+    return run
+
+
+@dataclasses.dataclass
+class SwapModel:
+    """A batched face function and the crop geometry it expects."""
+    # uint8 [N, S, S, 3] -> float [N, S, S, 3] in [0, 1]; may return a jax.Array still being
+    # computed (it is read only when pasted).
+    fn: Callable[[np.ndarray], Any]
+    size: int
+    coverage: float  # jaw width / crop side, as given to align.align_matrix
+
+
+def batched(fn, batch: int):
+    """uint8 crops [n, S, S, 3] -> fn(crops) for any n, compiled for one batch size."""
+    def run(crops: np.ndarray):
+        n = len(crops)
+        if n < batch:
+            crops = np.concatenate([crops, np.zeros((batch - n,) + crops.shape[1:], crops.dtype)])
+        return fn(crops)[:n]
+    return run
+
+
+def swap_function(run: Run, direction: str, batch: int) -> Callable:
+    """uint8 crops -> swapped faces in [0, 1], `direction` "a2b" or "b2a", one compiled batch."""
+    task, config, state = run.task, run.config, run.state
+    fn = jax.jit(lambda s, x: task.swap(s, x.astype(np.float32) / 255.0, direction, config))
+    return batched(lambda x: fn(state, x), batch)
+
+
+def load_swap_model(workdir: str, direction: str, batch: int) -> SwapModel:
+    """The swap function of a trained run, compiled once for a fixed batch size."""
+    run = load_swapper(workdir)
+    return SwapModel(swap_function(run, direction, batch), run.size, run.coverage)

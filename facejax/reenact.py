@@ -14,8 +14,7 @@ import time
 import jax
 import numpy as np
 
-from facejax import inference
-from facejax.data import tfds_faces
+from facejax import files, inference, run_info, tasks
 from facejax.errors import UserError
 from facejax.faces import align, detect, find, landmarks as lm, masks, video
 from facejax.progress import Progress
@@ -37,26 +36,20 @@ def displacements(shapes: np.ndarray, mean: np.ndarray, reference_mean: np.ndarr
     return (shapes - mean[None]) * s
 
 
-def target_mean_shape(config, size: int) -> np.ndarray:
-    """A's mean landmark shape in the model's crop, from the run's extraction directory."""
-    ext_size, records = tfds_faces.read_records(config.data.a)
-    pts = [align.transform_points(np.asarray(r["affine"]), np.asarray(r["landmarks"]))
-           for r in records]
-    return (np.mean(pts, axis=0) * size / ext_size).astype(np.float32)
-
-
 def reenact(model_dir: str, driver_path: str, output: str, batch: int = 8,
             smooth: float = 0.0, detector: str = "hog", verbose: bool = True) -> dict:
     """Writes `output`: driver crop | retargeted landmark image | generated A, per driver frame.
 
     Returns a summary dict (frames, frames with a face, seconds, fps).
     """
-    config, task, state = inference.load_run(model_dir)
-    if config.task != "pix2pix":
+    config = inference.load_config(model_dir)
+    if tasks.get(config.task).generate is None:
         raise UserError(f"--model {model_dir}: a {config.task} run; reenactment needs a "
                         "face2face (pix2pix) run")
-    size = int(config.model.size)
-    target_mean = target_mean_shape(config, size)
+    run = inference.load_run(model_dir)
+    task, state, size = run.task, run.state, run.size
+    # A's mean shape in the model's crop, as recorded at training time (run_info).
+    target_mean = run_info.mean_landmarks(run.info, "a", size)
     source = video.FrameSource(driver_path)
     finder = find.FaceFinder(detect.make_detector(detector), min_face=0)
     smoother = lm.LandmarkSmoother(smooth) if smooth else None
@@ -102,7 +95,7 @@ def reenact(model_dir: str, driver_path: str, output: str, batch: int = 8,
             n = len(x)
             if n < batch:  # one compiled shape for every batch
                 x = np.concatenate([x, np.zeros((batch - n,) + x.shape[1:], x.dtype)])
-            faces = np.asarray(gen(state["g"], x))[:n]
+            faces = np.asarray(gen(state, x))[:n]
             for j in range(n):
                 _, frame = next(frames)
                 crop = (align.crop(frame, affines[lo + j], size) if frame is not None
@@ -120,6 +113,6 @@ def reenact(model_dir: str, driver_path: str, output: str, batch: int = 8,
                "seconds": round(seconds, 2), "fps": round(len(shapes) / seconds, 2)}
     if progress:
         progress.close()
-    video.atomic_write_bytes(os.path.splitext(output)[0] + ".summary.json",
+    files.atomic_write_bytes(os.path.splitext(output)[0] + ".summary.json",
                              json.dumps(summary, indent=1).encode())
     return summary

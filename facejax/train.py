@@ -1,11 +1,12 @@
 """The one generic training loop: mesh, sharded init, jitted donated step, checkpoints, summaries.
 
-It knows nothing about model families: a task module (facejax.tasks) supplies init, train_step,
-evaluate and preview, and declares the record fields and identities it needs.
+It knows nothing about model families: a Task (facejax/tasks/protocol.py) supplies init,
+train_step, evaluate and preview, and declares the record fields and identities it needs.
 """
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 import os
@@ -17,7 +18,7 @@ import numpy as np
 from absl import logging
 
 from facejax import checkpoint as ckpt_lib
-from facejax import augment, inference, parallel, summaries, tasks
+from facejax import augment, files, inference, parallel, run_info, summaries, tasks, trees
 from facejax.data import pipeline, tfds_faces
 from facejax.errors import RunError, UserError
 from facejax.progress import format_seconds
@@ -58,8 +59,10 @@ def check_same_model(config, workdir: str, what: str) -> None:
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.exists(path):
         return
-    with open(path) as f:
-        theirs = _model_part(json.load(f))
+    theirs = files.read_json(path, "the run's config")
+    if not isinstance(theirs, dict):
+        raise UserError(f"{path}: not a facejax run config")
+    theirs = _model_part(theirs)
     if theirs != _model_part(json.loads(config.to_json_best_effort())):
         raise UserError(f"{what}: holds a run of another model ({json.dumps(theirs)[:200]})")
 
@@ -70,14 +73,41 @@ def save_or_check_config(config, workdir: str) -> None:
     mine = json.loads(config.to_json_best_effort())
     check_same_model(config, workdir, f"--workdir {workdir}")
     if jax.process_index() == 0:
-        from facejax.faces.video import atomic_write_bytes
-        atomic_write_bytes(path, json.dumps(mine, indent=1).encode())
+        files.write_json(path, mine)
+
+
+def with_absolute_data(config, task):
+    """`config` (a copy) with its identities' data folders as absolute paths, so the saved
+    config names them whatever folder a later command runs from."""
+    config = copy.deepcopy(config)
+    for name in task.identities:
+        folder = config.data.get(name)
+        if folder and "://" not in folder:
+            config.data[name] = os.path.abspath(folder)
+    return config
+
+
+def weights_from(source: str, config, task, state, sharding):
+    """`state` with the weights of the run in `source` (`--config.init_from`): the same model,
+    any optimizer or pool settings; its latest checkpoint, restored on `sharding`.
+
+    Raises:
+      UserError: no run there, another model, or weights that do not fit.
+    """
+    flag = f"--config.init_from={source}"
+    check_same_model(config, source, flag)
+    theirs = inference.load_config(source, flag=flag)
+    weights = task.params_of(inference.restore_state(source, theirs, task, sharding, flag=flag))
+    wanted = task.params_of(state)
+    if trees.shapes_of(weights) != trees.shapes_of(wanted):
+        raise UserError(f"{flag}: its weights do not fit this model")
+    return task.with_params(state, weights)
 
 
 def load_tables(config, task, split: str, per_process: bool):
     """{identity: FaceTable} of `split` for this process."""
     tables = {}
-    for name in task.IDENTITIES:
+    for name in task.identities:
         directory = config.data.get(name)
         if not directory:
             raise UserError(f"--config.data.{name}: no extraction directory given")
@@ -89,7 +119,7 @@ def load_tables(config, task, split: str, per_process: bool):
             multihost_utils.sync_global_devices(f"tfds {directory}")
         tables[name] = pipeline.load_table(
             directory, split, config.data.load_size,
-            landmark_image="landmark_image" in task.FIELDS,
+            landmark_image="landmark_image" in task.fields,
             process_index=jax.process_index(), process_count=jax.process_count(),
             per_process=per_process, data_dir=config.data.get("data_dir") or None)
     _check_distinct(config, tables)
@@ -98,7 +128,7 @@ def load_tables(config, task, split: str, per_process: bool):
 
 def host_augment(config, task):
     """The task's host augmentation if this run places augmentation on the host, else None."""
-    if (hasattr(task, "host_augment") and "augment" in config
+    if (task.host_augment is not None and "augment" in config
             and augment.placement(config.augment) == "host"):
         return functools.partial(task.host_augment, config=config)
     return None
@@ -157,10 +187,9 @@ class RollbackState:
         self.events.append({"non_finite_at": bad_step, "rolled_back_to": to_step,
                             "lr_scale": self.lr_scale})
         if jax.process_index() == 0:
-            from facejax.faces.video import atomic_write_bytes
-            atomic_write_bytes(os.path.join(workdir, self.FILE), json.dumps(
-                {"count": self.count, "lr_scale": self.lr_scale, "events": self.events},
-                indent=1).encode())
+            files.write_json(os.path.join(workdir, self.FILE),
+                             {"count": self.count, "lr_scale": self.lr_scale,
+                              "events": self.events})
 
 
 class _Stop:
@@ -190,7 +219,8 @@ def train(config, workdir: str) -> dict:
       Diverged: a non-finite loss or gradient; no checkpoint of it is written.
     """
     task = tasks.get(config.task)
-    if config.get("quality_every") and not hasattr(task, "reconstruct"):
+    config = with_absolute_data(config, task)
+    if config.get("quality_every") and not task.swaps:
         raise UserError(f"--config.quality_every={config.quality_every}: a {config.task} run "
                         "has no swap to measure; set it to 0")
     _check_workdir(workdir)
@@ -204,33 +234,33 @@ def train(config, workdir: str) -> dict:
 
     per_process = config.data.get("per_process", True)
     train_tables = load_tables(config, task, "train", per_process)
+    info = run_info.from_data(config, task.identities)  # what inference will need
+    if is_main:
+        run_info.write(workdir, info)
     degrade = dict(config.data.degrade) if config.data.degrade.prob > 0 else None
-    batches = pipeline.FaceBatches(train_tables, config.batch_size, config.seed, task.FIELDS,
+    batches = pipeline.FaceBatches(train_tables, config.batch_size, config.seed, task.fields,
                                    jax.process_index(), jax.process_count(), per_process, degrade,
                                    host_augment(config, task))
     val_tables = load_tables(config, task, "validation", per_process)
     val_batches = pipeline.FaceBatches(val_tables, config.batch_size, config.seed + 1,
-                                       task.FIELDS, jax.process_index(), jax.process_count(),
+                                       task.fields, jax.process_index(), jax.process_count(),
                                        per_process)
     to_global = functools.partial(pipeline.to_global, sharding=data_sharding)
 
     key = jax.random.key(config.seed)
     example = to_global(batches(0))
     init_fn = functools.partial(task.init, config=config)
-    shapes = jax.eval_shape(init_fn, key, example)
-    abstract = ckpt_lib.abstract_of(shapes, rep)
+    shapes = jax.eval_shape(init_fn, key)
+    abstract = trees.abstract_of(shapes, rep)
     ckpt = ckpt_lib.Checkpointer(workdir, keep=config.keep_checkpoints)
     with jax.set_mesh(mesh):
         if ckpt.latest_step() is not None:
             state = ckpt.restore(abstract)
             _say(f"resumed from {ckpt.directory} at step {int(state['step'])}")
         else:
-            state = jax.jit(init_fn, out_shardings=rep)(key, example)
+            state = jax.jit(init_fn, out_shardings=rep)(key)
             if config.get("init_from"):
-                check_same_model(config, config.init_from,
-                                 f"--config.init_from={config.init_from}")
-                source = ckpt_lib.Checkpointer(config.init_from, read_only=True)
-                state = dict(state, params=source.restore(abstract)["params"])
+                state = weights_from(config.init_from, config, task, state, rep)
                 _say(f"initialised weights from {config.init_from}")
 
         rollback = RollbackState.load(workdir)
@@ -260,13 +290,14 @@ def train(config, workdir: str) -> dict:
         stop = _Stop()
         old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
         prefetch = pipeline.Prefetcher(batches, start, num_steps)
-        images_per_step = config.batch_size * len(task.IDENTITIES)
+        images_per_step = config.batch_size * len(task.identities)
         preview_batch = to_global(val_batches(0))
         metrics = {}
         quality = None
         if config.get("quality_every"):
-            from facejax import evaluate
-            quality = evaluate.HeldOutQuality(task, config)
+            from facejax.quality import HeldOutQuality
+            quality = HeldOutQuality(task, config,
+                                     run_info.coverage(info) / task.model_region(config))
         if config.eval_every and start == 0:
             ev = evaluate_held_out(eval_fn, state, val_batches, to_global, config.eval_batches)
             _record(workdir, 0, ev)

@@ -80,8 +80,7 @@ def train_steps_on(devices, task, config, batches, steps: int):
     mesh = parallel.make_mesh(devices)
     rep, ds = parallel.replicated(mesh), parallel.batch_sharding(mesh)
     with jax.set_mesh(mesh):
-        example = pipeline.to_global(batches(0), ds)
-        state = jax.jit(lambda k, b: task.init(k, b, config), out_shardings=rep)(key, example)
+        state = jax.jit(lambda k: task.init(k, config), out_shardings=rep)(key)
         step = jax.jit(lambda s, b, k: task.train_step(s, b, k, config),
                        in_shardings=(rep, ds, rep), out_shardings=(rep, rep))
         for i in range(steps):

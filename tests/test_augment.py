@@ -96,7 +96,7 @@ def test_host_batches_are_deterministic_and_feed_the_step(grid_faces):
     tables = {k: pipeline.load_table(v, "train", config.data.load_size)
               for k, v in grid_faces.items()}
     make = lambda: pipeline.FaceBatches(tables, 8, 0, ae_task.FIELDS,
-                                        augment=train.host_augment(config, ae_task))
+                                        augment=train.host_augment(config, ae_task.TASK))
     a, b = make(), make()
     x = a(3)
     assert set(x["a"]) == {"warped", "target"}
@@ -109,7 +109,7 @@ def test_host_batches_are_deterministic_and_feed_the_step(grid_faces):
     still.augment.update(placement="host", rotation=0.0, zoom=0.0, shift=0.0, shear=0.0,
                          flip=0.0, warp=0.0, lightness=0.0, color=0.0, contrast=0.0)
     y = pipeline.FaceBatches(tables, 8, 0, ae_task.FIELDS,
-                             augment=train.host_augment(still, ae_task))(3)
+                             augment=train.host_augment(still, ae_task.TASK))(3)
     plain = pipeline.FaceBatches(tables, 8, 0, ae_task.FIELDS)(3)
     for name in ("a", "b"):
         centre = np.asarray(ae_task.views(plain, name, still))
@@ -118,7 +118,7 @@ def test_host_batches_are_deterministic_and_feed_the_step(grid_faces):
     # The step trains on the host's images as given.
     @jax.jit
     def both(x):
-        params = ae_task.init(jax.random.key(0), None, config)["params"]
+        params = ae_task.init(jax.random.key(0), config)["params"]
         _, m = ae_task.loss_fn(params, x, jax.random.key(1), config)
         recon = ae_task.forward(params, x["a"]["warped"], "decoder_a", config)
         return m["loss_a"], losses.l1(recon, x["a"]["target"]).mean()
@@ -139,4 +139,39 @@ def test_placement_per_backend_and_bad_values():
     # Families without a host path keep theirs on the device.
     c = cyclegan_faces.get_config()
     from facejax.tasks import cyclegan
-    assert train.host_augment(c, cyclegan) is None
+    assert train.host_augment(c, cyclegan.TASK) is None
+
+
+def test_lab_round_trip_and_reference_values():
+    rgb = jax.random.uniform(jax.random.key(0), (32, 3))
+    np.testing.assert_allclose(augment.lab_to_rgb(augment.rgb_to_lab(rgb)), rgb, atol=2e-4)
+    # Reference values of the sRGB/D65 conversion (white, red).
+    np.testing.assert_allclose(augment.rgb_to_lab(jnp.ones(3)), [100, 0, 0], atol=0.05)
+    np.testing.assert_allclose(augment.rgb_to_lab(jnp.array([1.0, 0, 0])), [53.24, 80.09, 67.20],
+                               atol=0.1)
+
+
+def test_warp_without_randomness_is_the_centre_view():
+    cfg = augment.default_config()
+    cfg.update(rotation=0.0, zoom=0.0, shift=0.0, shear=0.0, flip=0.0, warp=0.0, lightness=0.0,
+               color=0.0, contrast=0.0)
+    image = jax.random.randint(jax.random.key(0), (80, 80, 3), 0, 256).astype(jnp.uint8)
+    warped, target = augment.warp_pair(jax.random.key(1), image, 64, cfg)
+    centre = augment.centre_view(image, 64, cfg.region)
+    np.testing.assert_allclose(target, centre, atol=1e-5)
+    np.testing.assert_allclose(warped, centre, atol=1e-5)
+    cfg.flip = 1.0
+    _, flipped = augment.warp_pair(jax.random.key(1), image, 64, cfg)
+    np.testing.assert_allclose(flipped, centre[:, ::-1], atol=1e-5)
+
+
+def test_random_warp_moves_pixels_smoothly():
+    cfg = augment.default_config()
+    image = jax.random.randint(jax.random.key(0), (80, 80, 3), 0, 256).astype(jnp.uint8)
+    warped, target = jax.jit(lambda k: augment.warp_pair(k, image, 64, cfg))(jax.random.key(3))
+    assert warped.shape == target.shape == (64, 64, 3)
+    assert float(jnp.abs(warped - target).mean()) > 0.02
+    field = augment.warp_field(jax.random.key(0), 64, 80, cfg)
+    # Displacement std ≈ warp · region · size, and neighbouring pixels move alike.
+    assert 0.3 < float(field.std()) / (cfg.warp * cfg.region * 80) < 2.0
+    assert float(jnp.abs(jnp.diff(field, axis=0)).max()) < 0.2 * float(jnp.abs(field).max())

@@ -28,7 +28,7 @@ def tiny(grid_faces):
 
 def state_shapes():
     config = deepfakes_original.get_config("tiny")
-    return jax.eval_shape(lambda k: ae_task.init(k, None, config), jax.random.key(0))
+    return jax.eval_shape(lambda k: ae_task.init(k, config), jax.random.key(0))
 
 
 def params_of(workdir, step=None):
@@ -210,7 +210,7 @@ def test_init_from_starts_with_another_runs_weights(grid_faces, tiny_ae_run, tmp
     c2.init_from = tiny_ae_run
     train.train(c2, str(tmp_path / "second"))
     assert_same_params(params_of(str(tmp_path / "second")), params_of(tiny_ae_run), atol=1e-6)
-    fresh = jax.device_get(ae_task.init(jax.random.key(0), None, c)["params"])
+    fresh = jax.device_get(ae_task.init(jax.random.key(0), c)["params"])
     with pytest.raises(AssertionError):
         assert_same_params(params_of(str(tmp_path / "second")), fresh, atol=1e-3)
 

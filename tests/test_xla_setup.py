@@ -5,44 +5,44 @@ import os
 import subprocess
 import sys
 
-from experiments import cyclegan_faces, deepfakes_original, face2face_pix2pix
 from facejax import xla_setup
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_cyclegan_takes_eigen_convolutions_and_a_users_setting_wins(monkeypatch):
+    from facejax import tasks
+    assert {n: tasks.get(n).cpu_convolutions for n in tasks.TASKS} == {
+        "autoencoder": "ynnpack", "pix2pix": "ynnpack", "cyclegan": "eigen"}
     monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
-    xla_setup.configure(deepfakes_original.get_config("tiny"))
-    xla_setup.configure(face2face_pix2pix.get_config("tiny"))
+    xla_setup.configure("ynnpack")
     assert os.environ["XLA_FLAGS"] == "--xla_dump_to=/tmp/x"
-    xla_setup.configure(cyclegan_faces.get_config("tiny"))
+    xla_setup.configure("eigen")
     assert os.environ["XLA_FLAGS"] == "--xla_dump_to=/tmp/x " + xla_setup.EIGEN_CONVOLUTIONS
-    xla_setup.configure(cyclegan_faces.get_config("tiny"))  # once only
+    xla_setup.configure("eigen")  # once only
     assert os.environ["XLA_FLAGS"].count("ynn_fusion_type") == 1
     mine = "--xla_cpu_experimental_ynn_fusion_type=LIBRARY_FUSION_TYPE_INDIVIDUAL_CONVOLUTION"
     monkeypatch.setenv("XLA_FLAGS", mine)
-    xla_setup.configure(cyclegan_faces.get_config("tiny"))
+    xla_setup.configure("eigen")
     assert os.environ["XLA_FLAGS"] == mine
 
 
 def test_inference_tools_read_the_runs_family(monkeypatch, tmp_path):
     from facejax import inference
-    assert xla_setup.RUN_CONFIG == inference.CONFIG_FILE
     monkeypatch.setenv("XLA_FLAGS", "")
-    xla_setup.configure_for_run(str(tmp_path))  # no config: nothing changes
+    inference.configure_xla(str(tmp_path))  # no config: nothing changes
     (tmp_path / "config.json").write_text("{not json")
-    xla_setup.configure_for_run(str(tmp_path))
+    inference.configure_xla(str(tmp_path))
     (tmp_path / "config.json").write_text(json.dumps({"task": "autoencoder"}))
-    xla_setup.configure_for_run(str(tmp_path))
+    inference.configure_xla(str(tmp_path))
     assert os.environ["XLA_FLAGS"] == ""
     (tmp_path / "config.json").write_text(json.dumps({"task": "cyclegan"}))
-    xla_setup.configure_for_run(str(tmp_path))
+    inference.configure_xla(str(tmp_path))
     assert os.environ["XLA_FLAGS"] == xla_setup.EIGEN_CONVOLUTIONS
-    for tool in ("convert", "evaluate"):  # applied before the module that starts JAX loads
+    for tool in ("convert", "evaluate"):  # applied before the module that runs the model loads
         src = open(os.path.join(ROOT, "tools", f"{tool}.py")).read()
-        assert -1 < src.index("configure_for_run(FLAGS.model)") < src.index(
-            f"from facejax import {tool}\n")
+        assert -1 < src.index("configure_xla(FLAGS.model)") < src.index(
+            f"from facejax import {tool}")
 
 
 def test_the_flag_is_accepted_by_this_jaxlib():

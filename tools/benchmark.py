@@ -125,28 +125,23 @@ def bench_convert():
     import jax
     import numpy as np
     from experiments import deepfakes_original
-    from facejax import convert
+    from facejax import convert, inference, tasks
     from facejax.faces.video import FrameSource
-    from facejax.tasks import autoencoder as ae
+    from facejax.ops.conv import rules
     config = deepfakes_original.get_config()
-    config.model.conv_impl = "xla"  # as convert.load_model does for inference
-    state = ae.init(jax.random.key(0), None, config)
+    config.model.update(rules.INFERENCE)  # as inference.load_swapper sets it
+    task = tasks.get(config.task)
+    info = {"identities": {"a": {"extraction": {"coverage": 0.75}}}}
+    run = inference.Run("", config, task, task.init(jax.random.key(0), config), info)
     batch = 8
-    fn = jax.jit(lambda s, x: ae.swap(s, x.astype(np.float32) / 255.0, "b2a", config))
-
-    def run(crops):
-        n = len(crops)
-        if n < batch:
-            crops = np.concatenate([crops, np.zeros((batch - n,) + crops.shape[1:], crops.dtype)])
-        return fn(state, crops)[:n]
-
-    run(np.zeros((batch, 64, 64, 3), np.uint8))
-    model = convert.SwapModel(run, 64, 0.75 / config.augment.region)
+    fn = inference.swap_function(run, "b2a", batch)
+    fn(np.zeros((batch, 64, 64, 3), np.uint8))
+    model = inference.SwapModel(fn, run.size, run.coverage)
     src = FrameSource(FLAGS.clip)
     frames = [f for _, f in src.frames()][:300]
     opts = convert.ConvertOptions(batch=batch, smooth=0.5, blur=8)  # the tool's defaults
     t = time.perf_counter()
-    counts, _ = convert._process(enumerate(frames), model, opts, lambda i, f: None)
+    counts, _ = convert.process_frames(enumerate(frames), model, opts, lambda i, f: None)
     seconds = time.perf_counter() - t
     return {"benchmark": "convert", "clip": os.path.basename(FLAGS.clip),
             "frame_size": f"{src.info.width}x{src.info.height}", "model": "deepfakes 64 px",
@@ -170,8 +165,8 @@ def random_batches(config, task, n: int = 1024):
             rng.uniform(0, s, (n, 68, 2)).astype(np.float32),
             rng.integers(0, 256, (n, s, s, 3), np.uint8), np.arange(n), "x")
 
-    return pipeline.FaceBatches({name: table() for name in task.IDENTITIES}, config.batch_size,
-                                0, task.FIELDS, augment=train.host_augment(config, task))
+    return pipeline.FaceBatches({name: table() for name in task.identities}, config.batch_size,
+                                0, task.fields, augment=train.host_augment(config, task))
 
 
 def pipeline_images_per_s(config, task, batches, sharding, steps: int = 40) -> float:
@@ -182,7 +177,7 @@ def pipeline_images_per_s(config, task, batches, sharding, steps: int = 40) -> f
     t = time.perf_counter()
     for step in range(1, steps + 1):
         jax.block_until_ready(pipeline.to_global(batches(step), sharding))
-    return steps * config.batch_size * len(task.IDENTITIES) / (time.perf_counter() - t)
+    return steps * config.batch_size * len(task.identities) / (time.perf_counter() - t)
 
 
 def loop_step_ms(compiled, state, key, batches, sharding, steps: int):
@@ -214,12 +209,13 @@ def flops(stage) -> float:
 def bench_train():
     import functools
 
-    xla_setup.configure(FLAGS.config)  # the family's XLA:CPU settings, as tools/train.py
-    import jax
-    from facejax import parallel, tasks
-    from facejax.ops import conv
+    from facejax import tasks
     config = FLAGS.config
     task = tasks.get(config.task)
+    xla_setup.configure(task.cpu_convolutions)  # the family's XLA:CPU settings, as tools/train.py
+    import jax
+    from facejax import parallel
+    from facejax.ops import conv
     mesh = parallel.make_mesh()
     rep, ds = parallel.replicated(mesh), parallel.batch_sharding(mesh)
     batches = random_batches(config, task)
@@ -227,8 +223,7 @@ def bench_train():
     with jax.set_mesh(mesh):
         gbatch = jax.device_put(batch, ds)
         key = jax.random.key(0)
-        state = jax.jit(functools.partial(task.init, config=config), out_shardings=rep)(key,
-                                                                                         gbatch)
+        state = jax.jit(functools.partial(task.init, config=config), out_shardings=rep)(key)
 
         def jit_step():  # a new function each time, so no trace is shared between forms
             return jax.jit(functools.partial(task.train_step, config=config),
@@ -260,7 +255,7 @@ def bench_train():
     if FLAGS.reference_python:
         reference.append(reference_step_ms(config))
     step_s = statistics.median(times)
-    images = config.batch_size * len(task.IDENTITIES)
+    images = config.batch_size * len(task.identities)
     peak = max(peaks)
     pipe = pipeline_images_per_s(config, task, batches, ds)
     import resource

@@ -38,8 +38,8 @@ flags.mark_flags_as_required(["model", "input", "output"])
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
-    from facejax import xla_setup
-    xla_setup.configure_for_run(FLAGS.model)  # the run's XLA:CPU settings, before JAX starts
+    from facejax import inference
+    inference.configure_xla(FLAGS.model)  # the run's XLA:CPU settings, before JAX starts
     from facejax import convert
     opts = convert.ConvertOptions(
         direction=FLAGS.direction, mask=FLAGS.mask, erode=FLAGS.erode, blur=FLAGS.blur,
@@ -48,7 +48,7 @@ def main(argv):
     opts.check()
     from facejax.faces import video
     video.FrameSource(FLAGS.input)  # bad input fails before the model loads
-    model = convert.load_model(FLAGS.model, FLAGS.direction, FLAGS.batch)
+    model = inference.load_swap_model(FLAGS.model, FLAGS.direction, FLAGS.batch)
     summary = convert.convert(model, FLAGS.input, FLAGS.output, opts)
     summary.pop("track")
     print(json.dumps(summary))

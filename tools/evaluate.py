@@ -40,9 +40,9 @@ flags.mark_flags_as_required(["model", "a", "b", "output"])
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
-    from facejax import xla_setup
-    xla_setup.configure_for_run(FLAGS.model)  # the run's XLA:CPU settings, before JAX starts
-    from facejax import evaluate
+    from facejax import inference
+    inference.configure_xla(FLAGS.model)  # the run's XLA:CPU settings, before JAX starts
+    from facejax import evaluate, report
     from facejax.data import tfds_faces
     tail = tfds_faces.VAL_FRACTION if FLAGS.held_out else FLAGS.tail
     opts = evaluate.EvalOptions(tail=tail, max_frames=FLAGS.max_frames, every=FLAGS.every,
@@ -50,7 +50,7 @@ def main(argv):
                                 samples=FLAGS.samples, blur=FLAGS.blur, color=FLAGS.color)
     metrics = evaluate.evaluate(FLAGS.model, FLAGS.a, FLAGS.b, FLAGS.output,
                                 FLAGS.distractors, opts)
-    print(json.dumps(evaluate.summary(metrics), indent=1))
+    print(json.dumps(report.summary(metrics), indent=1))
     print(f"report: {os.path.join(FLAGS.output, 'report.html')}")
 
 

@@ -17,7 +17,7 @@ import urllib.request
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from facejax.errors import UserError  # noqa: E402
-from facejax.faces.video import atomic_write_bytes  # noqa: E402
+from facejax.files import atomic_write_bytes  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMIT = "1986663be3b6902605d32200c01f4bfd36cda83d"

@@ -41,8 +41,9 @@ def main(argv):
         # into one line and exit status 4. (Before JAX is imported here.)
         return supervise.run(sys.argv)
     if FLAGS.config is not None:
-        from facejax import xla_setup
-        xla_setup.configure(FLAGS.config)  # before the first JAX computation
+        from facejax import tasks, xla_setup
+        # The family's XLA:CPU settings, before the first JAX computation.
+        xla_setup.configure(tasks.get(FLAGS.config.task).cpu_convolutions)
     from facejax import parallel
     if FLAGS.distributed:
         parallel.initialize(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id,

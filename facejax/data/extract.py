@@ -28,6 +28,7 @@ import time
 
 import numpy as np
 
+from facejax import files
 from facejax.errors import UserError, one_line
 from facejax.faces import align, detect, find, identity, landmarks as lm, video
 from facejax.progress import Progress
@@ -81,7 +82,7 @@ def check_or_write_config(out_dir: str, opts: ExtractOptions) -> None:
             raise UserError(f"--output {out_dir}: extracted before with {theirs}, now asked for "
                             f"{mine}; use another output folder")
         return
-    video.atomic_write_bytes(path, json.dumps(mine, indent=1).encode())
+    files.atomic_write_bytes(path, json.dumps(mine, indent=1).encode())
 
 
 def reference_embeddings(paths, detector) -> np.ndarray:
@@ -200,7 +201,7 @@ def merge(out_dir: str) -> dict:
             lines.extend(f.readlines())
     total["seconds"] = round(total["seconds"], 3)
     total["frames_per_second"] = round(total["frames_read"] / max(total["seconds"], 1e-9), 2)
-    video.atomic_write_bytes(os.path.join(out_dir, "alignments.jsonl"), "".join(lines).encode())
+    files.atomic_write_bytes(os.path.join(out_dir, "alignments.jsonl"), "".join(lines).encode())
     return total
 
 
@@ -268,7 +269,7 @@ def extract(inputs, out_dir: str, opts: ExtractOptions, num_shards: int = 1,
     total["this_run"] = {"inputs": len(todo), "skipped_finished": len(paths) - len(todo),
                          "seconds": round(time.monotonic() - start, 3)}
     total["failed"] = failed
-    video.atomic_write_bytes(os.path.join(out_dir, "summary.json"),
+    files.atomic_write_bytes(os.path.join(out_dir, "summary.json"),
                              json.dumps(total, indent=1).encode())
     if progress:
         progress.close(faces=total["faces_kept"])

@@ -22,7 +22,7 @@ import dlib
 import numpy as np
 
 from facejax.errors import UserError
-from facejax.faces.models import MMOD_DETECTOR, model_path
+from facejax.faces.model_files import MMOD_DETECTOR, model_path
 
 
 @dataclasses.dataclass(frozen=True)

@@ -6,7 +6,7 @@ import dlib
 import numpy as np
 
 from facejax.errors import UserError
-from facejax.faces.models import RECOGNITION, model_path
+from facejax.faces.model_files import RECOGNITION, model_path
 
 # dlib's documented decision threshold: embeddings of one person lie closer than this.
 SAME_PERSON = 0.6

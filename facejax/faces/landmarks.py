@@ -6,7 +6,7 @@ import dlib
 import numpy as np
 
 from facejax.faces.detect import Box
-from facejax.faces.models import LANDMARKS_68, model_path
+from facejax.faces.model_files import LANDMARKS_68, model_path
 
 # Index ranges of the 68-point (iBUG 300-W) scheme.
 JAW = range(0, 17)

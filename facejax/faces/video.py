@@ -8,21 +8,19 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 from typing import Iterator
 
 import cv2
 import numpy as np
 
 from facejax.errors import UserError
+from facejax.files import atomic_write_bytes
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".mpg", ".mpeg", ".webm", ".m4v", ".wmv")
 # Frames bigger than this are refused rather than risking memory exhaustion: 250 MP (e.g.
 # 15800x15800) is about 750 MB as RGB; a 12000x12000 photo (144 MP) is fine.
 MAX_PIXELS = 250_000_000
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 def is_image_path(path: str) -> bool:
@@ -89,21 +87,6 @@ def write_image(path: str, rgb: np.ndarray) -> None:
     if not ok:
         raise UserError(f"{path}: cannot encode image")
     atomic_write_bytes(path, buf.tobytes())
-
-
-def atomic_write_bytes(path: str, data: bytes) -> None:
-    """Writes `data` to `path` so that a reader sees either nothing or the whole file."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the file normal permissions
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 @dataclasses.dataclass

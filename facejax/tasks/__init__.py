@@ -1,22 +1,18 @@
-"""Model families. Each module exports FIELDS, init, train_step, evaluate and preview.
+"""Model families behind one protocol (facejax/tasks/protocol.py). `get(name)` is the only way
+in; adding a family is a module here that builds a `Task` and one entry in TASKS."""
 
-    init(rng, example_batch, config) -> state          # plain pytree: params, opt, step
-    train_step(state, batch, rng, config) -> (state, metrics)
-    evaluate(state, batch, config) -> metrics           # held-out batch, no augmentation
-    preview(state, batch, config) -> {name: images}     # float32 [N, H, W, 3] in [0, 1]
-    host_augment(batch, rng, config) -> batch           # optional: the step's augmentation in
-                                                        # numpy, for augment.placement "host"
-"""
+from __future__ import annotations
 
 import importlib
 
 from facejax.errors import UserError
+from facejax.tasks.protocol import Task
 
 TASKS = ("autoencoder", "pix2pix", "cyclegan")
 
 
-def get(name: str):
-    """The task module called `name`."""
+def get(name: str) -> Task:
+    """The task called `name` (`config.task`)."""
     if name not in TASKS:
         raise UserError(f"--config.task={name}: unknown task; expected one of {', '.join(TASKS)}")
-    return importlib.import_module(f"facejax.tasks.{name}")
+    return importlib.import_module(f"facejax.tasks.{name}").TASK

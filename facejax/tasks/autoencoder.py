@@ -13,12 +13,13 @@ import optax
 from facejax import augment, losses
 from facejax.models import autoencoder as ae_model
 from facejax.tasks import common
+from facejax.tasks.protocol import Task
 
 FIELDS = ("image",)
 IDENTITIES = ("a", "b")
 
 
-def init(rng: jax.Array, example_batch, config) -> dict:
+def init(rng: jax.Array, config) -> dict:
     enc, dec = ae_model.build(config)
     s = config.model.size
     x = jnp.zeros((1, s, s, 3), jnp.float32)
@@ -138,3 +139,12 @@ def reconstruct(state: dict, faces: jax.Array, identity: str, config) -> jax.Arr
 def model_region(config) -> float:
     """Fraction of the extracted crop's side that the model sees (for conversion)."""
     return float(config.augment.region)
+
+
+TASK = Task(
+    name="autoencoder", fields=FIELDS, identities=IDENTITIES, init=init, train_step=train_step,
+    evaluate=evaluate, preview=preview,
+    params_of=lambda state: state["params"],
+    with_params=lambda state, params: dict(state, params=params),
+    swap=swap, reconstruct=reconstruct, views=views, model_region=model_region,
+    host_augment=host_augment)

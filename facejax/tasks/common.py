@@ -6,17 +6,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-
-def _inexact(tree):
-    return [x for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.inexact)]
-
-
-def all_finite(tree) -> jax.Array:
-    """True when every element of every float leaf is finite: one float sum per leaf (x - x is
-    0 for a finite x and NaN otherwise), which XLA reduces far faster than a boolean tree. (Not
-    x·0: XLA rewrites a sum of products into a dot and materialises the zeros.)"""
-    leaves = [jnp.sum(x.astype(jnp.float32) - x.astype(jnp.float32)) for x in _inexact(tree)]
-    return jnp.isfinite(sum(leaves[1:], leaves[0])) if leaves else jnp.array(True)
+from facejax.trees import all_finite, inexact_leaves
 
 
 def _not_moments(path) -> bool:
@@ -32,7 +22,7 @@ def guard_finite(new_state, metrics: dict, grads):
     computed: the training loop never keeps or saves one that is not finite; it stops or
     reloads the last checkpoint (train.py), so no non-finite value reaches a checkpoint.
     """
-    g2 = [jnp.sum(jnp.square(g.astype(jnp.float32))) for g in _inexact(grads)]
+    g2 = [jnp.sum(jnp.square(g.astype(jnp.float32))) for g in inexact_leaves(grads)]
     rest = [x for path, x in jax.tree_util.tree_flatten_with_path(new_state)[0]
             if _not_moments(path)]
     finite = all_finite(metrics) & jnp.isfinite(sum(g2[1:], g2[0])) & all_finite(rest)

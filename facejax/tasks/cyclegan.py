@@ -27,6 +27,7 @@ from facejax.models.layers import compute_dtype
 from facejax.models.patchgan import PatchGAN
 from facejax.models.resnet import ResnetGenerator, default_blocks
 from facejax.tasks import common
+from facejax.tasks.protocol import Task
 
 FIELDS = ("image", "parts")
 IDENTITIES = ("a", "b")
@@ -133,7 +134,7 @@ def generator_terms(g_ab, g_ba, d_a, d_b, x, y, parts_x, parts_y, drop_x, drop_y
 
 # ---- task interface ----------------------------------------------------------------------------
 
-def init(rng: jax.Array, example_batch, config) -> dict:
+def init(rng: jax.Array, config) -> dict:
     g, d = build(config)
     s = config.model.size
     x = jnp.zeros((1, s, s, 3))
@@ -268,3 +269,14 @@ def reconstruct(state: dict, faces: jax.Array, identity: str, config) -> jax.Arr
 def model_region(config) -> float:
     """The model sees the whole extracted crop."""
     return 1.0
+
+
+TASK = Task(
+    name="cyclegan", fields=FIELDS, identities=IDENTITIES, init=init, train_step=train_step,
+    evaluate=evaluate, preview=preview,
+    params_of=lambda state: {n: state[n]["params"] for n in NETS},
+    with_params=lambda state, params: dict(state, **{n: dict(state[n], params=params[n])
+                                                     for n in NETS}),
+    # XLA:CPU's Eigen convolutions run the ResNet's layers several times faster than YNNPACK's.
+    cpu_convolutions="eigen",
+    swap=swap, reconstruct=reconstruct, views=views, model_region=model_region)

@@ -18,6 +18,7 @@ from facejax.models.layers import compute_dtype
 from facejax.models.patchgan import PatchGAN
 from facejax.models.unet import UNet
 from facejax.tasks import common
+from facejax.tasks.protocol import Task
 
 FIELDS = ("image", "landmark_image")
 IDENTITIES = ("a",)
@@ -38,7 +39,7 @@ def _variables(net_state):
                                              if net_state.get("batch_stats") else {})}
 
 
-def init(rng: jax.Array, example_batch, config) -> dict:
+def init(rng: jax.Array, config) -> dict:
     g, d = build(config)
     s = config.model.size
     x = jnp.zeros((1, s, s, 3))
@@ -151,11 +152,11 @@ def train_step(state: dict, batch: dict, rng: jax.Array, config):
     return common.guard_finite(new, metrics, (g_grads, d_grads))
 
 
-def generate(g_state: dict, landmark_images: jax.Array, config) -> jax.Array:
+def generate(state: dict, landmark_images: jax.Array, config) -> jax.Array:
     """Inference: uint8 landmark drawings [B, S, S, 3] -> faces in [0, 1] (running statistics,
     no dropout)."""
     g, _ = build(config)
-    return (g.apply(_variables(g_state), to_unit(landmark_images), train=False) + 1.0) / 2.0
+    return (g.apply(_variables(state["g"]), to_unit(landmark_images), train=False) + 1.0) / 2.0
 
 
 def evaluate(state: dict, batch: dict, config) -> dict:
@@ -172,3 +173,19 @@ def preview(state: dict, batch: dict, config) -> dict:
     x, y = _plain(batch, config)
     out = g.apply(_variables(state["g"]), x, train=False)
     return {"a": (jnp.concatenate([x, y, out], axis=2) + 1.0) / 2.0}
+
+
+def params_of(state: dict) -> dict:
+    """G's and D's weights with their batch-norm statistics."""
+    return {n: {"params": state[n]["params"], "batch_stats": state[n]["batch_stats"]}
+            for n in ("g", "d")}
+
+
+def with_params(state: dict, params: dict) -> dict:
+    return dict(state, **{n: dict(state[n], **params[n]) for n in ("g", "d")})
+
+
+TASK = Task(
+    name="pix2pix", fields=FIELDS, identities=IDENTITIES, init=init, train_step=train_step,
+    evaluate=evaluate, preview=preview, params_of=params_of, with_params=with_params,
+    generate=generate, host_augment=host_augment)

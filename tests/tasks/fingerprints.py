@@ -37,14 +37,6 @@ def config_of(experiment: str, variant: str):
     return importlib.import_module(f"experiments.{experiment}").get_config(variant)
 
 
-def init_state(task, config, rng):
-    """The task's init, whichever signature the code under test has."""
-    try:
-        return task.init(rng, config=config)
-    except TypeError:
-        return task.init(rng, None, config)
-
-
 def _task(config):
     from facejax import tasks
     return tasks.get(config.task)
@@ -55,7 +47,7 @@ def tree(experiment: str, variant: str) -> dict:
     import jax
     config = config_of(experiment, variant)
     task = _task(config)
-    shapes = jax.eval_shape(lambda k: init_state(task, config, k), jax.random.key(0))
+    shapes = jax.eval_shape(lambda k: task.init(k, config), jax.random.key(0))
     return {jax.tree_util.keystr(p): [list(x.shape), str(x.dtype)]
             for p, x in jax.tree_util.tree_flatten_with_path(shapes)[0]}
 
@@ -68,9 +60,7 @@ def fixed_batch(config, task, batch: int = 4) -> dict:
             "landmark_image": lambda: rng.integers(0, 256, (batch, s, s, 3), np.uint8),
             "mask": lambda: rng.integers(0, 256, (batch, s, s), np.uint8),
             "parts": lambda: rng.integers(0, 256, (batch, s, s, 4), np.uint8)}
-    fields = getattr(task, "fields", None) or task.FIELDS
-    identities = getattr(task, "identities", None) or task.IDENTITIES
-    return {n: {f: make[f]() for f in fields} for n in identities}
+    return {n: {f: make[f]() for f in task.fields} for n in task.identities}
 
 
 def stepped(experiment: str, variant: str) -> dict:
@@ -79,7 +69,7 @@ def stepped(experiment: str, variant: str) -> dict:
     config = config_of(experiment, variant)
     task = _task(config)
     key = jax.random.key(0)
-    state = jax.jit(lambda k: init_state(task, config, k))(key)
+    state = jax.jit(lambda k: task.init(k, config))(key)
     values = {jax.tree_util.keystr(p): [float(np.sum(np.asarray(x, np.float64))),
                                         float(np.sum(np.abs(np.asarray(x, np.float64))))]
               for p, x in jax.tree_util.tree_flatten_with_path(jax.device_get(state))[0]

@@ -1,0 +1,108 @@
+"""Compositing a generated face into its frame: colour matching in crop space, the inverse
+warp, a feathered mask, and alpha or seamless blending. numpy and OpenCV only."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import cv2
+import numpy as np
+
+from facejax.errors import UserError
+from facejax.faces import align, masks
+
+MASKS = ("hull", "crop")
+BLENDS = ("alpha", "seamless")
+
+
+@dataclasses.dataclass
+class PasteOptions:
+    mask: str = "hull"          # "hull" (landmark hull) or "crop" (the whole crop)
+    erode: int = 0              # pixels in the frame; negative grows the mask
+    blur: int = 0               # feathering radius in frame pixels; 0 = hard edge
+    color: str = "rct"          # "none", "rct" (LAB mean/std), "hist" (histogram matching)
+    blend: str = "alpha"        # "alpha" or "seamless" (OpenCV seamless clone)
+
+    def check(self):
+        for name, value, allowed in (("mask", self.mask, MASKS),
+                                     ("color", self.color, tuple(COLOR)),
+                                     ("blend", self.blend, BLENDS)):
+            if value not in allowed:
+                raise UserError(f"--{name} {value}: expected one of {', '.join(allowed)}")
+
+
+def match_rct(face: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Reinhard colour transfer: `face`'s LAB mean/std set to `target`'s, within `mask`."""
+    sel = mask > 0.5
+    if sel.sum() < 10:
+        return face
+    f = cv2.cvtColor(face, cv2.COLOR_RGB2LAB).astype(np.float32)
+    t = cv2.cvtColor(target, cv2.COLOR_RGB2LAB).astype(np.float32)
+    fm, fs = f[sel].mean(0), f[sel].std(0) + 1e-6
+    tm, ts = t[sel].mean(0), t[sel].std(0) + 1e-6
+    out = (f - fm) * (ts / fs) + tm
+    return cv2.cvtColor(np.clip(out, 0, 255).astype(np.uint8), cv2.COLOR_LAB2RGB)
+
+
+def match_histogram(face: np.ndarray, target: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Per-channel histogram matching of `face` to `target` within `mask`."""
+    sel = mask > 0.5
+    if sel.sum() < 10:
+        return face
+    out = face.copy()
+    for c in range(3):
+        src_vals = face[..., c][sel]
+        ref_vals = target[..., c][sel]
+        src_cdf = np.cumsum(np.bincount(src_vals, minlength=256)) / src_vals.size
+        ref_cdf = np.cumsum(np.bincount(ref_vals, minlength=256)) / ref_vals.size
+        lut = np.searchsorted(ref_cdf, src_cdf).clip(0, 255).astype(np.uint8)
+        out[..., c] = lut[face[..., c]]
+    return out
+
+
+COLOR = {"none": lambda f, t, m: f, "rct": match_rct, "hist": match_histogram}
+
+
+def paste(frame: np.ndarray, face: np.ndarray, affine: np.ndarray, crop_points: np.ndarray,
+          opts: PasteOptions) -> tuple[np.ndarray, np.ndarray]:
+    """Blends a generated crop back into `frame`. Returns (new frame, alpha mask [H, W]).
+
+    All the work happens in the frame region the crop covers (plus the feathering margin), not
+    on the whole frame.
+    """
+    size = face.shape[0]
+    h, w = frame.shape[:2]
+    original = align.crop(frame, affine, size)
+    crop_mask = (masks.face_hull(crop_points, (size, size)) if opts.mask == "hull"
+                 else np.full((size, size), 255, np.uint8))
+    face = COLOR[opts.color](face, original, crop_mask.astype(np.float32) / 255.0)
+    corners = align.transform_points(align.invert(affine),
+                                     np.array([[0, 0], [size, 0], [0, size], [size, size]]))
+    margin = 2 * opts.blur + max(-opts.erode, 0) + 2
+    x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - margin, 0)
+    x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int) + margin, [w, h])
+    alpha = np.zeros((h, w), np.float32)
+    out = frame.copy()
+    if x1 <= x0 or y1 <= y0:
+        return out, alpha
+    roi = np.array(affine, np.float64).copy()
+    roi[:, 2] += roi[:, :2] @ np.array([x0, y0], np.float64)  # ROI pixel -> crop pixel
+    shape = (y1 - y0, x1 - x0)
+    warped = align.uncrop(face, roi, shape)
+    hard = align.uncrop(crop_mask, roi, shape, interpolation=cv2.INTER_NEAREST)
+    a = masks.feather(hard, opts.erode, opts.blur)
+    alpha[y0:y1, x0:x1] = a
+    if opts.blend == "seamless" and (a > 0.5).any():
+        full = np.zeros_like(frame)
+        full[y0:y1, x0:x1] = warped
+        ys, xs = np.nonzero(alpha > 0.5)
+        centre = (int((xs.min() + xs.max()) // 2), int((ys.min() + ys.max()) // 2))
+        try:
+            return cv2.seamlessClone(full, frame, (alpha > 0.5).astype(np.uint8) * 255, centre,
+                                     cv2.NORMAL_CLONE), alpha
+        except cv2.error:  # a face touching the border: fall back to alpha blending
+            pass
+    region = frame[y0:y1, x0:x1].astype(np.float32)
+    blended = region + (warped.astype(np.float32) - region) * a[..., None]
+    out[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
+    return out, alpha

@@ -1,0 +1,90 @@
+"""What a training workdir records so that inference needs no training data.
+
+`WORKDIR/inference.json`, written at every training start (process 0):
+
+    {"version": 1,
+     "identities": {"a": {"folder": absolute path (for reference only),
+                          "extraction": {"size": crop px, "coverage": jaw width / crop side},
+                          "faces": records,
+                          "mean_landmarks": [[x, y] × 68] mean aligned shape, in crop sides},
+                    "b": {...}}}
+
+Conversion reads A's crop geometry from it, reenactment A's mean shape. Workdirs from before it
+existed fall back to their training data's folders (`from_data`), with a line saying so.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from absl import logging
+
+from facejax import files
+from facejax.data import extract as extract_lib
+from facejax.data import tfds_faces
+from facejax.errors import UserError
+from facejax.faces import align
+
+FILE = "inference.json"
+VERSION = 1
+
+
+def _absolute(path: str) -> str:
+    return path if "://" in path else os.path.abspath(path)
+
+
+def describe(folder: str) -> dict:
+    """The record of one identity's extraction folder."""
+    size, records = tfds_faces.read_records(folder)
+    extraction = files.read_json(os.path.join(folder, extract_lib.CONFIG_FILE),
+                                 "extraction settings")
+    pts = np.mean([align.transform_points(np.asarray(r["affine"]), np.asarray(r["landmarks"]))
+                   for r in records], axis=0) / size
+    return {"folder": _absolute(folder),
+            "extraction": {"size": int(extraction["size"]),
+                           "coverage": float(extraction["coverage"])},
+            "faces": len(records), "mean_landmarks": pts.tolist()}
+
+
+def from_data(config, identities) -> dict:
+    """The record of a run's training data (its config.data folders)."""
+    return {"version": VERSION,
+            "identities": {n: describe(config.data[n]) for n in identities}}
+
+
+def write(workdir: str, info: dict) -> None:
+    files.write_json(os.path.join(workdir, FILE), info)
+
+
+def read(workdir: str, config, identities) -> dict:
+    """The run's record; for a workdir without one, built from its training data.
+
+    Raises:
+      UserError: unreadable record, or none and the training data is gone.
+    """
+    path = os.path.join(workdir, FILE)
+    if os.path.exists(path):
+        info = files.read_json(path, "what inference needs of the run")
+        if not isinstance(info, dict) or info.get("version") != VERSION:
+            raise UserError(f"{path}: not a facejax inference record (version {VERSION})")
+        return info
+    logging.warning("%s missing (a run from before facejax recorded it): reading the "
+                    "training data's folders instead", path)
+    try:
+        return from_data(config, identities)
+    except UserError as e:
+        raise UserError(f"{path}: missing, and the training data it would be built from is not "
+                        f"readable ({e}); rerun tools/train.py on this workdir with its data "
+                        "to record it")
+
+
+def coverage(info: dict, identity: str = "a") -> float:
+    """Jaw width / side of the extracted crop that `identity`'s faces were trained on."""
+    return float(info["identities"][identity]["extraction"]["coverage"])
+
+
+def mean_landmarks(info: dict, identity: str, size: int) -> np.ndarray:
+    """`identity`'s mean aligned landmark shape [68, 2] in a crop of `size` px."""
+    pts = np.asarray(info["identities"][identity]["mean_landmarks"], np.float64)
+    return (pts * size).astype(np.float32)

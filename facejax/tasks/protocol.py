@@ -1,0 +1,80 @@
+"""The task protocol: what a model family gives the generic training loop and the tools.
+
+A family module builds one `Task` (its `TASK`); nothing outside `facejax/tasks/` knows a family
+by name. Required functions serve training; the optional ones are capabilities, None where the
+family has none, and the tools check for them:
+
+    swap, reconstruct, views, model_region   convert.py and evaluate.py (face swapping)
+    generate                                 reenact.py (drive a face with landmarks)
+    host_augment                             augment.placement "host" (input pipeline)
+
+States are plain pytrees. `params_of` takes out the weights (everything inference needs,
+normalisation statistics included, no optimizer state), `with_params` puts weights into a
+state: `--config.init_from` starts a run from another run's weights this way for every family.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Optional
+
+State = Any      # a plain pytree: weights, optimizer states, step, ...
+Batch = dict     # {identity: {field: array}}
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """One model family.
+
+    Attributes:
+      name: the `config.task` value that selects it.
+      fields: record fields each identity's batch carries ("image", "landmark_image", "parts").
+      identities: the identities a batch holds, ("a",) or ("a", "b").
+      init: (rng, config) -> state, step 0.
+      train_step: (state, batch, rng, config) -> (state, metrics); metrics include "loss" and
+        "finite" (common.guard_finite); jitted, sharded and donated by facejax.train.
+      evaluate: (state, batch, config) -> {name: scalar} on a held-out batch, no augmentation.
+      preview: (state, batch, config) -> {name: float32 [N, H, W, 3] in [0, 1]}.
+      params_of: state -> weights.
+      with_params: (state, weights) -> state.
+      cpu_convolutions: "ynnpack" (XLA:CPU's default) or "eigen": the convolution library the
+        family runs faster with on CPU (a process-wide setting, facejax/xla_setup.py).
+      swap: (state, faces, direction "a2b" | "b2a", config) -> faces; faces float [N, S, S, 3]
+        in [0, 1] at the model size.
+      reconstruct: (state, faces, identity "a" | "b", config) -> faces through their own path.
+      views: (batch, identity, config) -> the model's un-augmented view of that identity's
+        crops, in [0, 1] (training-time quality figures).
+      model_region: config -> fraction of the extracted crop's side the model sees.
+      generate: (state, landmark drawings uint8 [N, S, S, 3], config) -> faces in [0, 1].
+      host_augment: (batch, numpy Generator, config) -> batch, the step's augmentation done in
+        the input pipeline instead of the step.
+    """
+    name: str
+    fields: tuple
+    identities: tuple
+    init: Callable
+    train_step: Callable
+    evaluate: Callable
+    preview: Callable
+    params_of: Callable
+    with_params: Callable
+    cpu_convolutions: str = "ynnpack"
+    swap: Optional[Callable] = None
+    reconstruct: Optional[Callable] = None
+    views: Optional[Callable] = None
+    model_region: Optional[Callable] = None
+    generate: Optional[Callable] = None
+    host_augment: Optional[Callable] = None
+
+    def __post_init__(self):
+        swapping = (self.swap, self.reconstruct, self.views, self.model_region)
+        if any(f is not None for f in swapping) and any(f is None for f in swapping):
+            raise TypeError(f"task {self.name}: swap, reconstruct, views and model_region "
+                            "come together")
+        if self.cpu_convolutions not in ("ynnpack", "eigen"):
+            raise TypeError(f"task {self.name}: cpu_convolutions {self.cpu_convolutions!r}")
+
+    @property
+    def swaps(self) -> bool:
+        """Whether the family turns one identity's faces into the other's."""
+        return self.swap is not None
