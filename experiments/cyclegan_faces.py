@@ -22,8 +22,8 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict(dict(
         size=128, g_base=64, d_base=64, max_width=512, d_layers=3, n_blocks=0,  # 0: by size
         conv_impl="auto", compute_dtype="float32",
-        # The residual 3×3s: "auto" (F(3×3) Winograd tiles on CPU, XLA's own elsewhere),
-        # "xla", "winograd2", "winograd3" or "winograd4" (facejax/models/resnet.py).
+        # The residual 3×3s: "auto" (at most F(3×3) Winograd tiles on CPU, XLA's own
+        # elsewhere) or a stride-1 form of facejax/ops/conv/registry.py ("xla": shorter compile).
         conv1_impl="auto"))
     c.loss = ml_collections.ConfigDict(dict(
         gan_mode="lsgan", c_gan=1.0, c_cycle=10.0, c_attention=5.0, c_multi=5.0,

@@ -28,7 +28,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         latent=1024,
         code_channels=512,
         decoder_widths=(256, 128, 64),
-        conv_impl="auto",          # stride-2: "xla", "s2d", "winograd", "im2col" or per backend
+        conv_impl="auto",          # strided form: "auto" or one of facejax/ops/conv/registry.py
         compute_dtype="float32",   # or "bfloat16" (parameters and optimizer stay float32)
     ))
     c.augment = augment.default_config()

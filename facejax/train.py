@@ -225,6 +225,9 @@ def train(config, workdir: str) -> dict:
                         "has no swap to measure; set it to 0")
     _check_workdir(workdir)
     save_or_check_config(config, workdir)
+    if config.get("init_from"):  # before anything slow
+        check_same_model(config, config.init_from, f"--config.init_from={config.init_from}")
+        inference.load_config(config.init_from, flag=f"--config.init_from={config.init_from}")
     is_main = jax.process_index() == 0
     mesh = parallel.make_mesh()
     rep, data_sharding = parallel.replicated(mesh), parallel.batch_sharding(mesh)

@@ -29,11 +29,11 @@ def configure(cpu_convolutions: str) -> None:
         os.environ["XLA_FLAGS"] = f"{current} {extra}".strip()
 
 
-# XLA:CPU allocates each execution's temporaries as one block (974 MB for the autoencoder's step)
-# and frees it after; glibc serves a block that size with mmap, so every step faults its pages in
-# one 4 KiB page at a time (238,000 faults per step). With huge pages (2 MiB) for such blocks it
-# takes about 1,000, and the step runs faster (autoencoder 2.7-2.9 s -> 2.35 s; pix2pix batch 4
-# 3.03 -> 2.83 s; CycleGAN within noise). glibc reads the setting only at process start.
+# XLA:CPU allocates each execution's temporaries as one block (close to a GB for the
+# autoencoder's step) and frees it after; glibc serves a block that size with mmap, so every step
+# faults its pages in one 4 KiB page at a time. With huge pages (2 MiB) for such blocks it takes
+# a few hundred times fewer faults, and the steps run faster (docs/benchmarks.md). glibc reads the
+# setting only at process start.
 HUGE_PAGES = "glibc.malloc.hugetlb=1"
 _TUNABLES = "GLIBC_TUNABLES"
 ORIGINAL_TUNABLES = "FACEJAX_GLIBC_TUNABLES_BEFORE"  # what a reference run should see

@@ -4,6 +4,7 @@
     python tools/benchmark.py train --config=experiments/deepfakes_original.py[:VARIANT] \
         [--config.batch_size=16] [--steps=5]
     python tools/benchmark.py convert [--clip=PATH]
+    python tools/benchmark.py conv --layer=stride1:16x32x32x128:3:256[:same|valid|pad1]
 
 extract: frames/s of decode + detect + landmarks + align + write on a clip (default
 driving_d6.mp4), and examples/s of the input pipeline reading the result.
@@ -23,6 +24,10 @@ input pipeline, instead of inside the step).
   steps (A B A), and `speedup` is its median step time over facejax's (above 1: facejax faster).
   The reference runs under the same allocator setting as facejax (`huge_pages`) unless
   --noreference_huge_pages.
+conv: one convolution layer (KIND:BxHxWxC:K:O[:PADDING], KIND strided, transposed or stride1)
+in every registered form (facejax/ops/conv/registry.py) that computes its kernel: the median
+ms of its value and both gradients, the forms alternated in --rounds rounds of --steps calls,
+and the form the rules pick ("auto"), to re-check a rule on this machine.
 """
 
 import json
@@ -53,8 +58,11 @@ flags.DEFINE_string("reference_python", None, "train: a Python with torch instal
                     "the family's PyTorch reference step (A B A) and report the speedup.")
 flags.DEFINE_bool("reference_huge_pages", True, "train: run the reference under the huge-page "
                   "allocator setting facejax runs under (xla_setup.use_huge_pages), so the "
-                  "ratio compares the frameworks, not the setting; false: as its users run it "
-                  "(PyTorch gains from the setting too: autoencoder 3.7 -> 2.8 s).")
+                  "ratio compares the frameworks, not the setting (PyTorch gains from it too); "
+                  "false: as its users run it.")
+flags.DEFINE_string("layer", "stride1:16x32x32x128:3:256", "conv: KIND:BxHxWxC:K:O[:PADDING] "
+                    "with PADDING same (default), valid or pad1 (PyTorch's padding 1).")
+flags.DEFINE_integer("rounds", 3, "conv: rounds over the forms, alternated.")
 flags.DEFINE_string("reference_dir", os.path.join(os.path.dirname(ROOT), "shared", "bench"),
                     "train: the folder of the PyTorch reference scripts.")
 
@@ -70,7 +78,7 @@ def reference_step_ms(config) -> float:
     cmd = [FLAGS.reference_python, script, "--batch", str(config.batch_size),
            "--size", str(config.model.size), "--no-flops"]
     if config.task == "cyclegan":
-        cmd += ["--steps", "3", "--warmup", "1"]  # about 10 s a step on 2 cores at 256 px
+        cmd += ["--steps", "3", "--warmup", "1"]  # seconds per step on a CPU at 256 px
     try:
         env = os.environ if FLAGS.reference_huge_pages else xla_setup.without_huge_pages(
             os.environ)
@@ -281,13 +289,67 @@ def bench_train():
                if reference else {})}
 
 
+def parse_layer(text: str):
+    """(kind, input shape, kernel size, output channels, padding) of --layer."""
+    from facejax.ops.conv import rules
+    parts = text.split(":")
+    try:
+        kind, shape, k, out = parts[0], tuple(int(v) for v in parts[1].split("x")), \
+            int(parts[2]), int(parts[3])
+        pad = parts[4] if len(parts) > 4 else "same"
+        if kind not in rules.KINDS or len(shape) != 4 or pad not in ("same", "valid", "pad1") \
+                or len(parts) > 5 or min(shape + (k, out)) < 1:
+            raise ValueError
+    except (ValueError, IndexError):
+        raise UserError(f"--layer={text}: expected KIND:BxHxWxC:K:O[:same|valid|pad1] with KIND "
+                        f"one of {', '.join(rules.KINDS)}")
+    if kind == "transposed" and pad != "same":
+        raise UserError(f"--layer={text}: a transposed layer takes no padding")
+    padding = {"same": None, "valid": ((0, 0), (0, 0)), "pad1": ((1, 1), (1, 1))}[pad]
+    return kind, shape, k, out, padding
+
+
+def bench_conv():
+    import jax
+    from facejax.ops import conv
+    from facejax.ops.conv import registry
+    kind, shape, k, out, padding = parse_layer(FLAGS.layer)
+    x = jax.random.normal(jax.random.key(0), shape)
+    w = jax.random.normal(jax.random.key(1), (k, k, shape[3], out)) / (k * shape[3] ** 0.5)
+    forms = [f for f in registry.names(kind) if registry.supports(kind, f, k)]
+
+    def timed(impl):
+        f = lambda x, w: conv.convolve(kind, x, w, padding, impl)
+        g = jax.random.normal(jax.random.key(2), jax.eval_shape(f, x, w).shape)
+        step = jax.jit(lambda x, w: (lambda y, vjp: (y, vjp(g)))(*jax.vjp(f, x, w)))
+        jax.block_until_ready(step(x, w))
+        jax.block_until_ready(step(x, w))
+        return step
+
+    steps = {f: timed(f) for f in forms}
+    times = {f: [] for f in forms}
+    for _ in range(FLAGS.rounds):
+        for f in forms:  # alternated: the machine's drift hits every form alike
+            for _ in range(FLAGS.steps):
+                t = time.perf_counter()
+                jax.block_until_ready(steps[f](x, w))
+                times[f].append(time.perf_counter() - t)
+    ms = {f: round(statistics.median(v) * 1e3, 2) for f, v in times.items()}
+    auto = conv.resolve(kind, "auto", conv.layer_shape(kind, x.shape, w.shape, padding))
+    return {"benchmark": "conv", "layer": FLAGS.layer, "backend": jax.default_backend(),
+            "huge_pages": xla_setup.HUGE_PAGES in os.environ.get("GLIBC_TUNABLES", ""),
+            "auto": auto, "fastest": min(ms, key=ms.get), "ms": ms}
+
+
 def main(argv):
     logging.set_verbosity(logging.WARNING)
-    if len(argv) != 2 or argv[1] not in ("extract", "train", "convert"):
-        raise UserError("usage: benchmark.py extract|train|convert [flags]")
+    commands = {"extract": bench_extract, "train": bench_train, "convert": bench_convert,
+                "conv": bench_conv}
+    if len(argv) != 2 or argv[1] not in commands:
+        raise UserError(f"usage: benchmark.py {'|'.join(commands)} [flags]")
     if argv[1] == "train" and FLAGS.config is None:
         raise UserError("--config: train needs --config=experiments/NAME.py")
-    run = {"extract": bench_extract, "train": bench_train, "convert": bench_convert}[argv[1]]
+    run = commands[argv[1]]
     print(json.dumps(run()))
 
 

@@ -158,19 +158,39 @@ def test_sharded_step_equals_single_device_step(grid_faces):
                                    atol=1e-4)
 
 
-def test_short_run_on_two_people_lowers_the_cycle_loss(grid_faces, tmp_path):
+def short_run_config(grid_faces):
     config = cyclegan_faces.get_config("tiny")
     config.data.a, config.data.b = grid_faces["a"], grid_faces["b"]
     config.batch_size = 8
     config.num_steps, config.eval_every, config.checkpoint_every = 120, 60, 60
     config.optim.learning_rate = 1e-3
-    metrics = train.train(config, str(tmp_path))
-    h = train.read_history(str(tmp_path))
+    return config
+
+
+@pytest.fixture(scope="module")
+def short_run(grid_faces, tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("cyclegan"))
+    return workdir, train.train(short_run_config(grid_faces), workdir)
+
+
+def test_short_run_on_two_people_lowers_the_cycle_loss(short_run):
+    workdir, metrics = short_run
+    h = train.read_history(workdir)
     print(f"CycleGAN held-out cycle L1: A {h[0]['val_cycle_a']:.4f} -> {h[-1]['val_cycle_a']:.4f},"
           f" B {h[0]['val_cycle_b']:.4f} -> {h[-1]['val_cycle_b']:.4f} in 120 steps")
     for k in ("val_cycle_a", "val_cycle_b"):
         assert h[-1][k] < 0.6 * h[0][k]
     assert all(np.isfinite(v) for v in metrics.values())
+
+
+def test_init_from_starts_with_the_trained_weights(short_run, grid_faces, tmp_path):
+    """The four networks' weights carry over; optimizers and image pools start fresh."""
+    from tests.tasks.test_protocol import assert_started_from
+    config = short_run_config(grid_faces)
+    config.num_steps, config.eval_every, config.init_from = 0, 0, short_run[0]
+    train.train(config, str(tmp_path))
+    assert_started_from(cyclegan.TASK, short_run[0], short_run_config(grid_faces),
+                        str(tmp_path), config)
 
 
 def test_exact_resume_with_the_pools_in_the_state(grid_faces, tmp_path):

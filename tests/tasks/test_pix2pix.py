@@ -70,17 +70,32 @@ def test_sharded_step_equals_single_device_step(grid_faces):
                  results[0][0], results[1][0])
 
 
-@pytest.fixture(scope="module")
-def trained(grid_faces, tmp_path_factory):
+def trained_config(grid_faces):
     config = face2face_pix2pix.get_config("tiny")
     config.data.a = grid_faces["a"]
     config.num_steps, config.eval_every, config.checkpoint_every = 150, 75, 75
     config.batch_size = 8  # the test process has 8 devices
     config.model.update(g_base=16, max_width=64)
     config.optim.learning_rate = 1e-3
+    return config
+
+
+@pytest.fixture(scope="module")
+def trained(grid_faces, tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("f2f"))
-    metrics = train.train(config, workdir)
+    metrics = train.train(trained_config(grid_faces), workdir)
     return workdir, metrics
+
+
+def test_init_from_starts_with_the_trained_weights(trained, grid_faces, tmp_path):
+    """G's and D's weights and batch-norm statistics carry over, the optimizer starts fresh
+    (the same step as the trained run's: its compilation is cached)."""
+    from tests.tasks.test_protocol import assert_started_from
+    config = trained_config(grid_faces)
+    config.num_steps, config.eval_every, config.init_from = 0, 0, trained[0]
+    train.train(config, str(tmp_path))
+    assert_started_from(pix2pix.TASK, trained[0], trained_config(grid_faces), str(tmp_path),
+                        config)
 
 
 def test_training_on_one_person_lowers_held_out_l1(trained):

@@ -1,5 +1,6 @@
 """The task protocol: every family's Task is complete and consistent, its weights go in and out
-of a state (params_of / with_params), and --config.init_from works for every family."""
+of a state (params_of / with_params), and --config.init_from refuses another model (each
+family's init_from test: tests/test_train.py, test_pix2pix.py, test_cyclegan.py)."""
 
 import importlib
 
@@ -7,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from facejax import inference, tasks, train
+from facejax import inference, tasks
 from facejax.errors import UserError
 from tests.conftest import run_tool
 
@@ -56,28 +57,14 @@ def test_weights_go_in_and_out_of_a_state(name):
     assert 0 < len(jax.tree.leaves(task.params_of(s0))) < len(jax.tree.leaves(s0)) / 2
 
 
-@pytest.mark.parametrize("name", ["pix2pix", "cyclegan"])
-def test_init_from_starts_any_family_with_another_runs_weights(name, grid_faces, tmp_path):
-    """The autoencoder's case: tests/test_train.py. Here the GANs: the second run starts from
-    the first run's weights (batch-norm statistics included) with a fresh optimizer, and may
-    use other non-model settings (CycleGAN's pool size)."""
-    task = tasks.get(name)
-    first = tiny(name, grid_faces)
-    first.num_steps, first.eval_every, first.preview_every = 2, 0, 0
-    first.batch_size = 8
-    train.train(first, str(tmp_path / "first"))
-    second = tiny(name, grid_faces)
-    second.num_steps, second.eval_every, second.preview_every = 0, 0, 0
-    second.batch_size = 8
-    second.init_from = str(tmp_path / "first")
-    if name == "cyclegan":
-        second.pool_size = 3
-    train.train(second, str(tmp_path / "second"))
-    theirs = inference.restore_state(str(tmp_path / "first"), first, task)
-    mine = inference.restore_state(str(tmp_path / "second"), second, task)
-    assert int(theirs["step"]) == 2 and int(mine["step"]) == 0
+def assert_started_from(task, source: str, source_config, workdir: str, config):
+    """The run in `workdir` (trained 0 steps with `--config.init_from=source`) holds the
+    source's latest weights and a fresh optimizer state (the families' init_from tests)."""
+    theirs = inference.restore_state(source, source_config, task)
+    mine = inference.restore_state(workdir, config, task)
+    assert int(theirs["step"]) > 0 and int(mine["step"]) == 0
     jax.tree.map(np.testing.assert_array_equal, task.params_of(mine), task.params_of(theirs))
-    fresh = jax.jit(lambda k: task.init(k, second))(jax.random.key(second.seed))
+    fresh = jax.jit(lambda k: task.init(k, config))(jax.random.key(config.seed))
     rest = lambda s: task.with_params(s, jax.tree.map(np.zeros_like, task.params_of(s)))
     jax.tree.map(np.testing.assert_array_equal, rest(mine), rest(fresh))
 
@@ -85,6 +72,7 @@ def test_init_from_starts_any_family_with_another_runs_weights(name, grid_faces,
 def test_init_from_another_model_is_one_line_exit_2(grid_faces, tiny_ae_run, tmp_path):
     proc = run_tool("tools/train.py", "--config=experiments/face2face_pix2pix.py:tiny",
                     f"--config.data.a={grid_faces['a']}", f"--config.init_from={tiny_ae_run}",
+                    "--config.batch_size=8",
                     f"--workdir={tmp_path / 'wd'}")
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1].startswith(

@@ -24,7 +24,8 @@ from facejax.ops.conv import backend, registry, rules
 from facejax.ops.conv.backend import plain_forms
 from facejax.ops.conv.xla import same_padding
 
-__all__ = ["convolve", "resolve", "plain_forms", "same_padding", "transposed_for"]
+__all__ = ["convolve", "layer_shape", "resolve", "plain_forms", "same_padding",
+           "transposed_for"]
 
 
 def resolve(kind: str, impl: str, shape: rules.Shape, max_tile: int = 4) -> str:
@@ -48,6 +49,30 @@ def transposed_for(up_impl: str | None, conv_impl: str) -> str:
     return up_impl or rules.TRANSPOSED_FOR.get(conv_impl, conv_impl)
 
 
+def _padding(kind: str, x_shape, k: int, padding):
+    """Explicit ((top, bottom), (left, right)) padding of a strided or stride-1 layer."""
+    if padding is None:
+        stride = 2 if kind == "strided" else 1
+        padding = (same_padding(x_shape[1], k, stride), same_padding(x_shape[2], k, stride))
+    return tuple(tuple(int(v) for v in p) for p in padding)
+
+
+def layer_shape(kind: str, x_shape, kernel_shape, padding=None) -> rules.Shape:
+    """The shape the rules see (rules.py) of a `kind` layer on input `x_shape` [B, H, W, C]
+    with a [k, k, C, O] kernel."""
+    if kind not in rules.KINDS:
+        raise ValueError(f"unknown convolution kind {kind!r}; expected one of "
+                         f"{', '.join(rules.KINDS)}")
+    b, h, w, c = x_shape
+    k, o = kernel_shape[0], kernel_shape[3]
+    if kind == "strided":
+        padding = _padding(kind, x_shape, k, padding)
+        pixels = math.prod((n + sum(p) - k) // 2 + 1 for n, p in zip((h, w), padding))
+    else:
+        pixels = h * w
+    return rules.Shape(k, c, o, pixels, b)
+
+
 def convolve(kind: str, x: jax.Array, kernel: jax.Array, padding=None, impl: str = "auto",
              max_tile: int = 4) -> jax.Array:
     """One convolution layer's output (no bias).
@@ -62,31 +87,18 @@ def convolve(kind: str, x: jax.Array, kernel: jax.Array, padding=None, impl: str
       impl: "auto" or a registered form of `kind`.
       max_tile: stride1: the largest Winograd output tile "auto" may pick.
     """
+    shape = layer_shape(kind, x.shape, kernel.shape, padding)
     k = kernel.shape[0]
-    b, h, w, c = x.shape
-    o = kernel.shape[3]
     if kind == "transposed":
         if padding is not None:
             raise ValueError("a transposed convolution takes no padding")
         if k not in (3, 4):
             raise ValueError(f"transposed convolutions support kernels 3 and 4, got {k}")
-        shape = rules.Shape(k, c, o, h * w, b)
         form = resolve(kind, impl, shape)
         if form == "winograd" and k == 3:
             form = "phases"  # the 3×3 case's phases are 1×1 to 2×2: no Winograd gain there
         if k == 3:
             kernel = jnp.pad(kernel[::-1, ::-1], ((1, 0), (1, 0), (0, 0), (0, 0)))
         return registry.FORMS[kind][form](x, kernel, k == 3)
-    stride = 2 if kind == "strided" else 1
-    if padding is None:
-        padding = (same_padding(h, k, stride), same_padding(w, k, stride))
-    padding = tuple(tuple(int(v) for v in p) for p in padding)
-    if kind == "strided":
-        pixels = math.prod((n + sum(p) - k) // 2 + 1 for n, p in zip((h, w), padding))
-    elif kind == "stride1":
-        pixels = h * w
-    else:
-        raise ValueError(f"unknown convolution kind {kind!r}; expected one of "
-                         f"{', '.join(rules.KINDS)}")
-    form = resolve(kind, impl, rules.Shape(k, c, o, pixels, b), max_tile)
-    return registry.FORMS[kind][form](x, kernel, padding)
+    form = resolve(kind, impl, shape, max_tile)
+    return registry.FORMS[kind][form](x, kernel, _padding(kind, x.shape, k, padding))
