@@ -30,6 +30,13 @@ class SaveFailed(RunError):
     """A checkpoint could not be written (disk full, read-only, ...); earlier ones are kept."""
 
 
+def has_checkpoints(workdir: str) -> bool:
+    """Whether `workdir` holds a finished checkpoint (a look at its folder, without orbax: a
+    step's folder is named by its number; saves in progress carry a suffix)."""
+    folder = epath.Path(workdir) / "checkpoints"
+    return folder.is_dir() and any(p.name.isdigit() for p in folder.iterdir())
+
+
 class Checkpointer:
     """Saves and restores the training state of one workdir."""
 

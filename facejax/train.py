@@ -87,17 +87,31 @@ def with_absolute_data(config, task):
     return config
 
 
-def weights_from(source: str, config, task, state, sharding):
-    """`state` with the weights of the run in `source` (`--config.init_from`): the same model,
-    any optimizer or pool settings; its latest checkpoint, restored on `sharding`.
+def init_from_config(config, workdir: str):
+    """The config of the run `--config.init_from` names, checked to train the same model, when
+    this run starts fresh from it (None otherwise: no init_from, or resuming).
 
     Raises:
-      UserError: no run there, another model, or weights that do not fit.
+      UserError: no run there, or one of another model.
+    """
+    if not config.get("init_from") or ckpt_lib.has_checkpoints(workdir):
+        return None
+    flag = f"--config.init_from={config.init_from}"
+    check_same_model(config, config.init_from, flag)
+    return inference.load_config(config.init_from, flag=flag)
+
+
+def weights_from(source: str, source_config, task, state, sharding):
+    """`state` with the weights of the run in `source` (`--config.init_from`, trained with
+    `source_config`): the same model, any optimizer or pool settings; its latest checkpoint,
+    restored on `sharding`.
+
+    Raises:
+      UserError: no checkpoint there, or weights that do not fit.
     """
     flag = f"--config.init_from={source}"
-    check_same_model(config, source, flag)
-    theirs = inference.load_config(source, flag=flag)
-    weights = task.params_of(inference.restore_state(source, theirs, task, sharding, flag=flag))
+    weights = task.params_of(inference.restore_state(source, source_config, task, sharding,
+                                                     flag=flag))
     wanted = task.params_of(state)
     if trees.shapes_of(weights) != trees.shapes_of(wanted):
         raise UserError(f"{flag}: its weights do not fit this model")
@@ -225,9 +239,7 @@ def train(config, workdir: str) -> dict:
                         "has no swap to measure; set it to 0")
     _check_workdir(workdir)
     save_or_check_config(config, workdir)
-    if config.get("init_from"):  # before anything slow
-        check_same_model(config, config.init_from, f"--config.init_from={config.init_from}")
-        inference.load_config(config.init_from, flag=f"--config.init_from={config.init_from}")
+    source_config = init_from_config(config, workdir)  # before anything slow
     is_main = jax.process_index() == 0
     mesh = parallel.make_mesh()
     rep, data_sharding = parallel.replicated(mesh), parallel.batch_sharding(mesh)
@@ -262,8 +274,8 @@ def train(config, workdir: str) -> dict:
             _say(f"resumed from {ckpt.directory} at step {int(state['step'])}")
         else:
             state = jax.jit(init_fn, out_shardings=rep)(key)
-            if config.get("init_from"):
-                state = weights_from(config.init_from, config, task, state, rep)
+            if source_config is not None:
+                state = weights_from(config.init_from, source_config, task, state, rep)
                 _say(f"initialised weights from {config.init_from}")
 
         rollback = RollbackState.load(workdir)

@@ -10,7 +10,7 @@ XLA's own convolution. All forms of a kind are equal in value and both gradients
   transposed  xla, subpixel, taps, phases, mixed (XLA's value, phases' gradients), winograd
   stride1     xla, im2col, thin (one-product weight gradient), winograd2/3/4 (F(m×m) tiles)
 
-The CPU-specific code lives here only; docs/architecture.md says how a form is chosen.
+The CPU-specific convolution code lives here only; docs/architecture.md says how a form is chosen.
 """
 
 from __future__ import annotations
