@@ -146,6 +146,7 @@ def convert(model, input_path: str, output: str, opts: ConvertOptions,
     Returns the summary, also written next to the output (`*.summary.json` or summary.json).
     """
     opts.check()
+    files.check_output(output, [input_path])
     source = video.FrameSource(input_path)
     start = time.monotonic()
     progress = Progress("convert", total=len(source), unit="frames") if verbose else None

@@ -26,7 +26,7 @@ import time
 import jax
 import numpy as np
 
-from facejax import inference, metrics, report
+from facejax import files, inference, metrics, report
 from facejax.errors import UserError
 from facejax.faces import align, compose, detect, find, identity as identity_lib
 from facejax.faces import landmarks as lm, video
@@ -210,6 +210,12 @@ def evaluate(workdir: str, a: str, b: str, output: str, distractors=(),
     """
     opts = opts or EvalOptions()
     opts.check()
+    files.check_output(output, [a, b, *distractors, workdir])
+    if os.path.isdir(output) and os.listdir(output) and not all(
+            os.path.exists(os.path.join(output, f)) for f in ("metrics.json", "report.html")):
+        raise UserError(f"--output {output}: a folder that is not an earlier evaluation (no "
+                        "metrics.json and report.html); the output folder is replaced whole, "
+                        "so give a new or an evaluation folder")
     for path in (a, b, *distractors):
         video.FrameSource(path)  # unreadable inputs fail before the model loads
     parent = os.path.dirname(os.path.abspath(output))

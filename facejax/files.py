@@ -52,3 +52,64 @@ def read_json(path: str, what: str = ""):
         raise UserError(f"{label}: unreadable ({e.strerror})")
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"{label}: not valid JSON ({e})")
+
+
+# The folders facejax manages, known by a marker file, and the entries in them that belong to
+# facejax: an output there would corrupt the folder. (Names as data/extract.py and
+# inference.py / train.py write them; tests/test_outputs.py checks they agree.)
+MANAGED = {
+    "extraction folder": ("extract_config.json", {
+        "extract_config.json", "inputs", "tfds", "alignments.jsonl", "summary.json", ".lock",
+        ".chunks"}),
+    "training workdir": ("config.json", {
+        "config.json", "inference.json", "checkpoints", "tensorboard", "previews",
+        "metrics.jsonl", "rollback.json", ".lock"}),
+}
+
+
+def _is_managed(folder: str) -> str | None:
+    for what, (marker, _) in MANAGED.items():
+        if os.path.isfile(os.path.join(folder, marker)) and (
+                what != "training workdir" or os.path.isdir(os.path.join(folder, "checkpoints"))):
+            return what
+    return None
+
+
+def check_output(output: str, inputs=(), flag: str = "--output", own: str = "") -> None:
+    """Refuses an output path that would destroy what the user gave or facejax keeps.
+
+    `own`: the kind of managed folder the caller itself writes ("extraction folder" for
+    extraction), which `output` may be.
+
+    Raises:
+      UserError: `output` is one of `inputs` (the same path once links are resolved, or the
+        same file by inode), or is a facejax-managed folder (an extraction folder or a training
+        workdir) or one of the entries facejax keeps inside one.
+    """
+    real = os.path.realpath(output)
+    for given in inputs:
+        if not given:
+            continue
+        same = real == os.path.realpath(given)
+        if not same and os.path.exists(output) and os.path.exists(given):
+            same = os.path.samefile(output, given)
+        if same:
+            raise UserError(f"{flag} {output}: is the input {given}; refusing to overwrite it "
+                            "(write the output elsewhere)")
+    folder = real
+    while True:
+        what = _is_managed(folder) if os.path.isdir(folder) else None
+        if what:
+            rel = os.path.relpath(real, folder)
+            first = rel.split(os.sep)[0]
+            if rel == "." and what == own:
+                pass
+            elif rel == "." or first in MANAGED[what][1] or first.startswith((".partial",
+                                                                               ".lock")):
+                where = "is" if rel == "." else "is inside"
+                raise UserError(f"{flag} {output}: {where} the {what} {folder}, which it would "
+                                "corrupt; write the output elsewhere")
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return
+        folder = parent

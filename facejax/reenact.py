@@ -42,6 +42,7 @@ def reenact(model_dir: str, driver_path: str, output: str, batch: int = 8,
 
     Returns a summary dict (frames, frames with a face, seconds, fps).
     """
+    files.check_output(output, [driver_path, model_dir])
     config = inference.load_config(model_dir)
     if tasks.get(config.task).generate is None:
         raise UserError(f"--model {model_dir}: a {config.task} run; reenactment needs a "

@@ -18,9 +18,11 @@ import numpy as np
 from absl import logging
 
 from facejax import checkpoint as ckpt_lib
-from facejax import augment, files, inference, parallel, run_info, summaries, tasks, trees
+from facejax import (augment, config_check, files, inference, parallel, run_info, summaries,
+                     tasks, trees)
 from facejax.data import pipeline, tfds_faces
 from facejax.errors import RunError, UserError
+from facejax.lock import FolderLock
 from facejax.progress import format_seconds
 
 CONFIG_FILE = inference.CONFIG_FILE
@@ -59,9 +61,14 @@ def check_same_model(config, workdir: str, what: str) -> None:
     path = os.path.join(workdir, CONFIG_FILE)
     if not os.path.exists(path):
         return
-    theirs = files.read_json(path, "the run's config")
-    if not isinstance(theirs, dict):
-        raise UserError(f"{path}: not a facejax run config")
+    try:
+        theirs = files.read_json(path, "the run's config")
+        if not isinstance(theirs, dict):
+            raise UserError(f"{path}: not a facejax run config")
+    except UserError as e:
+        raise UserError(f"{e}; the checkpoints beside it are intact: delete {path} and rerun the "
+                        "run's own command (it writes the file again from --config; a "
+                        "checkpoint of another model is refused on restore)")
     theirs = _model_part(theirs)
     if theirs != _model_part(json.loads(config.to_json_best_effort())):
         raise UserError(f"{what}: holds a run of another model ({json.dumps(theirs)[:200]})")
@@ -233,11 +240,24 @@ def train(config, workdir: str) -> dict:
       Diverged: a non-finite loss or gradient; no checkpoint of it is written.
     """
     task = tasks.get(config.task)
+    config_check.check(config)
     config = with_absolute_data(config, task)
     if config.get("quality_every") and not task.swaps:
         raise UserError(f"--config.quality_every={config.quality_every}: a {config.task} run "
                         "has no swap to measure; set it to 0")
     _check_workdir(workdir)
+    # One writer per workdir: process 0 holds its lock for the whole run (the processes of a
+    # multi-host job share one workdir).
+    lock = FolderLock(workdir, what="training workdir") if jax.process_index() == 0 else None
+    try:
+        return _train(config, workdir, task)
+    finally:
+        if lock is not None:
+            lock.release()
+
+
+def _train(config, workdir: str, task) -> dict:
+    """train()'s loop, in a locked workdir."""
     save_or_check_config(config, workdir)
     source_config = init_from_config(config, workdir)  # before anything slow
     is_main = jax.process_index() == 0
@@ -246,6 +266,13 @@ def train(config, workdir: str) -> dict:
     if config.batch_size % jax.device_count():
         raise UserError(f"--config.batch_size={config.batch_size}: must divide by the "
                         f"{jax.device_count()} devices")
+
+    key = jax.random.key(config.seed)
+    init_fn = functools.partial(task.init, config=config)
+    try:  # the model's shapes, before any data is read
+        shapes = jax.eval_shape(init_fn, key)
+    except ValueError as e:  # a model that cannot be built from these settings
+        raise UserError(f"--config.model: {e}")
 
     per_process = config.data.get("per_process", True)
     train_tables = load_tables(config, task, "train", per_process)
@@ -262,10 +289,7 @@ def train(config, workdir: str) -> dict:
                                        per_process)
     to_global = functools.partial(pipeline.to_global, sharding=data_sharding)
 
-    key = jax.random.key(config.seed)
     example = to_global(batches(0))
-    init_fn = functools.partial(task.init, config=config)
-    shapes = jax.eval_shape(init_fn, key)
     abstract = trees.abstract_of(shapes, rep)
     ckpt = ckpt_lib.Checkpointer(workdir, keep=config.keep_checkpoints)
     with jax.set_mesh(mesh):

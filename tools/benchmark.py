@@ -52,8 +52,10 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment file (train).", lock_config=True)
 flags.DEFINE_string("clip", os.path.join(os.path.dirname(ROOT), "shared", "data", "videos",
                                          "liveportrait", "driving_d6.mp4"), "Clip (extract).")
-flags.DEFINE_integer("steps", 5, "Timed steps (train).")
-flags.DEFINE_integer("warmup", 2, "train: untimed steps before the timed ones (after the first).")
+flags.DEFINE_integer("steps", 5, "Timed steps (train).",
+                     lower_bound=1)
+flags.DEFINE_integer("warmup", 2, "train: untimed steps before the timed ones (after the first).",
+                     lower_bound=0)
 flags.DEFINE_string("reference_python", None, "train: a Python with torch installed; also time "
                     "the family's PyTorch reference step (A B A) and report the speedup.")
 flags.DEFINE_bool("reference_huge_pages", True, "train: run the reference under the huge-page "
@@ -62,7 +64,8 @@ flags.DEFINE_bool("reference_huge_pages", True, "train: run the reference under 
                   "false: as its users run it.")
 flags.DEFINE_string("layer", "stride1:16x32x32x128:3:256", "conv: KIND:BxHxWxC:K:O[:PADDING] "
                     "with PADDING same (default), valid or pad1 (PyTorch's padding 1).")
-flags.DEFINE_integer("rounds", 3, "conv: rounds over the forms, alternated.")
+flags.DEFINE_integer("rounds", 3, "conv: rounds over the forms, alternated.",
+                     lower_bound=1)
 flags.DEFINE_string("reference_dir", os.path.join(os.path.dirname(ROOT), "shared", "bench"),
                     "train: the folder of the PyTorch reference scripts.")
 

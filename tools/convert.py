@@ -23,15 +23,20 @@ flags.DEFINE_string("input", None, "Video, image or folder of images.")
 flags.DEFINE_string("output", None, "Output video, image, or folder.")
 flags.DEFINE_enum("direction", "b2a", ["b2a", "a2b"], "Swap direction.")
 flags.DEFINE_enum("mask", "hull", ["hull", "crop"], "Blend mask: landmark hull or whole crop.")
-flags.DEFINE_integer("erode", 0, "Shrink (>0) or grow (<0) the mask, in frame pixels.")
-flags.DEFINE_integer("blur", 8, "Feathering radius of the mask edge, in frame pixels.")
+flags.DEFINE_integer("erode", 0, "Shrink (>0) or grow (<0) the mask, in frame pixels.",
+                     lower_bound=-512, upper_bound=512)
+flags.DEFINE_integer("blur", 8, "Feathering radius of the mask edge, in frame pixels.",
+                     lower_bound=0, upper_bound=512)
 flags.DEFINE_enum("color", "rct", ["none", "rct", "hist"], "Colour matching.")
 flags.DEFINE_enum("blend", "alpha", ["alpha", "seamless"], "Blending.")
-flags.DEFINE_float("smooth", 0.5, "Temporal smoothing of landmarks, in [0, 1).")
-flags.DEFINE_integer("batch", 8, "Faces per model call.")
+flags.DEFINE_float("smooth", 0.5, "Temporal smoothing of landmarks, in [0, 1).",
+                   lower_bound=0.0, upper_bound=0.999)
+flags.DEFINE_integer("batch", 8, "Faces per model call.",
+                     lower_bound=1, upper_bound=4096)
 flags.DEFINE_bool("preview", False, "Write original | swapped side by side.")
 flags.DEFINE_string("detector", "hog", "Face detector (see tools/extract.py).")
-flags.DEFINE_integer("confirm_every", 2, "Re-detect a tracked face every n frames.")
+flags.DEFINE_integer("confirm_every", 2, "Re-detect a tracked face every n frames.",
+                     lower_bound=1)
 flags.mark_flags_as_required(["model", "input", "output"])
 
 

@@ -20,9 +20,12 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", "runs/demo", "Folder for faces, checkpoints, logs and previews.")
 flags.DEFINE_string("samples", None, "Folder holding the sample clips (see tools/samples.py).")
 flags.DEFINE_string("variant", "quick", "Variant of experiments/deepfakes_original.py.")
-flags.DEFINE_integer("steps", 0, "Override the number of training steps (0: the variant's).")
-flags.DEFINE_integer("size", 128, "Crop size of the extracted faces.")
-flags.DEFINE_integer("every_n", 2, "Keep every n-th video frame.")
+flags.DEFINE_integer("steps", 0, "Override the number of training steps (0: the variant's).",
+                     lower_bound=0)
+flags.DEFINE_integer("size", 128, "Crop size of the extracted faces.",
+                     lower_bound=16, upper_bound=4096)
+flags.DEFINE_integer("every_n", 2, "Keep every n-th video frame.",
+                     lower_bound=1)
 
 
 def main(argv):

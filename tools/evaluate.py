@@ -23,15 +23,21 @@ flags.DEFINE_string("a", None, "Video, image or folder of identity A (held-out f
 flags.DEFINE_string("b", None, "Video, image or folder of identity B (held-out frames).")
 flags.DEFINE_list("distractors", [], "Videos or folders of other identities, one each.")
 flags.DEFINE_string("output", None, "Output folder (replaced when complete).")
-flags.DEFINE_integer("max_frames", 150, "Frames used per clip.")
+flags.DEFINE_integer("max_frames", 150, "Frames used per clip.",
+                     lower_bound=1)
 flags.DEFINE_float("tail", 0.0, "Use only the last fraction of each clip; --held_out sets it "
-                   "to the share extraction holds out for validation.")
+                   "to the share extraction holds out for validation.",
+                   lower_bound=0.0, upper_bound=0.99)
 flags.DEFINE_bool("held_out", False, "Use only the frames a training run on the same clips "
                   "held out (the last part of each clip).")
-flags.DEFINE_integer("every", 1, "Use every n-th frame.")
-flags.DEFINE_integer("batch", 8, "Faces per model call.")
-flags.DEFINE_integer("samples", 6, "Rows of the sample grid per direction.")
-flags.DEFINE_integer("blur", 8, "Feathering radius when pasting the swap, in frame pixels.")
+flags.DEFINE_integer("every", 1, "Use every n-th frame.",
+                     lower_bound=1)
+flags.DEFINE_integer("batch", 8, "Faces per model call.",
+                     lower_bound=1, upper_bound=4096)
+flags.DEFINE_integer("samples", 6, "Rows of the sample grid per direction.",
+                     lower_bound=1, upper_bound=100)
+flags.DEFINE_integer("blur", 8, "Feathering radius when pasting the swap, in frame pixels.",
+                     lower_bound=0, upper_bound=512)
 flags.DEFINE_enum("color", "rct", ["none", "rct", "hist"], "Colour matching when pasting.")
 flags.DEFINE_string("detector", "hog", "Face detector (see tools/extract.py).")
 flags.mark_flags_as_required(["model", "a", "b", "output"])

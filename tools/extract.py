@@ -22,18 +22,28 @@ FLAGS = flags.FLAGS
 flags.DEFINE_list("input", None, "Videos, images or folders of images (comma-separated).")
 flags.DEFINE_string("output", None, "Extraction directory.")
 flags.DEFINE_string("identity", "", "Name of the person extracted (stored in every record).")
-flags.DEFINE_integer("size", 256, "Side of the aligned square crops, in pixels.")
-flags.DEFINE_float("coverage", 0.75, "Jaw width of the mean face as a fraction of the crop side.")
-flags.DEFINE_integer("every_n", 1, "Keep every n-th frame of videos.")
+flags.DEFINE_integer("size", 256, "Side of the aligned square crops, in pixels.",
+                     lower_bound=16, upper_bound=4096)
+flags.DEFINE_float("coverage", 0.75, "Jaw width of the mean face as a fraction of the crop side.",
+                   lower_bound=0.1, upper_bound=2.0)
+flags.DEFINE_integer("every_n", 1, "Keep every n-th frame of videos.",
+                     lower_bound=1)
 flags.DEFINE_string("detector", "hog", "hog, mmod, or an OpenCV DNN model file (.pb or .onnx).")
-flags.DEFINE_integer("detect_max_side", 640, "Detect on frames scaled to at most this side.")
-flags.DEFINE_integer("max_upsample", 1, "HOG: highest upsampling level tried.")
-flags.DEFINE_float("min_face", 40, "Smallest face kept (box side in source pixels).")
-flags.DEFINE_float("smooth", 0.0, "Temporal smoothing of landmarks in videos, in [0, 1).")
+flags.DEFINE_integer("detect_max_side", 640, "Detect on frames scaled to at most this side.",
+                     lower_bound=32)
+flags.DEFINE_integer("max_upsample", 1, "HOG: highest upsampling level tried.",
+                     lower_bound=0, upper_bound=4)
+flags.DEFINE_float("min_face", 40, "Smallest face kept (box side in source pixels).",
+                   lower_bound=0.0)
+flags.DEFINE_float("smooth", 0.0, "Temporal smoothing of landmarks in videos, in [0, 1).",
+                   lower_bound=0.0, upper_bound=0.999)
 flags.DEFINE_list("reference", [], "Images or folders of the target person: keep only that face.")
-flags.DEFINE_integer("workers", 1, "Inputs processed in parallel.")
-flags.DEFINE_integer("num_shards", 1, "Split the inputs over this many machines or jobs ...")
-flags.DEFINE_integer("shard_index", 0, "... and process this part (0-based).")
+flags.DEFINE_integer("workers", 1, "Inputs processed in parallel.",
+                     lower_bound=1, upper_bound=256)
+flags.DEFINE_integer("num_shards", 1, "Split the inputs over this many machines or jobs ...",
+                     lower_bound=1)
+flags.DEFINE_integer("shard_index", 0, "... and process this part (0-based).",
+                     lower_bound=0)
 flags.mark_flags_as_required(["input", "output"])
 
 

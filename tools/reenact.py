@@ -20,8 +20,10 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Workdir of a face2face_pix2pix run.")
 flags.DEFINE_string("driver", None, "Video (or image folder) whose motion drives A.")
 flags.DEFINE_string("output", None, "Output video path.")
-flags.DEFINE_integer("batch", 8, "Frames generated per compiled call.")
-flags.DEFINE_float("smooth", 0.0, "Temporal smoothing of the driver's landmarks, in [0, 1).")
+flags.DEFINE_integer("batch", 8, "Frames generated per compiled call.",
+                     lower_bound=1, upper_bound=4096)
+flags.DEFINE_float("smooth", 0.0, "Temporal smoothing of the driver's landmarks, in [0, 1).",
+                   lower_bound=0.0, upper_bound=0.999)
 flags.DEFINE_string("detector", "hog", "Face detector (see tools/extract.py).")
 flags.mark_flags_as_required(["model", "driver", "output"])
 

@@ -25,10 +25,13 @@ config_flags.DEFINE_config_file("config", None, "Experiment file, experiments/NA
 flags.DEFINE_string("workdir", None, "Where checkpoints, TensorBoard logs and previews go.")
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize (multi-host).")
 flags.DEFINE_string("coordinator", "", "host:port of process 0 (with --distributed).")
-flags.DEFINE_integer("num_processes", 0, "Number of processes (with --distributed).")
-flags.DEFINE_integer("process_id", -1, "This process's index (with --distributed).")
+flags.DEFINE_integer("num_processes", 0, "Number of processes (with --distributed).",
+                     lower_bound=0)
+flags.DEFINE_integer("process_id", -1, "This process's index (with --distributed).",
+                     lower_bound=-1)
 flags.DEFINE_integer("heartbeat_timeout", 60, "Seconds without a peer's heartbeat before the "
-                     "other processes stop (with --distributed).")
+                     "other processes stop (with --distributed).",
+                     lower_bound=1)
 flags.mark_flags_as_required(["config", "workdir"])
 
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from facejax import files
 from facejax.errors import UserError, one_line
+from facejax.lock import FolderLock
 from facejax.faces import align, detect, find, identity, landmarks as lm, video
 from facejax.progress import Progress
 
@@ -231,8 +232,21 @@ def extract(inputs, out_dir: str, opts: ExtractOptions, num_shards: int = 1,
         raise UserError(f"--size {opts.size}: must be at least 16")
     if opts.every_n < 1:
         raise UserError(f"--every_n {opts.every_n}: must be at least 1")
-    paths = expand_inputs(inputs)[shard_index::num_shards]
+    every = expand_inputs(inputs)
+    files.check_output(out_dir, every, own="extraction folder")
+    paths = every[shard_index::num_shards]
     check_or_write_config(out_dir, opts)
+    # One writer per folder (per shard: disjoint shards of one job write into one folder).
+    name = ".lock" if num_shards == 1 else f".lock-shard-{shard_index}-of-{num_shards}"
+    lock = FolderLock(out_dir, name, what="extraction folder")
+    try:
+        return _extract(paths, out_dir, opts, verbose)
+    finally:
+        lock.release()
+
+
+def _extract(paths, out_dir: str, opts: ExtractOptions, verbose: bool) -> dict:
+    """extract()'s work on this shard's inputs, in a locked folder."""
     references = None
     if opts.reference:
         det = detect.make_detector(opts.detector, opts.detect_max_side, opts.max_upsample + 1)
