@@ -9,7 +9,8 @@ from tests.conftest import ROOT
 
 # The levels of docs/architecture.md's module map; the longest matching prefix wins.
 LEVELS = {
-    "facejax.errors": 0, "facejax.files": 0, "facejax.progress": 0,
+    "facejax.errors": 0, "facejax.files": 0, "facejax.progress": 0, "facejax.lock": 0,
+    "facejax.config_check": 0,
     "facejax.faces": 1, "facejax.metrics": 1, "facejax.report": 1, "facejax.xla_setup": 1,
     "facejax.supervise": 1, "facejax.cli": 1, "facejax.trees": 1, "facejax.ops": 1,
     "facejax.losses": 1, "facejax.augment": 1, "facejax.parallel": 1,

@@ -153,3 +153,23 @@ def test_names_from_data_cannot_write_outside_the_output(tmp_path):
     assert len(records) == 5 and {r["identity"] for r in records} == {"../../escape"}
     from facejax import evaluate
     assert "/" not in evaluate.distractor_name("../../etc", set())
+
+
+def test_a_truncated_run_config_is_one_line_saying_what_to_do(tiny_ae_run, tmp_path):
+    wd = tmp_path / "run"
+    shutil.copytree(tiny_ae_run, wd)
+    text = (wd / "config.json").read_text()
+    (wd / "config.json").write_text(text[:len(text) // 2])
+    proc = run_tool("tools/train.py", "--config=experiments/deepfakes_original.py:tiny",
+                    f"--workdir={wd}")
+    _no_traceback(proc)
+    assert proc.returncode == 2
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: {wd}/config.json (the run's config): not valid JSON")
+    assert "the checkpoints beside it are intact" in line and "rerun the run's own command" in line
+    proc = run_tool("tools/convert.py", f"--model={wd}", f"--input={GRID}/GRID_brbk7n.mpg",
+                    f"--output={tmp_path}/out.mp4")
+    _no_traceback(proc)
+    assert proc.returncode == 2 and "config.json (the run's config): not valid JSON" in \
+        proc.stderr.strip().splitlines()[-1]
+    assert os.path.isdir(wd / "checkpoints" / "8")
