@@ -12,13 +12,14 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 
 import numpy as np
 from absl import logging
 
 from facejax import files
-from facejax.errors import UserError
+from facejax.errors import UserError, one_line
 from facejax.faces import align, compose, detect, find, landmarks as lm, video
 from facejax.inference import SwapModel
 from facejax.progress import Progress
@@ -66,6 +67,15 @@ def process_frames(frames, model: SwapModel, opts: ConvertOptions, emit,
     smoother = lm.LandmarkSmoother(opts.smooth) if opts.smooth else None
     paste_opts = opts.paste_options()
     counts = {"frames": 0, "faces_swapped": 0, "passed_through": 0, "unreadable": 0}
+    if opts.blend == "seamless":
+        counts["seamless_fallbacks"] = 0
+
+    def fallback(index, error):
+        if not counts["seamless_fallbacks"]:
+            print(f"note: seamless blending failed at frame {index} ({one_line(error)[:120]}); "
+                  "such frames are alpha-blended and counted in the summary",
+                  file=sys.stderr, flush=True)
+        counts["seamless_fallbacks"] += 1
     track = []
     pending = []   # (index, frame, affine, crop points) waiting for the model
     inflight = []  # (items, result) dispatched to the device, not pasted yet
@@ -74,7 +84,8 @@ def process_frames(frames, model: SwapModel, opts: ConvertOptions, emit,
         for items, result in inflight:
             faces = (np.clip(np.asarray(result), 0, 1) * 255 + 0.5).astype(np.uint8)
             for (i, f, m, pts), face in zip(items, faces):
-                out, _ = compose.paste(f, face, m, pts, paste_opts)
+                out, _ = compose.paste(f, face, m, pts, paste_opts,
+                                       lambda e, i=i: fallback(i, e))
                 emit(i, _out_frame(f, out, opts.preview))
         inflight.clear()
 

@@ -158,3 +158,35 @@ def test_cyclegan_swaps_through_g_ba(grid_faces, tmp_path):
         np.testing.assert_allclose(
             task.reconstruct(state, x, ident, config),
             task.swap(state, task.swap(state, x, there, config), back, config), atol=1e-5)
+
+
+def test_seamless_blending_changes_only_the_face_and_falls_back_with_a_note(monkeypatch, capsys):
+    """--blend seamless: a real Poisson blend inside the hull, the rest of the frame untouched;
+    where OpenCV fails the frame is alpha-blended, said once and counted."""
+    path = f"{GRID}/GRID_bbaf2n.mpg"
+    seamless = convert.ConvertOptions(color="none", blur=0, blend="seamless", batch=4)
+    frames, outs, counts, _ = run(path, noise_model(), seamless, limit=4)
+    _, alpha_outs, _, _ = run(path, noise_model(), convert.ConvertOptions(
+        color="none", blur=0, batch=4), limit=4)
+    assert counts["seamless_fallbacks"] == 0
+    for f, s, a in zip(frames, outs, alpha_outs):
+        changed = np.abs(f.astype(int) - s.astype(int)).max(-1) > 0
+        alpha_changed = np.abs(f.astype(int) - a.astype(int)).max(-1) > 0
+        assert changed.sum() > 500
+        # Seamless cloning stays in the box of the hull that alpha blending replaces (OpenCV
+        # solves over the mask's bounding box), and blends differently.
+        ys, xs = np.nonzero(alpha_changed)
+        box = np.zeros_like(changed)
+        box[ys.min():ys.max() + 1, xs.min():xs.max() + 1] = True
+        assert not (changed & ~box).any()
+        assert np.abs(s.astype(int) - a.astype(int))[alpha_changed].mean() > 1
+    import cv2
+
+    def fails(*args):
+        raise cv2.error("mask too small")
+    monkeypatch.setattr(cv2, "seamlessClone", fails)
+    frames, outs, counts, _ = run(path, noise_model(), seamless, limit=4)
+    assert counts["seamless_fallbacks"] == 4
+    np.testing.assert_array_equal(outs, alpha_outs)
+    err = capsys.readouterr().err
+    assert err.count("note: seamless blending failed at frame 0 (mask too small)") == 1

@@ -64,11 +64,12 @@ COLOR = {"none": lambda f, t, m: f, "rct": match_rct, "hist": match_histogram}
 
 
 def paste(frame: np.ndarray, face: np.ndarray, affine: np.ndarray, crop_points: np.ndarray,
-          opts: PasteOptions) -> tuple[np.ndarray, np.ndarray]:
+          opts: PasteOptions, on_fallback=None) -> tuple[np.ndarray, np.ndarray]:
     """Blends a generated crop back into `frame`. Returns (new frame, alpha mask [H, W]).
 
     All the work happens in the frame region the crop covers (plus the feathering margin), not
-    on the whole frame.
+    on the whole frame. Where OpenCV's seamless clone fails (tiny or degenerate masks), the
+    face is alpha-blended and `on_fallback(error)` is called.
     """
     size = face.shape[0]
     h, w = frame.shape[:2]
@@ -100,8 +101,9 @@ def paste(frame: np.ndarray, face: np.ndarray, affine: np.ndarray, crop_points: 
         try:
             return cv2.seamlessClone(full, frame, (alpha > 0.5).astype(np.uint8) * 255, centre,
                                      cv2.NORMAL_CLONE), alpha
-        except cv2.error:  # a face touching the border: fall back to alpha blending
-            pass
+        except cv2.error as e:
+            if on_fallback is not None:
+                on_fallback(e)
     region = frame[y0:y1, x0:x1].astype(np.float32)
     blended = region + (warped.astype(np.float32) - region) * a[..., None]
     out[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
