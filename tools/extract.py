@@ -38,7 +38,10 @@ flags.DEFINE_float("min_face", 40, "Smallest face kept (box side in source pixel
 flags.DEFINE_float("smooth", 0.0, "Temporal smoothing of landmarks in videos, in [0, 1).",
                    lower_bound=0.0, upper_bound=0.999)
 flags.DEFINE_list("reference", [], "Images or folders of the target person: keep only that face.")
-flags.DEFINE_integer("workers", 1, "Inputs processed in parallel.",
+flags.DEFINE_integer("chunk_frames", 1000, "Video frames written at once: a kill loses at most "
+                     "one chunk per worker, and workers share a long video by chunks.",
+                     lower_bound=1)
+flags.DEFINE_integer("workers", 1, "Processes extracting in parallel (over inputs and chunks).",
                      lower_bound=1, upper_bound=256)
 flags.DEFINE_integer("num_shards", 1, "Split the inputs over this many machines or jobs ...",
                      lower_bound=1)
@@ -53,7 +56,8 @@ def main(argv):
         size=FLAGS.size, coverage=FLAGS.coverage, identity=FLAGS.identity,
         every_n=FLAGS.every_n, detector=FLAGS.detector, detect_max_side=FLAGS.detect_max_side,
         max_upsample=FLAGS.max_upsample, min_face=FLAGS.min_face, smooth=FLAGS.smooth,
-        reference=tuple(FLAGS.reference), workers=FLAGS.workers)
+        reference=tuple(FLAGS.reference), workers=FLAGS.workers,
+        chunk_frames=FLAGS.chunk_frames)
     summary = extract_lib.extract(FLAGS.input, FLAGS.output, opts, FLAGS.num_shards,
                                   FLAGS.shard_index)
     for f in summary["failed"]:

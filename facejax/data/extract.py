@@ -8,34 +8,34 @@ Layout of an extraction directory (see WORKSPACE.md):
     DIR/inputs/<key>/summary.json       counts for that input
     DIR/alignments.jsonl, DIR/summary.json   merged over every finished input
 
-An input is written under `DIR/.partial-<key>-<pid>` and renamed to `inputs/<key>` only when
-complete, so a crash or kill loses at most the input in progress and never leaves a half record;
-a rerun skips finished inputs and so never duplicates one.
+An input is extracted in chunks of frames (facejax/data/extract_work.py), each written whole,
+and assembled into `inputs/<key>` when all are there: a crash or kill loses at most the chunk
+in progress per worker and never leaves a half record; a rerun skips finished chunks and
+inputs and so never duplicates one. One long video is shared by several workers.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
-import glob
 import hashlib
 import json
 import multiprocessing
 import os
 import re
-import shutil
 import time
 
 import numpy as np
 
 from facejax import files
+from facejax.data import extract_work as work
 from facejax.errors import UserError, one_line
+from facejax.faces import detect, find, identity, video
 from facejax.lock import FolderLock
-from facejax.faces import align, detect, find, identity, landmarks as lm, video
 from facejax.progress import Progress
 
 CONFIG_FILE = "extract_config.json"
-INPUTS = "inputs"
+INPUTS = work.INPUTS
 
 
 @dataclasses.dataclass
@@ -51,6 +51,7 @@ class ExtractOptions:
     smooth: float = 0.0
     reference: tuple = ()
     workers: int = 1
+    chunk_frames: int = 1000    # frames of a video written at once (resume granularity)
 
 
 def input_key(path: str) -> str:
@@ -62,10 +63,6 @@ def input_key(path: str) -> str:
     base = base.lstrip(".") or "input"
     digest = hashlib.sha1(os.path.abspath(path).encode()).hexdigest()[:8]
     return f"{base}-{digest}"
-
-
-def _json_line(obj) -> str:
-    return json.dumps(obj, separators=(",", ":")) + "\n"
 
 
 def check_or_write_config(out_dir: str, opts: ExtractOptions) -> None:
@@ -105,83 +102,6 @@ def reference_embeddings(paths, detector) -> np.ndarray:
     if not out:
         raise UserError(f"--reference {','.join(paths)}: no face found in the reference images")
     return np.stack(out)
-
-
-# Per-process state of a worker (built once per process: the dlib models take a moment to load).
-_WORKER = {}
-
-
-def _init_worker(opts: ExtractOptions, references, counters) -> None:
-    det = detect.make_detector(opts.detector, opts.detect_max_side, opts.max_upsample)
-    target = identity.TargetFilter(references) if references is not None else None
-    _WORKER.update(opts=opts, finder=find.FaceFinder(det, opts.min_face, target), counters=counters)
-
-
-def _extract_one(path: str, out_dir: str) -> dict:
-    """Extracts one input into DIR/inputs/<key>. Returns its summary."""
-    opts, finder, counters = _WORKER["opts"], _WORKER["finder"], _WORKER["counters"]
-    key = input_key(path)
-    final = os.path.join(out_dir, INPUTS, key)
-    partial = os.path.join(out_dir, f".partial-{key}-{os.getpid()}")
-    # Leftovers of a killed run of this input (only one job ever owns an input: shards are
-    # disjoint) are removed before starting again.
-    for stale in glob.glob(os.path.join(out_dir, f".partial-{glob.escape(key)}-*")):
-        shutil.rmtree(stale, ignore_errors=True)
-    start = time.monotonic()
-    summary = {"input": path, "key": key, "frames_read": 0, "faces_kept": 0,
-               "skipped": {r: 0 for r in find.SKIP_REASONS}}
-    try:
-        source = video.FrameSource(path)
-    except UserError as e:
-        summary["error"] = one_line(e)
-        return summary
-    os.makedirs(os.path.join(partial, "faces"))
-    smoother = lm.LandmarkSmoother(opts.smooth) if opts.smooth else None
-    finder.reset()
-    lines = []
-    try:
-        report = _WORKER.get("report")
-        for index, frame in source.frames(every_n=opts.every_n):
-            summary["frames_read"] += 1
-            counters[0] += 1
-            if report:
-                report()
-            if frame is None:
-                summary["skipped"][find.UNREADABLE] += 1
-                continue
-            if source.kind != "video":
-                finder.reset()
-            face, reason = finder(frame)
-            if face is None:
-                summary["skipped"][reason] += 1
-                if smoother:
-                    smoother.reset()
-                continue
-            points = smoother(face.landmarks) if smoother else face.landmarks
-            affine = align.align_matrix(points, opts.size, opts.coverage)
-            crop = align.crop(frame, affine, opts.size)
-            record = f"{key}/{index:06d}"
-            video.write_image(os.path.join(partial, "faces", f"{index:06d}.png"), crop)
-            lines.append({
-                "record": record, "source": source.name_of(index), "input": path,
-                "frame": index, "box": face.box.as_list(),
-                "landmarks": np.round(points, 2).tolist(),
-                "affine": np.round(affine, 6).tolist(), "identity": opts.identity,
-                "size": opts.size, "frame_size": [frame.shape[1], frame.shape[0]],
-            })
-            summary["faces_kept"] += 1
-            counters[1] += 1
-        summary["seconds"] = round(time.monotonic() - start, 3)
-        with open(os.path.join(partial, "alignments.jsonl"), "w") as f:
-            f.writelines(_json_line(x) for x in lines)
-        with open(os.path.join(partial, "summary.json"), "w") as f:
-            json.dump(summary, f, indent=1)
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(partial, final)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    return summary
 
 
 def merge(out_dir: str) -> dict:
@@ -253,38 +173,63 @@ def _extract(paths, out_dir: str, opts: ExtractOptions, verbose: bool) -> dict:
         references = reference_embeddings(opts.reference, det)
     todo = [p for p in paths if not os.path.isdir(os.path.join(out_dir, INPUTS, input_key(p)))]
     start = time.monotonic()
-    failed, done = [], []
+    failed, plans, remaining = [], {}, []
+    for p in todo:
+        key = input_key(p)
+        work.remove_partial_chunks(out_dir, key)
+        try:
+            source = video.FrameSource(p)
+        except UserError as e:
+            failed.append({"input": p, "error": one_line(e)})
+            continue
+        plans[p] = work.plan(out_dir, key, source, opts.every_n, opts.chunk_frames)
+        finished = work.finished_chunks(out_dir, key)
+        remaining.append((p, key, [k for k, s in enumerate(plans[p]) if s not in finished]))
+    # Split the chunks left over the workers: several may share one long video.
+    workers = max(1, opts.workers)
+    total_chunks = sum(len(t) for *_, t in remaining)
+    per_span = max(1, -(-total_chunks // workers))
+    spans = [sp for p, key, t in remaining for sp in work.spans(p, key, plans[p], t, per_span)]
     progress = Progress("extract", unit="frames") if verbose else None
-    workers = max(1, min(opts.workers, len(todo)))
+    keys = {p: key for p, key, _ in remaining}
+
+    def assemble_finished():
+        # An input appears in inputs/ as soon as its last chunk is written.
+        for p, key in list(keys.items()):
+            if work.finished_chunks(out_dir, key) >= set(plans[p]):
+                work.assemble(out_dir, p, key, plans[p])
+                del keys[p]
+
+    workers = max(1, min(workers, len(spans)))
     if workers == 1:
         counters = [0, 0]
-        _init_worker(opts, references, counters)
-        _WORKER["report"] = ((lambda: progress.update(counters[0], faces=counters[1]))
-                             if progress else None)
-        for p in todo:
-            done.append(_extract_one(p, out_dir))
-    else:
+        work.init_worker(opts, references, counters)
+        work._WORKER["report"] = ((lambda: progress.update(counters[0], faces=counters[1]))
+                                  if progress else None)
+        for sp in spans:
+            work.extract_span(sp, out_dir)
+            assemble_finished()
+    elif spans:
         ctx = multiprocessing.get_context("spawn")
         counters = ctx.Array("l", 2)
         with concurrent.futures.ProcessPoolExecutor(
-                workers, mp_context=ctx, initializer=_init_worker,
+                workers, mp_context=ctx, initializer=work.init_worker,
                 initargs=(opts, references, counters)) as pool:
-            futures = [pool.submit(_extract_one, p, out_dir) for p in todo]
-            pending = set(futures)
+            pending = {pool.submit(work.extract_span, sp, out_dir) for sp in spans}
             while pending:
                 finished, pending = concurrent.futures.wait(pending, timeout=1.0)
+                for f in finished:
+                    f.result()
+                assemble_finished()
                 if progress:
                     progress.update(counters[0], faces=counters[1])
-            done = [f.result() for f in futures]
-    for s in done:
-        if "error" in s:
-            failed.append({"input": s["input"], "error": s["error"]})
+    assemble_finished()  # inputs whose chunks were all written by an earlier run
     total = merge(out_dir)
     total["this_run"] = {"inputs": len(todo), "skipped_finished": len(paths) - len(todo),
+                         "chunks": sum(sp.last - sp.first + 1 for sp in spans),
                          "seconds": round(time.monotonic() - start, 3)}
     total["failed"] = failed
-    files.atomic_write_bytes(os.path.join(out_dir, "summary.json"),
-                             json.dumps(total, indent=1).encode())
+    files.write_json(os.path.join(out_dir, "summary.json"), total)
     if progress:
         progress.close(faces=total["faces_kept"])
     return total

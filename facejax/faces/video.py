@@ -155,10 +155,17 @@ class FrameSource:
     def __iter__(self) -> Iterator[tuple[int, np.ndarray | None]]:
         return self.frames()
 
-    def frames(self, every_n: int = 1, start: int = 0) -> Iterator[tuple[int, np.ndarray | None]]:
-        """Yields (index, RGB frame or None when unreadable) for every `every_n`-th frame."""
+    def frames(self, every_n: int = 1, start: int = 0,
+               stop: int | None = None) -> Iterator[tuple[int, np.ndarray | None]]:
+        """Yields (index, RGB frame or None when unreadable) for the frames start, start +
+        every_n, ... before `stop` (None: to the end).
+
+        Videos are positioned by decoding forward from the first frame (grab, no colour
+        conversion): container seeking is not frame-exact for every codec (MPEG-PS seeks to a
+        nearby keyframe), and a range must start at exactly its frame."""
         if self.kind != "video":
-            for i in range(start, len(self._files), every_n):
+            end = len(self._files) if stop is None else min(stop, len(self._files))
+            for i in range(start, end, every_n):
                 try:
                     yield i, read_image(self._files[i])
                 except UserError:
@@ -166,10 +173,12 @@ class FrameSource:
             return
         cap = cv2.VideoCapture(self.path)
         try:
-            if start:
-                cap.set(cv2.CAP_PROP_POS_FRAMES, start)
-            i = start
-            while True:
+            i = 0
+            while i < start:
+                if not cap.grab():
+                    return
+                i += 1
+            while stop is None or i < stop:
                 # grab() without retrieve() skips decoding work for frames we do not keep.
                 if (i - start) % every_n:
                     if not cap.grab():
