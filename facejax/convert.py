@@ -19,7 +19,7 @@ import numpy as np
 from absl import logging
 
 from facejax import files
-from facejax.errors import UserError, one_line
+from facejax.errors import UserError, one_line, write_failed
 from facejax.faces import align, compose, detect, find, landmarks as lm, video
 from facejax.inference import SwapModel
 from facejax.progress import Progress
@@ -158,6 +158,15 @@ def convert(model, input_path: str, output: str, opts: ConvertOptions,
     """
     opts.check()
     files.check_output(output, [input_path])
+    try:
+        return _convert(model, input_path, output, opts, verbose)
+    except OSError as e:  # disk full and the like, writing images or the summary
+        raise write_failed(e, os.path.dirname(os.path.abspath(output)),
+                           "the input and the outputs written so far")
+
+
+def _convert(model, input_path: str, output: str, opts: ConvertOptions, verbose: bool) -> dict:
+    """convert()'s work, with checked options and output path."""
     source = video.FrameSource(input_path)
     start = time.monotonic()
     progress = Progress("convert", total=len(source), unit="frames") if verbose else None
@@ -167,7 +176,8 @@ def convert(model, input_path: str, output: str, opts: ConvertOptions,
             raise UserError(f"--output {output}: folder {out_dir} does not exist")
         w = source.info.width * (2 if opts.preview else 1)
         silent = os.path.join(out_dir, f".tmp-silent-{os.getpid()}-{os.path.basename(output)}")
-        writer = video.VideoWriter(silent, source.info.fps, (w, source.info.height))
+        writer = video.VideoWriter(silent, source.info.fps, (w, source.info.height),
+                                   name=output)
         try:
             counts, track = process_frames(source.frames(), model, opts,
                                      lambda i, f: writer.write(f), progress)

@@ -11,6 +11,19 @@ class RunError(Exception):
     exit_code = 1
 
 
+class OutOfSpace(RunError):
+    """A write failed for lack of room (disk full, quota, read-only): what was finished is kept,
+    and rerunning the same command once there is room goes on from there."""
+
+
+def write_failed(err: OSError, folder: str, kept: str) -> OutOfSpace:
+    """The one-line OutOfSpace for an OSError while writing into `folder`."""
+    what = err.strerror or type(err).__name__
+    name = f" writing {err.filename}" if err.filename else ""
+    return OutOfSpace(f"{folder}: {what}{name}; {kept} are kept: make room and rerun the same "
+                      "command to go on")
+
+
 def one_line(err: BaseException) -> str:
     """Returns the error message collapsed to a single line."""
     return " ".join(str(err).split()) or type(err).__name__

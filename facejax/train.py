@@ -21,7 +21,7 @@ from facejax import checkpoint as ckpt_lib
 from facejax import (augment, config_check, files, inference, parallel, run_info, summaries,
                      tasks, trees)
 from facejax.data import pipeline, tfds_faces
-from facejax.errors import RunError, UserError
+from facejax.errors import RunError, UserError, write_failed
 from facejax.lock import FolderLock
 from facejax.progress import format_seconds
 
@@ -251,6 +251,8 @@ def train(config, workdir: str) -> dict:
     lock = FolderLock(workdir, what="training workdir") if jax.process_index() == 0 else None
     try:
         return _train(config, workdir, task)
+    except OSError as e:  # a summary, preview or record that could not be written
+        raise write_failed(e, workdir, "the checkpoints written so far")
     finally:
         if lock is not None:
             lock.release()

@@ -29,7 +29,7 @@ import numpy as np
 
 from facejax import files
 from facejax.data import extract_work as work
-from facejax.errors import UserError, one_line
+from facejax.errors import UserError, one_line, write_failed
 from facejax.faces import detect, find, identity, video
 from facejax.lock import FolderLock
 from facejax.progress import Progress
@@ -161,6 +161,8 @@ def extract(inputs, out_dir: str, opts: ExtractOptions, num_shards: int = 1,
     lock = FolderLock(out_dir, name, what="extraction folder")
     try:
         return _extract(paths, out_dir, opts, verbose)
+    except OSError as e:  # disk full and the like: the finished chunks stay for the rerun
+        raise write_failed(e, out_dir, "the finished inputs and chunks")
     finally:
         lock.release()
 

@@ -13,7 +13,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from facejax.errors import UserError
+from facejax.errors import OutOfSpace, UserError
 from facejax.files import atomic_write_bytes
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
@@ -223,7 +223,10 @@ class FrameSource:
 class VideoWriter:
     """Writes RGB frames to a video that appears at `path` only once `close()` succeeds."""
 
-    def __init__(self, path: str, fps: float, size: tuple[int, int]):
+    def __init__(self, path: str, fps: float, size: tuple[int, int], name: str = ""):
+        """name: what messages call the file (default `path`; a caller writing to a temporary
+        path of its own names the output the user asked for)."""
+        self.name = name or path
         directory = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(directory):
             raise UserError(f"{path}: output folder {directory} does not exist")
@@ -236,7 +239,8 @@ class VideoWriter:
         self.size = size
         self._writer = cv2.VideoWriter(self.tmp, cv2.VideoWriter_fourcc(*fourcc), fps, size)
         if not self._writer.isOpened():
-            raise UserError(f"{path}: cannot open a video writer for this file type")
+            raise UserError(f"{self.name}: cannot open a video writer (a file type OpenCV cannot "
+                            "write, or a full or read-only folder)")
         self.count = 0
 
     def write(self, rgb: np.ndarray) -> None:
@@ -246,7 +250,23 @@ class VideoWriter:
         self.count += 1
 
     def close(self) -> None:
+        """Finishes the file and puts it at `path`, after reading it back: OpenCV's writers do
+        not report a failed write (a full disk leaves a truncated file), so a file that does
+        not open with every frame is removed and reported instead.
+
+        Raises:
+          OutOfSpace: the file could not be written whole; nothing is at `path`'s place but
+            what was there before.
+        """
         self._writer.release()
+        cap = cv2.VideoCapture(self.tmp)
+        frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else -1
+        cap.release()
+        if frames < self.count:
+            self.abort()
+            raise OutOfSpace(f"{self.name}: the video could not be written whole ({max(frames, 0)} "
+                             f"of {self.count} frames readable; is the disk full?); nothing "
+                             "was replaced: make room and rerun")
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
