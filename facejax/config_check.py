@@ -122,19 +122,16 @@ def check(config) -> None:
     for key, value in _leaves(config):
         rule = rule_of(key, NUMBERS)
         if rule is not None:
-            values = value if isinstance(value, (tuple, list)) else (value,)
+            many = isinstance(value, (tuple, list))
+            values = value if many else (value,)
             if not values or not all(_number_ok(v, *rule) for v in values):
                 raise UserError(f"--config.{key}={_show(value)}: must be "
-                                f"{_describe(*rule)}{' each' if isinstance(value, (tuple, list)) else ''}")
+                                f"{_describe(*rule)}{' each' if many else ''}")
             continue
         choices = rule_of(key, CHOICES)
         if choices is not None and value not in choices:
             raise UserError(f"--config.{key}={_show(value)}: expected one of "
                             f"{', '.join(choices)}")
-    size, load = config.get("model", {}).get("size"), config.get("data", {}).get("load_size")
-    if size and load and load < size:
-        raise UserError(f"--config.data.load_size={load}: smaller than --config.model.size="
-                        f"{size}; the crops are loaded at least at the model's size")
 
 
 def _show(value) -> str:

@@ -176,8 +176,9 @@ def clip_metrics(res: ClipResult, identity: str, sets: dict, every: int) -> dict
             "ssim_mean": float(np.mean(res.ssim)),
             "per_frame_psnr": res.psnr, "per_frame_ssim": res.ssim,
         },
-        "identity": metrics.identity_metrics(np.array(res.swap_embeddings, np.float32).reshape(-1, 128),
-                                             sets, target=OTHER[identity], source=identity),
+        "identity": metrics.identity_metrics(
+            np.array(res.swap_embeddings, np.float32).reshape(-1, 128), sets,
+            target=OTHER[identity], source=identity),
         "expression": {
             "landmark_nme_mean": float(np.mean(nme)),
             "landmark_nme_median": float(np.median(nme)),

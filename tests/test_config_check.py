@@ -60,10 +60,3 @@ def test_every_rule_refuses_values_outside_it_naming_the_flag():
                     config_check.check(c)
                 checked += 1
     assert checked > 300
-
-
-def test_load_size_below_the_model_size_is_refused():
-    config = importlib.import_module("experiments.face2face_pix2pix").get_config("tiny")
-    config.data.load_size = 16
-    with pytest.raises(UserError, match="--config.data.load_size=16: smaller than"):
-        config_check.check(config)
