@@ -3,6 +3,8 @@ smoke test on tiny configs and a short clip; the figures themselves go to docs/b
 
 import json
 
+import pytest
+
 from tests.conftest import GRID, run_tool
 
 CLIP = f"{GRID}/GRID_bbaf2n.mpg"
@@ -28,9 +30,13 @@ def test_train_and_conv_report_their_figures():
     assert r["fastest"] in r["ms"]
 
 
-def test_extract_and_convert_report_their_figures():
+def test_extract_reports_its_figures():
     r = _bench("extract", f"--clip={CLIP}")
     assert r["frames"] == 75 and r["faces"] == 75 and r["frames_per_s"] > 0
+
+
+@pytest.mark.slow  # compiles the full-size autoencoder
+def test_convert_reports_its_figures():
     r = _bench("convert", f"--clip={CLIP}")
     assert r["frames"] == r["faces"] == 75 and r["frames_per_s"] > 0
 
