@@ -210,6 +210,15 @@ def warp_pair(key: jax.Array, image: jax.Array, out_size: int, cfg):
     return apply_warp(jnp, warp_params(key, cfg), image, out_size, cfg)
 
 
+def warp_with_masks(key: jax.Array, image: jax.Array, masks: jax.Array, out_size: int, cfg):
+    """`warp_pair` with masks that follow the target: (warped, target, target masks), float32
+    in [0, 1]; masks uint8 [L, L, M] take the target's affine view (no colour, no warp)."""
+    p = warp_params(key, cfg)
+    warped, target = apply_warp(jnp, p, image, out_size, cfg)
+    grid = affine_coords(jnp, p, out_size, image.shape[0], cfg.region)
+    return warped, target, sample(masks.astype(jnp.float32) / np.float32(255), grid)
+
+
 def warp_batch_np(rng: np.random.Generator, images: np.ndarray, out_size: int, cfg):
     """The host path: uint8 [B, L, L, 3] -> (warped, target) float32 [B, out, out, 3]."""
     pairs = [apply_warp(np, warp_params_np(rng, cfg), im, out_size, cfg) for im in images]

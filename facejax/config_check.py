@@ -46,6 +46,14 @@ NUMBERS = {
     "model.d_layers": ("int", 1, 8, False),
     "model.n_blocks": ("int", 0, 64, False),
     "model.dropout": ("float", 0, 1, False),
+    "model.ae_dims": ("int", 1, INF, False),
+    "model.e_dims": ("int", 1, INF, False),
+    "model.d_dims": ("int", 1, INF, False),
+    "model.d_mask_dims": ("int", 1, INF, False),
+    "optim.clip_norm": ("float", 0, INF, False),
+    "optim.lr_dropout": ("float", 0, 0.99, False),
+    "ema": ("float", 0, 0.9999, False),
+    "loss.eyes_mouth_weight": ("float", 0, INF, False),
     "data.load_size": ("int", 16, 4096, False),
     "data.degrade.prob": ("float", 0, 1, False),
     "data.degrade.max_blur": ("float", 0, 100, False),
@@ -76,6 +84,7 @@ CHOICES = {
     "model.d_norm": ("batch", "instance", "none"),
     "loss.gan_mode": ("vanilla", "lsgan", "hinge", "l1"),
     "augment.placement": ("auto", "device", "host"),
+    "optim.name": ("adabelief", "adam"),
 }
 
 

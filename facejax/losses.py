@@ -1,4 +1,5 @@
-"""Pure loss terms: unreduced, shape-checked. Reduce with `mean` / `masked_mean` at the call site."""
+"""Pure loss terms: unreduced, shape-checked. Reduce with `mean` / `masked_mean` at the call
+site."""
 
 from __future__ import annotations
 
@@ -72,3 +73,58 @@ def gan_generator(fake: jax.Array, mode: str) -> jax.Array:
     if mode == "l1":
         return jnp.abs(fake - 1.0)
     raise ValueError(f"gan_mode {mode!r}: expected one of {GAN_MODES}")
+
+
+# ---- structural terms (DeepFaceLab's SAEHD) ----------------------------------------------------
+
+def _depthwise(x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
+    """x [B, H, W, C] filtered per channel by `kernel` [k, k]."""
+    c = x.shape[-1]
+    k = jnp.broadcast_to(kernel[:, :, None, None], kernel.shape + (1, c)).astype(x.dtype)
+    return jax.lax.conv_general_dilated(x, k, (1, 1), padding, feature_group_count=c,
+                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+
+
+def gaussian_kernel(sigma: float) -> jax.Array:
+    """DeepFaceLab's blur kernel: size max(3, int(4σ)) made odd, normalised."""
+    k = max(3, int(4 * sigma))
+    k += 1 - k % 2
+    d = jnp.arange(k, dtype=jnp.float32) - k // 2
+    g = jnp.exp(-d ** 2 / (2 * sigma ** 2))
+    g2 = g[:, None] * g[None, :]
+    return g2 / g2.sum()
+
+
+def gaussian_blur(x: jax.Array, sigma: float) -> jax.Array:
+    """x [B, H, W, C] blurred per channel, zero padding, same size (DeepFaceLab's)."""
+    kernel = gaussian_kernel(sigma)
+    p = kernel.shape[0] // 2
+    return _depthwise(x, kernel, ((p, p), (p, p)))
+
+
+def ssim_kernel(size: int, sigma: float = 1.5) -> jax.Array:
+    """DeepFaceLab's DSSIM window: a softmax of -d²/(2σ²) over the size×size grid."""
+    size = max(1, size)
+    d = (jnp.arange(size, dtype=jnp.float32) - (size - 1) / 2.0) ** 2 * (-0.5 / sigma ** 2)
+    return jax.nn.softmax((d[None, :] + d[:, None]).reshape(-1)).reshape(size, size)
+
+
+def dssim(a: jax.Array, b: jax.Array, filter_size: int, sigma: float = 1.5,
+          max_val: float = 1.0) -> jax.Array:
+    """Structural dissimilarity (1 - SSIM) / 2 per image and channel: [B, H, W, C] -> [B, C].
+
+    DeepFaceLab's form: the Gaussian window of `ssim_kernel`, VALID filtering, SSIM averaged
+    over the positions (Wang et al. 2004, K1 0.01, K2 0.03).
+    """
+    chex.assert_equal_shape([a, b])
+    kernel = ssim_kernel(filter_size, sigma)
+    red = lambda x: _depthwise(x, kernel, ((0, 0), (0, 0)))
+    c1, c2 = (0.01 * max_val) ** 2, (0.03 * max_val) ** 2
+    mean0, mean1 = red(a), red(b)
+    num0 = mean0 * mean1 * 2.0
+    den0 = jnp.square(mean0) + jnp.square(mean1)
+    luminance = (num0 + c1) / (den0 + c1)
+    num1 = red(a * b) * 2.0
+    den1 = red(jnp.square(a) + jnp.square(b))
+    cs = (num1 - num0 + c2) / (den1 - den0 + c2)
+    return (1.0 - jnp.mean(luminance * cs, axis=(1, 2))) / 2.0

@@ -56,3 +56,51 @@ def test_gan_losses_against_numpy():
                 order=1, modes=["rev"], eps=1e-1)
     with pytest.raises(ValueError, match="gan_mode"):
         losses.gan_generator(fake, "wgan")
+
+
+def _np_depthwise_valid(x, k):
+    n, h, w, c = x.shape
+    s = k.shape[0]
+    out = np.zeros((n, h - s + 1, w - s + 1, c))
+    for i in range(s):
+        for j in range(s):
+            out += k[i, j] * x[:, i:i + h - s + 1, j:j + w - s + 1]
+    return out
+
+
+def test_dssim_against_numpy_and_its_gradients():
+    """DeepFaceLab's DSSIM: a softmax-Gaussian window, VALID filtering, per channel."""
+    rng = np.random.default_rng(0)
+    a = rng.uniform(size=(2, 20, 18, 3))
+    b = np.clip(a + rng.normal(scale=0.1, size=a.shape), 0, 1)
+    size = 7
+    d = (np.arange(size) - (size - 1) / 2.0) ** 2 * (-0.5 / 1.5 ** 2)
+    k = np.exp(d[None] + d[:, None])
+    k /= k.sum()
+    np.testing.assert_allclose(losses.ssim_kernel(size), k, rtol=1e-5)
+    red = lambda x: _np_depthwise_valid(x, k)
+    c1, c2 = 0.01 ** 2, 0.03 ** 2
+    m0, m1 = red(a), red(b)
+    lum = (2 * m0 * m1 + c1) / (m0 ** 2 + m1 ** 2 + c1)
+    cs = (2 * red(a * b) - 2 * m0 * m1 + c2) / (red(a * a + b * b) - m0 ** 2 - m1 ** 2 + c2)
+    ref = (1 - (lum * cs).mean((1, 2))) / 2
+    got = jax.jit(losses.dssim, static_argnums=2)(jnp.asarray(a, jnp.float32),
+                                                  jnp.asarray(b, jnp.float32), size)
+    assert got.shape == (2, 3)
+    np.testing.assert_allclose(got, ref, rtol=2e-4, atol=1e-6)
+    assert float(losses.dssim(jnp.asarray(a, jnp.float32), jnp.asarray(a, jnp.float32),
+                              size).max()) < 1e-6
+    check_grads(lambda x: losses.dssim(x, jnp.asarray(b), size).sum(), (jnp.asarray(a),),
+                order=1, modes=["rev"], eps=1e-3, atol=2e-2, rtol=2e-2)
+
+
+def test_gaussian_blur_kernel_and_mask_blur():
+    k = np.asarray(losses.gaussian_kernel(4.0))
+    assert k.shape == (17, 17) and abs(k.sum() - 1) < 1e-6
+    np.testing.assert_allclose(k, k.T)
+    assert np.unravel_index(k.argmax(), k.shape) == (8, 8)
+    assert losses.gaussian_kernel(0.5).shape == (3, 3)  # at least 3 taps, odd
+    x = np.zeros((1, 21, 21, 1), np.float32)
+    x[0, 10, 10, 0] = 1.0
+    np.testing.assert_allclose(losses.gaussian_blur(jnp.asarray(x), 4.0)[0, 2:19, 2:19, 0], k,
+                               atol=1e-7)

@@ -70,7 +70,26 @@ flags.DEFINE_string("reference_dir", os.path.join(os.path.dirname(ROOT), "shared
                     "train: the folder of the PyTorch reference scripts.")
 
 REFERENCES = {"autoencoder": "torch_autoencoder.py", "pix2pix": "torch_pix2pix.py",
-              "cyclegan": "torch_cyclegan.py"}
+              "cyclegan": "torch_cyclegan.py", "saehd": "torch_saehd.py"}
+
+
+def reference_args(config) -> list[str]:
+    """The family's reference script arguments for the config's batch, size and model."""
+    if config.task == "saehd":
+        m = config.model
+        archi = m.archi.split("-")[0]
+        if archi != m.archi:
+            raise UserError(f"--config.model.archi={m.archi}: the reference has plain df and "
+                            "liae only")
+        return ["--archi", archi, "--resolution", str(m.size), "--batch",
+                str(config.batch_size), "--ae_dims", str(m.ae_dims), "--e_dims", str(m.e_dims),
+                "--d_dims", str(m.d_dims), "--d_mask_dims", str(m.d_mask_dims),
+                "--steps", "3", "--warmup", "1", "--threads", str(os.cpu_count() or 1)] + (
+                    [] if config.loss.eyes_mouth_weight else ["--no-eyes_mouth_prio"])
+    args = ["--batch", str(config.batch_size), "--size", str(config.model.size)]
+    if config.task == "cyclegan":
+        args += ["--steps", "3", "--warmup", "1"]  # seconds per step on a CPU at 256 px
+    return args
 
 
 def reference_step_ms(config) -> float:
@@ -78,10 +97,7 @@ def reference_step_ms(config) -> float:
     script = os.path.join(FLAGS.reference_dir, REFERENCES[config.task])
     if not os.path.isfile(script):
         raise UserError(f"--reference_dir: no {script}")
-    cmd = [FLAGS.reference_python, script, "--batch", str(config.batch_size),
-           "--size", str(config.model.size), "--no-flops"]
-    if config.task == "cyclegan":
-        cmd += ["--steps", "3", "--warmup", "1"]  # seconds per step on a CPU at 256 px
+    cmd = [FLAGS.reference_python, script, *reference_args(config), "--no-flops"]
     try:
         env = os.environ if FLAGS.reference_huge_pages else xla_setup.without_huge_pages(
             os.environ)

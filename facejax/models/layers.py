@@ -22,10 +22,11 @@ def compute_dtype(model_config):
 
 
 def _conv_kernel(module: nn.Module, x: jax.Array, k: int):
-    """The k×k HWIO "kernel" parameter of `module` (lecun-normal, float32, as nn.Conv's) and x,
-    both cast to the module's compute dtype (its `dtype`, else x's)."""
-    kernel = module.param("kernel", nn.initializers.lecun_normal(),
-                          (k, k, x.shape[-1], module.features), jnp.float32)
+    """The k×k HWIO "kernel" parameter of `module` (its `kernel_init`, lecun-normal unless set,
+    as nn.Conv's; float32) and x, both cast to the module's compute dtype (its `dtype`, else
+    x's)."""
+    init = getattr(module, "kernel_init", None) or nn.initializers.lecun_normal()
+    kernel = module.param("kernel", init, (k, k, x.shape[-1], module.features), jnp.float32)
     dtype = module.dtype or x.dtype
     return x.astype(dtype), kernel.astype(dtype)
 
@@ -47,6 +48,7 @@ class Conv(nn.Module):
     use_bias: bool = True
     dtype: jnp.dtype | None = None
     max_tile: int = 4  # the largest Winograd output tile "auto" may pick
+    kernel_init: nn.initializers.Initializer | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -63,6 +65,7 @@ class StridedConv(nn.Module):
     impl: str = "auto"
     dtype: jnp.dtype | None = None
     padding: int | None = None
+    kernel_init: nn.initializers.Initializer | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:

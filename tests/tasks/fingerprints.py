@@ -24,10 +24,11 @@ VARIANTS = {
     "deepfakes_original": ("default", "128", "quick", "tiny"),
     "face2face_pix2pix": ("default", "small", "tiny"),
     "cyclegan_faces": ("default", "256", "tiny"),
+    "saehd": ("df128", "liae128", "df256", "df64", "tiny"),
 }
 # Values (not only the tree) and two train steps' metrics: the variants cheap enough to compile
 # in the suite. Their layer shapes take im2col, subpixel, taps, mixed, thin and XLA's forms.
-STEPPED = (("deepfakes_original", "tiny"), ("face2face_pix2pix", "tiny"))
+STEPPED = (("deepfakes_original", "tiny"), ("face2face_pix2pix", "tiny"), ("saehd", "tiny"))
 # Slow tests: real widths, whose layers take the Winograd, space-to-depth and phase forms, and
 # CycleGAN's step (its loss terms are checked against numpy in tests/tasks/test_cyclegan.py).
 STEPPED_SLOW = (("deepfakes_original", "quick"), ("face2face_pix2pix", "small"),

@@ -13,7 +13,7 @@ from facejax.errors import UserError
 from tests.conftest import run_tool
 
 EXPERIMENTS = {"autoencoder": "deepfakes_original", "pix2pix": "face2face_pix2pix",
-               "cyclegan": "cyclegan_faces"}
+               "cyclegan": "cyclegan_faces", "saehd": "saehd"}
 
 
 def tiny(name, grid_faces=None):
@@ -29,7 +29,7 @@ def test_every_family_is_a_task_with_its_capabilities():
     got = {n: (tasks.get(n).swaps, tasks.get(n).generate is not None,
                tasks.get(n).host_augment is not None) for n in tasks.TASKS}
     assert got == {"autoencoder": (True, False, True), "pix2pix": (False, True, True),
-                   "cyclegan": (True, False, False)}
+                   "cyclegan": (True, False, False), "saehd": (True, False, False)}
     for n in tasks.TASKS:
         assert tasks.get(n).name == n and tiny(n).task == n
     with pytest.raises(UserError, match="--config.task=nope: unknown task"):

@@ -1,0 +1,59 @@
+"""DeepFaceLab's SAEHD: df or liae networks with a learned mask, DSSIM + MSE in the face mask,
+eyes/mouth priority, AdaBelief.
+
+    python tools/train.py --config=experiments/saehd.py \
+        --config.data.a=runs/faces_a --config.data.b=runs/faces_b --workdir=runs/saehd
+    # archi options as DeepFaceLab's: --config.model.archi=liae-ud (u: pixel-normed code,
+    # d: code at R/32 and a depth-to-space output, t: deeper encoder and decoder)
+
+Extract at load_size px or more (tools/extract.py --size=160 for 128 px). The model sees
+augment.region of the crop (the face type): with extraction's default coverage, 0.8 frames the
+face from brows to chin as DeepFaceLab's "full face" does; less is closer (half face), 1.0 the
+whole crop.
+
+Variants (`--config=experiments/saehd.py:VARIANT`):
+    df128    (default) 128 px, batch 8 per face, ae 256, e 64, d 64, mask 22 (DeepFaceLab's)
+    liae128  the same with liae
+    df256    256 px, batch 4 (two DSSIM window sizes from 256 px)
+    df64     64 px, batch 16: the budget comparison with deepfakes_original
+    tiny     32 px and narrow layers, for tests
+"""
+
+import ml_collections
+
+from experiments import common
+from facejax import augment
+
+
+def get_config(variant: str = "df128") -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.task = "saehd"
+    c.seed = 0
+    c.model = ml_collections.ConfigDict(dict(
+        archi="df", size=128, ae_dims=256, e_dims=64, d_dims=64, d_mask_dims=22,
+        conv_impl="auto", compute_dtype="float32"))
+    c.loss = ml_collections.ConfigDict(dict(eyes_mouth_weight=300.0))
+    c.augment = augment.default_config()  # random warp: --config.augment.warp=0 turns it off
+    c.data = common.data(load_size=160)
+    c.optim = ml_collections.ConfigDict(dict(
+        name="adabelief", learning_rate=5e-5, b1=0.9, b2=0.999, decay_steps=0,
+        clip_norm=0.0,     # global-norm gradient clipping (DeepFaceLab's clipgrad: 1.0); 0 off
+        lr_dropout=0.0))   # share of update elements dropped each step (DeepFaceLab: 0.3)
+    c.ema = 0.0            # decay of a moving average of the weights for inference; 0 off
+    common.loop(c, batch_size=8, num_steps=100_000, log_every=20, every=500, eval_batches=2)
+    if variant == "liae128":
+        c.model.archi = "liae"
+    elif variant == "df256":
+        c.model.size, c.data.load_size, c.batch_size = 256, 320, 4
+    elif variant == "df64":
+        c.model.size, c.data.load_size, c.batch_size = 64, 80, 16
+    elif variant == "tiny":
+        c.model.update(size=32, ae_dims=32, e_dims=8, d_dims=8, d_mask_dims=4)
+        c.data.load_size = 40
+        c.optim.learning_rate = 5e-4
+        c.num_steps = 20
+        c.log_every, c.eval_every, c.preview_every, c.checkpoint_every = 5, 10, 10, 5
+    elif variant != "df128":
+        raise ValueError(f"unknown variant {variant!r}; expected df128, liae128, df256, df64 or "
+                         "tiny")
+    return c

@@ -1,0 +1,221 @@
+"""DeepFaceLab's SAEHD swap family: df or liae networks (models/saehd.py) with a learned mask,
+trained on warped faces with DSSIM + MSE inside the blurred face mask, eyes/mouth priority and a
+mask loss, as Model_SAEHD does; AdaBelief (or Adam), optional gradient clipping, learning-rate
+dropout and an exponential moving average of the weights for inference.
+
+Per side and face, with m the blurred hull mask (DeepFaceLab's: blur σ = max(1, S/32), clipped
+at 0.5, doubled) and em the eyes and mouth masks:
+
+    10·DSSIM(t·m, p·m) (S < 256; above, 5·DSSIM at two window sizes)   window int(S/11.6)
+  + 10·mean((t·m - p·m)²)
+  + eyes_mouth_weight · mean(|t·em - p·em|)                            (DeepFaceLab: 300)
+  + 10·mean((mask - predicted mask)²)
+
+The gradient is that of the sum over the batch (DeepFaceLab's), the metrics are batch means.
+Identity "a" is DeepFaceLab's src (the face put into videos), "b" its dst.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from facejax import augment, losses
+from facejax.faces import masks as masks_lib
+from facejax.models import saehd as saehd_model
+from facejax.tasks import common
+from facejax.tasks.protocol import Task
+
+FIELDS = ("image", "mask", "parts")
+IDENTITIES = ("a", "b")
+EYES, MOUTH = masks_lib.PART_NAMES.index("eyes"), masks_lib.PART_NAMES.index("mouth")
+
+
+def optimizer(config):
+    """AdaBelief (DeepFaceLab's default; eps outside the root as there) or Adam, after optional
+    global-norm clipping."""
+    o = config.optim
+    lr = common.learning_rate(config)
+    if o.name == "adabelief":
+        opt = optax.adabelief(lr, b1=o.b1, b2=o.b2, eps=1e-6, eps_root=1e-16)
+    elif o.name == "adam":
+        opt = optax.adam(lr, b1=o.b1, b2=o.b2)
+    else:
+        raise ValueError(f"optimizer {o.name!r}: expected adabelief or adam")
+    return optax.chain(optax.clip_by_global_norm(o.clip_norm), opt) if o.clip_norm else opt
+
+
+def init(rng: jax.Array, config) -> dict:
+    model = saehd_model.build(config)
+    s = config.model.size
+    params = model.init(rng, jnp.zeros((1, s, s, 3)), method=saehd_model.SAEHD.init_all)["params"]
+    state = {"params": params, "opt": optimizer(config).init(params),
+             "step": jnp.zeros((), jnp.int32)}
+    if config.ema:
+        state["ema"] = params
+    return state
+
+
+def _warp(rng, batch, config):
+    """Per identity: (warped input, target face, target hull mask, eyes+mouth mask)."""
+    out = {}
+    for name, key in zip(IDENTITIES, jax.random.split(rng, len(IDENTITIES))):
+        b = batch[name]
+        parts = jnp.stack([b["parts"][..., EYES], b["parts"][..., MOUTH]], -1)
+        em = jnp.max(parts, axis=-1, keepdims=True)
+        stacked = jnp.concatenate([b["mask"][..., None], em], -1)
+        keys = jax.random.split(key, b["image"].shape[0])
+        fn = lambda k, im, m: augment.warp_with_masks(k, im, m, config.model.size, config.augment)
+        warped, target, m = jax.vmap(fn)(keys, b["image"], stacked)
+        out[name] = (warped, target, m[..., :1], m[..., 1:])
+    return out
+
+
+def mask_blur(mask, size: int):
+    return jnp.clip(losses.gaussian_blur(mask, max(1, size // 32)), 0.0, 0.5) * 2.0
+
+
+def side_loss(target, pred, target_mask, pred_mask, em, config) -> dict:
+    """The per-face loss terms of one side (see the module docstring): {term: [B]}."""
+    s = config.model.size
+    m = jax.lax.stop_gradient(mask_blur(target_mask, s))
+    t, p = target * m, pred * m
+    if s < 256:
+        structure = 10.0 * losses.dssim(t, p, int(s / 11.6)).mean(-1)
+    else:
+        structure = 5.0 * (losses.dssim(t, p, int(s / 11.6)).mean(-1)
+                           + losses.dssim(t, p, int(s / 23.2)).mean(-1))
+    terms = {"dssim": structure,
+             "mse": 10.0 * losses.per_example_mean(losses.l2(p, t)),
+             "mask": 10.0 * losses.per_example_mean(losses.l2(pred_mask, target_mask))}
+    if config.loss.eyes_mouth_weight:
+        terms["eyes_mouth"] = config.loss.eyes_mouth_weight * losses.per_example_mean(
+            losses.l1(pred * em, target * em))
+    return terms
+
+
+def _forward(params, warped: dict, config):
+    """(face, mask) of each side through its own path; the shared encoder runs once over both
+    sides' faces, interleaved so a sharded batch stays on its devices."""
+    model = saehd_model.build(config)
+    a, b = warped["a"], warped["b"]
+    x = jnp.stack([a, b], axis=1).reshape((-1,) + a.shape[1:])
+    f = model.apply({"params": params}, x, method=saehd_model.SAEHD.encode)
+    f = f.reshape((a.shape[0], 2) + f.shape[1:])
+    out = {}
+    for i, name in enumerate(IDENTITIES):
+        code = model.apply({"params": params}, f[:, i], name, method=saehd_model.SAEHD.code)
+        out[name] = model.apply({"params": params}, code, name,
+                                method=saehd_model.SAEHD.decode)
+    return out
+
+
+def loss_fn(params, sides: dict, config):
+    preds = _forward(params, {n: sides[n][0] for n in IDENTITIES}, config)
+    metrics, total = {}, 0.0
+    for name in IDENTITIES:
+        _, target, mask, em = sides[name]
+        face, pmask = preds[name]
+        terms = side_loss(target, face, mask, pmask, em, config)
+        per_face = sum(terms.values())
+        total = total + per_face.sum()
+        metrics[f"loss_{name}"] = per_face.mean()
+        metrics.update({f"{k}_{name}": v.mean() for k, v in terms.items()})
+    metrics["loss"] = metrics["loss_a"] + metrics["loss_b"]
+    return total, metrics
+
+
+def train_step(state: dict, batch: dict, rng: jax.Array, config):
+    rng = jax.random.fold_in(rng, state["step"])
+    k_warp, k_drop = jax.random.split(rng)
+    sides = _warp(k_warp, batch, config)
+    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], sides,
+                                                                    config)
+    updates, opt = optimizer(config).update(grads, state["opt"], state["params"])
+    if config.optim.lr_dropout:
+        # DeepFaceLab's learning-rate dropout: each update element is kept with probability
+        # 1 - p (and not rescaled), which it uses late in a run to sharpen.
+        leaves, tree = jax.tree.flatten(updates)
+        keys = jax.random.split(k_drop, len(leaves))
+        keep = 1.0 - config.optim.lr_dropout
+        updates = jax.tree.unflatten(tree, [u * jax.random.bernoulli(k, keep, u.shape)
+                                            for k, u in zip(keys, leaves)])
+    params = optax.apply_updates(state["params"], updates)
+    new = {"params": params, "opt": opt, "step": state["step"] + 1}
+    if config.ema:
+        new["ema"] = optax.incremental_update(params, state["ema"], 1.0 - config.ema)
+    return common.guard_finite(new, metrics, grads)
+
+
+def views(batch, name, config):
+    """The un-augmented model view of identity `name`'s crops, in [0, 1]."""
+    region = config.augment.region
+    return jax.vmap(lambda im: augment.centre_view(im, config.model.size, region))(
+        batch[name]["image"])
+
+
+def _mask_views(batch, name, config):
+    region = config.augment.region
+    return jax.vmap(lambda m: augment.centre_view(m[..., None], config.model.size, region))(
+        batch[name]["mask"])
+
+
+def render(state: dict, faces, source: str, target: str, config):
+    """Faces of `source` (float [N, S, S, 3] in [0, 1]) as `target`: (face, learned mask)."""
+    model = saehd_model.build(config)
+    return model.apply({"params": params_of(state)}, faces, source, target)
+
+
+def evaluate(state: dict, batch: dict, config) -> dict:
+    """Held-out reconstruction loss of each side (no augmentation) and the learned mask's IoU
+    with the hull mask (both thresholded at 0.5)."""
+    out = {}
+    for name in IDENTITIES:
+        x, m = views(batch, name, config), _mask_views(batch, name, config)
+        face, pmask = render(state, x, name, name, config)
+        terms = side_loss(x, face, m, pmask, jnp.zeros_like(m), config)
+        out[f"val_loss_{name}"] = sum(v.mean() for k, v in terms.items() if k != "eyes_mouth")
+        hard, phard = m > 0.5, pmask > 0.5
+        out[f"val_mask_iou_{name}"] = ((hard & phard).sum() / jnp.maximum((hard | phard).sum(), 1))
+    return out
+
+
+def preview(state: dict, batch: dict, config) -> dict:
+    """Per side: input | reconstruction | swap to the other identity | learned mask."""
+    out = {}
+    for name, other in (("a", "b"), ("b", "a")):
+        x = views(batch, name, config)
+        rec, mask = render(state, x, name, name, config)
+        swapped, _ = render(state, x, name, other, config)
+        out[name] = jnp.concatenate([x, rec, swapped, jnp.repeat(mask, 3, -1)], axis=2)
+    return out
+
+
+def swap(state: dict, faces, direction: str, config):
+    """b2a: faces of B rendered as A; a2b the reverse. Faces in [0, 1]."""
+    source, target = ("b", "a") if direction == "b2a" else ("a", "b")
+    return render(state, faces, source, target, config)[0]
+
+
+def reconstruct(state: dict, faces, identity: str, config):
+    return render(state, faces, identity, identity, config)[0]
+
+
+def model_region(config) -> float:
+    return float(config.augment.region)
+
+
+def params_of(state: dict) -> dict:
+    """The weights inference uses (the moving average where the run keeps one)."""
+    return state["ema"] if "ema" in state else state["params"]
+
+
+def with_params(state: dict, params: dict) -> dict:
+    return dict(state, params=params, **({"ema": params} if "ema" in state else {}))
+
+
+TASK = Task(
+    name="saehd", fields=FIELDS, identities=IDENTITIES, init=init, train_step=train_step,
+    evaluate=evaluate, preview=preview, params_of=params_of, with_params=with_params,
+    swap=swap, reconstruct=reconstruct, views=views, model_region=model_region)

@@ -1,0 +1,112 @@
+"""The SAEHD task: its loss against the reference's formula, a short run on two real people
+that learns faces and masks, sharding, exact resume, and swapping through the tools."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from experiments import saehd as saehd_experiment
+from facejax import inference, losses, train
+from facejax.data import pipeline
+from facejax.tasks import saehd
+from tests.conftest import GRID, train_steps_on
+
+
+def tiny(grid_faces, **kw):
+    c = saehd_experiment.get_config("tiny")
+    c.data.a, c.data.b = grid_faces["a"], grid_faces["b"]
+    c.preview_every = 0
+    for k, v in kw.items():
+        setattr(c, k, v)
+    return c
+
+
+def test_side_loss_is_the_reference_formula():
+    """10·DSSIM + 10·MSE inside the blurred mask, eyes/mouth L1 × 300, mask MSE × 10 (the
+    PyTorch reference's side_loss), per face; two window sizes from 256 px."""
+    config = saehd_experiment.get_config("tiny")
+    rng = np.random.default_rng(0)
+    t, p = (jnp.asarray(rng.uniform(size=(2, 32, 32, 3)), jnp.float32) for _ in range(2))
+    m, pm, em = (jnp.asarray(rng.uniform(size=(2, 32, 32, 1)) > 0.5, jnp.float32)
+                 for _ in range(3))
+    terms = saehd.side_loss(t, p, m, pm, em, config)
+    blur = jnp.clip(losses.gaussian_blur(m, 1), 0, 0.5) * 2
+    ref = (10 * losses.dssim(t * blur, p * blur, int(32 / 11.6)).mean(-1)
+           + 10 * ((t * blur - p * blur) ** 2).mean((1, 2, 3))
+           + 300 * jnp.abs(t * em - p * em).mean((1, 2, 3))
+           + 10 * ((m - pm) ** 2).mean((1, 2, 3)))
+    np.testing.assert_allclose(sum(terms.values()), ref, rtol=1e-5)
+    config.model.size = 256
+    big = [jnp.asarray(rng.uniform(size=(1, 256, 256, c)), jnp.float32) for c in (3, 3, 1, 1, 1)]
+    terms = saehd.side_loss(*big, config)
+    t, p, m = big[0], big[1], big[2]
+    blur = jnp.clip(losses.gaussian_blur(m, 8), 0, 0.5) * 2
+    two = 5 * (losses.dssim(t * blur, p * blur, 22).mean(-1)
+               + losses.dssim(t * blur, p * blur, 11).mean(-1))
+    np.testing.assert_allclose(terms["dssim"], two, rtol=1e-5)
+
+
+def _batches(grid_faces, config, n=8):
+    tables = {k: pipeline.load_table(grid_faces[k], "train", config.data.load_size)
+              for k in saehd.IDENTITIES}
+    return pipeline.FaceBatches(tables, n, 0, saehd.FIELDS)
+
+
+def test_sharded_step_equals_single_device_step(grid_faces):
+    config = tiny(grid_faces)
+    batches = _batches(grid_faces, config)
+    results = [train_steps_on(devices, saehd.TASK, config, batches, 2)
+               for devices in (jax.devices()[:1], jax.devices())]
+    for k, v in results[0][1].items():
+        assert results[1][1][k] == pytest.approx(v, rel=1e-4, abs=1e-6), k
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4),
+                 results[0][0]["params"], results[1][0]["params"])
+
+
+@pytest.fixture(scope="module")
+def short_run(grid_faces, tmp_path_factory):
+    config = tiny(grid_faces, num_steps=120, eval_every=60, checkpoint_every=60)
+    config.optim.learning_rate = 1e-3
+    wd = str(tmp_path_factory.mktemp("saehd"))
+    return wd, train.train(config, wd)
+
+
+def test_a_short_run_on_two_people_learns_faces_and_masks(short_run):
+    wd, metrics = short_run
+    h = train.read_history(wd)
+    first, last = h[0], h[-1]
+    print("SAEHD tiny, 120 steps:", {k: (round(first[k], 4), round(last[k], 4))
+                                     for k in first if k != "step"})
+    for side in ("a", "b"):
+        assert last[f"val_loss_{side}"] < 0.7 * first[f"val_loss_{side}"]
+        assert last[f"val_mask_iou_{side}"] > first[f"val_mask_iou_{side}"]
+        assert last[f"val_mask_iou_{side}"] > 0.6
+    assert all(np.isfinite(v) for v in metrics.values())
+
+
+def test_exact_resume_and_the_nan_guard(grid_faces, tmp_path):
+    straight, split = str(tmp_path / "straight"), str(tmp_path / "split")
+    train.train(tiny(grid_faces, num_steps=4, eval_every=0), straight)
+    train.train(tiny(grid_faces, num_steps=2, eval_every=0), split)
+    train.train(tiny(grid_faces, num_steps=4, eval_every=0), split)
+    config = tiny(grid_faces)
+    a = inference.restore_state(straight, config, saehd.TASK)
+    b = inference.restore_state(split, config, saehd.TASK)
+    assert int(a["step"]) == int(b["step"]) == 4
+    jax.tree.map(np.testing.assert_array_equal, a, b)
+    bad = tiny(grid_faces, num_steps=6, eval_every=0)
+    bad.optim.learning_rate = 3e38
+    with pytest.raises(train.Diverged, match="non-finite loss or gradient"):
+        train.train(bad, str(tmp_path / "bad"))
+
+
+def test_conversion_swaps_through_the_other_decoder(short_run, tmp_path):
+    from facejax import convert
+    wd, _ = short_run
+    model = inference.load_swap_model(wd, "b2a", 4)
+    assert model.size == 32
+    out = str(tmp_path / "out.mp4")
+    s = convert.convert(model, f"{GRID}/GRID_brbk7n.mpg", out, convert.ConvertOptions(batch=4),
+                        verbose=False)
+    assert s["faces_swapped"] == 75
