@@ -28,7 +28,7 @@ from facejax.progress import Progress
 @dataclasses.dataclass
 class ConvertOptions:
     direction: str = "b2a"
-    mask: str = "hull"          # "hull" (landmark hull) or "crop" (the whole crop)
+    mask: str = "hull"          # compose.MASKS: hull, crop, learned, learned_x_hull
     erode: int = 0              # pixels in the frame; negative grows the mask
     blur: int = 0               # feathering radius in frame pixels; 0 = hard edge
     color: str = "rct"          # "none", "rct" (LAB mean/std), "hist" (histogram matching)
@@ -82,10 +82,13 @@ def process_frames(frames, model: SwapModel, opts: ConvertOptions, emit,
 
     def paste_inflight():
         for items, result in inflight:
-            faces = (np.clip(np.asarray(result), 0, 1) * 255 + 0.5).astype(np.uint8)
-            for (i, f, m, pts), face in zip(items, faces):
+            result = np.clip(np.asarray(result), 0, 1)
+            faces = (result[..., :3] * 255 + 0.5).astype(np.uint8)
+            # A fourth channel is the model's learned mask (inference.swap_function).
+            learned = result[..., 3] if result.shape[-1] == 4 else [None] * len(faces)
+            for (i, f, m, pts), face, lmask in zip(items, faces, learned):
                 out, _ = compose.paste(f, face, m, pts, paste_opts,
-                                       lambda e, i=i: fallback(i, e))
+                                       lambda e, i=i: fallback(i, e), lmask)
                 emit(i, _out_frame(f, out, opts.preview))
         inflight.clear()
 

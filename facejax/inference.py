@@ -129,14 +129,25 @@ def batched(fn, batch: int):
     return run
 
 
-def swap_function(run: Run, direction: str, batch: int) -> Callable:
-    """uint8 crops -> swapped faces in [0, 1], `direction` "a2b" or "b2a", one compiled batch."""
+def swap_function(run: Run, direction: str, batch: int, with_mask: bool = False) -> Callable:
+    """uint8 crops -> swapped faces in [0, 1], `direction` "a2b" or "b2a", one compiled batch;
+    with_mask: with the model's learned mask as a fourth channel."""
     task, config, state = run.task, run.config, run.state
-    fn = jax.jit(lambda s, x: task.swap(s, x.astype(np.float32) / 255.0, direction, config))
+    if with_mask:
+        def swap(s, x):
+            face, mask = task.swap_with_mask(s, x, direction, config)
+            return jax.numpy.concatenate([face, mask], axis=-1)
+    else:
+        swap = lambda s, x: task.swap(s, x, direction, config)
+    fn = jax.jit(lambda s, x: swap(s, x.astype(np.float32) / 255.0))
     return batched(lambda x: fn(state, x), batch)
 
 
-def load_swap_model(workdir: str, direction: str, batch: int) -> SwapModel:
+def load_swap_model(workdir: str, direction: str, batch: int,
+                    with_mask: bool = False) -> SwapModel:
     """The swap function of a trained run, compiled once for a fixed batch size."""
     run = load_swapper(workdir)
-    return SwapModel(swap_function(run, direction, batch), run.size, run.coverage)
+    if with_mask and run.task.swap_with_mask is None:
+        raise UserError(f"--mask: a {run.config.task} run predicts no mask of its own; use "
+                        "hull or crop (SAEHD runs learn one)")
+    return SwapModel(swap_function(run, direction, batch, with_mask), run.size, run.coverage)

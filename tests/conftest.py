@@ -94,6 +94,23 @@ def train_steps_on(devices, task, config, batches, steps: int):
         return jax.device_get(state), jax.device_get(metrics)
 
 
+def assert_params_agree(a, b, lr: float, steps: int, share: float = 1e-2):
+    """Equal up to float reduction order, as seen through Adam or AdaBelief.
+
+    Their first steps move each weight by about lr·sign(gradient): where a gradient is at
+    rounding level (an exactly-zero true gradient), another summation order flips the sign and
+    the weight moves 2·lr the other way. So: at most `share` of the weights differ by more than
+    1e-6, and none by more than 2·lr per step. A different batch or a different step would move
+    most weights.
+    """
+    import jax
+    import numpy as np
+    diff = np.concatenate([np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64)).ravel()
+                           for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))])
+    print(f"{(diff > 1e-6).mean():.2e} of {diff.size} values differ by >1e-6, max {diff.max():.2e}")
+    assert (diff > 1e-6).mean() < share and diff.max() <= 2 * lr * steps + 1e-6
+
+
 @pytest.fixture(scope="session")
 def tiny_ae_run(grid_faces, tmp_path_factory):
     """A workdir of the tiny autoencoder trained 8 steps on the two GRID speakers."""

@@ -43,21 +43,6 @@ def assert_same_params(a, b, atol=1e-6):
     jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=0, atol=atol), a, b)
 
 
-def assert_params_agree(a, b, lr: float, steps: int, share: float = 1e-2):
-    """Equal up to float reduction order, as seen through Adam.
-
-    Adam's first steps move each weight by about lr·sign(gradient): where a gradient is at
-    rounding level (an exactly-zero true gradient), another summation order flips the sign and
-    the weight moves 2·lr the other way. So: at most `share` of the weights differ by more than
-    1e-6, and none by more than 2·lr per step. A different batch or a different step would move
-    most weights.
-    """
-    diff = np.concatenate([np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64)).ravel()
-                           for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b))])
-    print(f"{(diff > 1e-6).mean():.2e} of {diff.size} values differ by >1e-6, max {diff.max():.2e}")
-    assert (diff > 1e-6).mean() < share and diff.max() <= 2 * lr * steps + 1e-6
-
-
 def test_sharded_step_equals_single_device_step(grid_faces):
     config = tiny(grid_faces)
     tables = {k: pipeline.load_table(v, "train", config.data.load_size)

@@ -22,7 +22,9 @@ flags.DEFINE_string("model", None, "Workdir of a trained run (its config and las
 flags.DEFINE_string("input", None, "Video, image or folder of images.")
 flags.DEFINE_string("output", None, "Output video, image, or folder.")
 flags.DEFINE_enum("direction", "b2a", ["b2a", "a2b"], "Swap direction.")
-flags.DEFINE_enum("mask", "hull", ["hull", "crop"], "Blend mask: landmark hull or whole crop.")
+flags.DEFINE_enum("mask", "hull", ["hull", "crop", "learned", "learned_x_hull"],
+                  "Blend mask: landmark hull, whole crop, the model's learned mask (SAEHD), or "
+                  "the learned mask inside the hull.")
 flags.DEFINE_integer("erode", 0, "Shrink (>0) or grow (<0) the mask, in frame pixels.",
                      lower_bound=-512, upper_bound=512)
 flags.DEFINE_integer("blur", 8, "Feathering radius of the mask edge, in frame pixels.",
@@ -51,9 +53,10 @@ def main(argv):
         color=FLAGS.color, blend=FLAGS.blend, smooth=FLAGS.smooth, batch=FLAGS.batch,
         preview=FLAGS.preview, detector=FLAGS.detector, confirm_every=FLAGS.confirm_every)
     opts.check()
-    from facejax.faces import video
+    from facejax.faces import compose, video
     video.FrameSource(FLAGS.input)  # bad input fails before the model loads
-    model = inference.load_swap_model(FLAGS.model, FLAGS.direction, FLAGS.batch)
+    model = inference.load_swap_model(FLAGS.model, FLAGS.direction, FLAGS.batch,
+                                      with_mask=FLAGS.mask in compose.LEARNED)
     summary = convert.convert(model, FLAGS.input, FLAGS.output, opts)
     summary.pop("track")
     print(json.dumps(summary))

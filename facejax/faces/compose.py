@@ -11,13 +11,15 @@ import numpy as np
 from facejax.errors import UserError
 from facejax.faces import align, masks
 
-MASKS = ("hull", "crop")
+MASKS = ("hull", "crop", "learned", "learned_x_hull")
+LEARNED = ("learned", "learned_x_hull")
 BLENDS = ("alpha", "seamless")
 
 
 @dataclasses.dataclass
 class PasteOptions:
-    mask: str = "hull"          # "hull" (landmark hull) or "crop" (the whole crop)
+    mask: str = "hull"          # "hull" (landmark hull), "crop" (the whole crop), "learned"
+                                # (the model's own mask) or "learned_x_hull" (their product)
     erode: int = 0              # pixels in the frame; negative grows the mask
     blur: int = 0               # feathering radius in frame pixels; 0 = hard edge
     color: str = "rct"          # "none", "rct" (LAB mean/std), "hist" (histogram matching)
@@ -63,19 +65,37 @@ def match_histogram(face: np.ndarray, target: np.ndarray, mask: np.ndarray) -> n
 COLOR = {"none": lambda f, t, m: f, "rct": match_rct, "hist": match_histogram}
 
 
+def crop_mask_of(kind: str, crop_points: np.ndarray, size: int,
+                 learned: np.ndarray | None = None) -> np.ndarray:
+    """uint8 [S, S] blend mask of the crop: the landmark hull, the whole crop, the model's
+    learned mask, or the learned mask inside the hull."""
+    if kind == "crop":
+        return np.full((size, size), 255, np.uint8)
+    hull = masks.face_hull(crop_points, (size, size))
+    if kind == "hull":
+        return hull
+    if learned is None:
+        raise ValueError(f"mask {kind!r} needs the model's learned mask")
+    soft = np.clip(np.asarray(learned, np.float32).reshape(size, size) * 255 + 0.5, 0, 255)
+    if kind == "learned_x_hull":
+        soft = soft * (hull.astype(np.float32) / 255)
+    return soft.astype(np.uint8)
+
+
 def paste(frame: np.ndarray, face: np.ndarray, affine: np.ndarray, crop_points: np.ndarray,
-          opts: PasteOptions, on_fallback=None) -> tuple[np.ndarray, np.ndarray]:
+          opts: PasteOptions, on_fallback=None,
+          learned: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Blends a generated crop back into `frame`. Returns (new frame, alpha mask [H, W]).
 
     All the work happens in the frame region the crop covers (plus the feathering margin), not
     on the whole frame. Where OpenCV's seamless clone fails (tiny or degenerate masks), the
-    face is alpha-blended and `on_fallback(error)` is called.
+    face is alpha-blended and `on_fallback(error)` is called. `learned`: the model's own mask
+    of the crop, float [S, S] in [0, 1], for the "learned" masks.
     """
     size = face.shape[0]
     h, w = frame.shape[:2]
     original = align.crop(frame, affine, size)
-    crop_mask = (masks.face_hull(crop_points, (size, size)) if opts.mask == "hull"
-                 else np.full((size, size), 255, np.uint8))
+    crop_mask = crop_mask_of(opts.mask, crop_points, size, learned)
     face = COLOR[opts.color](face, original, crop_mask.astype(np.float32) / 255.0)
     corners = align.transform_points(align.invert(affine),
                                      np.array([[0, 0], [size, 0], [0, size], [size, size]]))
@@ -90,7 +110,9 @@ def paste(frame: np.ndarray, face: np.ndarray, affine: np.ndarray, crop_points: 
     roi[:, 2] += roi[:, :2] @ np.array([x0, y0], np.float64)  # ROI pixel -> crop pixel
     shape = (y1 - y0, x1 - x0)
     warped = align.uncrop(face, roi, shape)
-    hard = align.uncrop(crop_mask, roi, shape, interpolation=cv2.INTER_NEAREST)
+    # A binary mask keeps its edge (nearest); a learned one is soft and resampled smoothly.
+    hard = align.uncrop(crop_mask, roi, shape, interpolation=cv2.INTER_LINEAR
+                        if opts.mask in LEARNED else cv2.INTER_NEAREST)
     a = masks.feather(hard, opts.erode, opts.blur)
     alpha[y0:y1, x0:x1] = a
     if opts.blend == "seamless" and (a > 0.5).any():

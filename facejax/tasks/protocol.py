@@ -5,6 +5,7 @@ by name. Required functions serve training; the optional ones are capabilities, 
 family has none, and the tools check for them:
 
     swap, reconstruct, views, model_region   convert.py and evaluate.py (face swapping)
+    swap_with_mask                           the model's own mask (convert.py --mask learned)
     generate                                 reenact.py (drive a face with landmarks)
     host_augment                             augment.placement "host" (input pipeline)
 
@@ -48,6 +49,8 @@ class Task:
       generate: (state, landmark drawings uint8 [N, S, S, 3], config) -> faces in [0, 1].
       host_augment: (batch, numpy Generator, config) -> batch, the step's augmentation done in
         the input pipeline instead of the step.
+      swap_with_mask: (state, faces, direction, config) -> (faces, learned mask [N, S, S, 1]),
+        for a family whose model predicts its own mask (convert.py's --mask learned).
     """
     name: str
     fields: tuple
@@ -65,6 +68,7 @@ class Task:
     model_region: Optional[Callable] = None
     generate: Optional[Callable] = None
     host_augment: Optional[Callable] = None
+    swap_with_mask: Optional[Callable] = None
 
     def __post_init__(self):
         swapping = (self.swap, self.reconstruct, self.views, self.model_region)

@@ -192,10 +192,14 @@ def preview(state: dict, batch: dict, config) -> dict:
     return out
 
 
-def swap(state: dict, faces, direction: str, config):
-    """b2a: faces of B rendered as A; a2b the reverse. Faces in [0, 1]."""
+def swap_with_mask(state: dict, faces, direction: str, config):
+    """b2a: faces of B rendered as A, with the learned mask; a2b the reverse. In [0, 1]."""
     source, target = ("b", "a") if direction == "b2a" else ("a", "b")
-    return render(state, faces, source, target, config)[0]
+    return render(state, faces, source, target, config)
+
+
+def swap(state: dict, faces, direction: str, config):
+    return swap_with_mask(state, faces, direction, config)[0]
 
 
 def reconstruct(state: dict, faces, identity: str, config):
@@ -218,4 +222,5 @@ def with_params(state: dict, params: dict) -> dict:
 TASK = Task(
     name="saehd", fields=FIELDS, identities=IDENTITIES, init=init, train_step=train_step,
     evaluate=evaluate, preview=preview, params_of=params_of, with_params=with_params,
-    swap=swap, reconstruct=reconstruct, views=views, model_region=model_region)
+    swap=swap, reconstruct=reconstruct, views=views, model_region=model_region,
+    swap_with_mask=swap_with_mask)

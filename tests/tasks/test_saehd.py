@@ -10,7 +10,8 @@ from experiments import saehd as saehd_experiment
 from facejax import inference, losses, train
 from facejax.data import pipeline
 from facejax.tasks import saehd
-from tests.conftest import GRID, train_steps_on
+from facejax.faces import video
+from tests.conftest import GRID, assert_params_agree, run_tool, train_steps_on
 
 
 def tiny(grid_faces, **kw):
@@ -60,8 +61,8 @@ def test_sharded_step_equals_single_device_step(grid_faces):
                for devices in (jax.devices()[:1], jax.devices())]
     for k, v in results[0][1].items():
         assert results[1][1][k] == pytest.approx(v, rel=1e-4, abs=1e-6), k
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-4),
-                 results[0][0]["params"], results[1][0]["params"])
+    assert_params_agree(results[0][0]["params"], results[1][0]["params"],
+                        config.optim.learning_rate, 2)
 
 
 @pytest.fixture(scope="module")
@@ -110,3 +111,25 @@ def test_conversion_swaps_through_the_other_decoder(short_run, tmp_path):
     s = convert.convert(model, f"{GRID}/GRID_brbk7n.mpg", out, convert.ConvertOptions(batch=4),
                         verbose=False)
     assert s["faces_swapped"] == 75
+    # With the model's own mask: it blends where the model's mask says, inside the hull.
+    learned = inference.load_swap_model(wd, "b2a", 4, with_mask=True)
+    frames = []
+    for mask in ("learned", "learned_x_hull", "hull"):
+        out = str(tmp_path / f"{mask}.mp4")
+        convert.convert(learned if mask != "hull" else model, f"{GRID}/GRID_brbk7n.mpg", out,
+                        convert.ConvertOptions(batch=4, mask=mask, color="none"), verbose=False)
+        frames.append(video.FrameSource(out).read(10).astype(int))
+    src = video.FrameSource(f"{GRID}/GRID_brbk7n.mpg").read(10).astype(int)
+    changed = [np.abs(f - src).max(-1) > 8 for f in frames]
+    assert changed[0].sum() > 200 and changed[1].sum() > 200
+    assert (changed[1] & ~changed[2]).sum() < 0.05 * changed[1].sum()  # inside the hull
+
+
+def test_learned_masks_need_a_model_that_learns_one(tiny_ae_run, tmp_path):
+    proc = run_tool("tools/convert.py", f"--model={tiny_ae_run}",
+                    f"--input={GRID}/GRID_brbk7n.mpg", f"--output={tmp_path}/o.mp4",
+                    "--mask=learned")
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        "error: --mask: a autoencoder run predicts no mask of its own; use hull or crop (SAEHD "
+        "runs learn one)")
