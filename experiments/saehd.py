@@ -31,10 +31,17 @@ def get_config(variant: str = "df128") -> ml_collections.ConfigDict:
     c.seed = 0
     c.model = ml_collections.ConfigDict(dict(
         archi="df", size=128, ae_dims=256, e_dims=64, d_dims=64, d_mask_dims=22,
-        conv_impl="auto", compute_dtype="float32"))
-    c.loss = ml_collections.ConfigDict(dict(eyes_mouth_weight=300.0))
+        conv_impl="auto", compute_dtype="float32",
+        gan_dims=16,        # the U-Net PatchGAN's base width (DeepFaceLab: 16)
+        gan_patch_size=0,   # its receptive field in pixels; 0: resolution / 8 (DeepFaceLab's)
+        code_d_dims=256))   # the true-face code discriminator's base width (DeepFaceLab: 256)
+    c.loss = ml_collections.ConfigDict(dict(
+        eyes_mouth_weight=300.0,
+        gan_power=0.0,        # DeepFaceLab: 0.1 once the face is trained, random warp off
+        true_face_power=0.0))  # df only; DeepFaceLab suggests 0.01
     c.augment = augment.default_config()  # random warp: --config.augment.warp=0 turns it off
     c.data = common.data(load_size=160)
+    c.data.yaw_bins = 0    # >0: sample evenly over head yaw in this many bins (DeepFaceLab: 128)
     c.optim = ml_collections.ConfigDict(dict(
         name="adabelief", learning_rate=5e-5, b1=0.9, b2=0.999, decay_steps=0,
         clip_norm=0.0,     # global-norm gradient clipping (DeepFaceLab's clipgrad: 1.0); 0 off
@@ -48,7 +55,8 @@ def get_config(variant: str = "df128") -> ml_collections.ConfigDict:
     elif variant == "df64":
         c.model.size, c.data.load_size, c.batch_size = 64, 80, 16
     elif variant == "tiny":
-        c.model.update(size=32, ae_dims=32, e_dims=8, d_dims=8, d_mask_dims=4)
+        c.model.update(size=32, ae_dims=32, e_dims=8, d_dims=8, d_mask_dims=4, gan_dims=4,
+                       code_d_dims=8)
         c.data.load_size = 40
         c.optim.learning_rate = 5e-4
         c.num_steps = 20

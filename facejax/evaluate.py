@@ -12,6 +12,9 @@ reference embedding; retrieval is correct when the nearest identity is the swap'
 Expression is the landmark error between each source face and its swap (normalised by the
 source's outer-eye-corner distance) and the correlation of mouth opening over the clip.
 Steadiness is the frame-to-frame landmark jitter of the swapped video against the source's.
+Sharpness is the variance of the Laplacian inside the face hull of a 128 px aligned crop of the
+swapped frame, against the same figure on the real faces of the swap's target (the other clip):
+a ratio of 1 is as sharp as the real person; a blurry swap scores well below.
 The figures are computed in facejax/metrics.py, the report written by facejax/report.py.
 """
 
@@ -29,10 +32,11 @@ import numpy as np
 from facejax import files, inference, metrics, report
 from facejax.errors import UserError
 from facejax.faces import align, compose, detect, find, identity as identity_lib
-from facejax.faces import landmarks as lm, video
+from facejax.faces import landmarks as lm, masks, video
 
 IDENTITIES = ("a", "b")
 OTHER = {"a": "b", "b": "a"}
+SHARPNESS_SIZE = 128  # one crop size for every model, so that figures compare across runs
 
 
 @dataclasses.dataclass
@@ -64,6 +68,8 @@ class ClipResult:
     psnr: list
     ssim: list
     samples: list           # (source crop, swap crop, reconstruction) uint8
+    sharp_swap: list = dataclasses.field(default_factory=list)  # laplacian_variance per face
+    sharp_real: list = dataclasses.field(default_factory=list)
     frames_read: int = 0
     no_face: int = 0
 
@@ -134,6 +140,12 @@ class Evaluator:
                 out.source_embeddings.append(self.embedder.from_landmarks(frame, face.landmarks))
                 out.swap_embeddings.append(self.embedder.from_landmarks(pasted, swap_lm))
                 out.psnr.append(metrics.psnr(ref, r))
+                sharp = align.align_matrix(face.landmarks, SHARPNESS_SIZE, self.coverage)
+                hull = masks.face_hull(align.transform_points(sharp, face.landmarks),
+                                       (SHARPNESS_SIZE, SHARPNESS_SIZE))
+                for image, values in ((pasted, out.sharp_swap), (frame, out.sharp_real)):
+                    values.append(metrics.laplacian_variance(
+                        align.crop(image, sharp, SHARPNESS_SIZE), hull))
                 out.ssim.append(metrics.ssim(ref, r))
                 if len(out.samples) < self.opts.samples and \
                         (len(out.frames) - 1) % sample_every == 0:
@@ -159,8 +171,10 @@ class Evaluator:
         return np.array(emb, np.float32).reshape(-1, 128)
 
 
-def clip_metrics(res: ClipResult, identity: str, sets: dict, every: int) -> dict:
-    """The figures of one source clip swapped to the other identity."""
+def clip_metrics(res: ClipResult, identity: str, sets: dict, every: int,
+                 target: ClipResult) -> dict:
+    """The figures of one source clip swapped to the other identity (`target`: the other
+    identity's clip, whose real faces set the sharpness reference)."""
     src = np.array(res.source_landmarks)
     swp = np.array(res.swap_landmarks)
     nme = [lm.normalised_mean_error(p, t) for p, t in zip(swp, src)]
@@ -185,6 +199,13 @@ def clip_metrics(res: ClipResult, identity: str, sets: dict, every: int) -> dict
             "mouth_opening_correlation": metrics.correlation(mouth_src, mouth_swp),
             "per_frame_nme": nme, "per_frame_mouth_source": mouth_src,
             "per_frame_mouth_swap": mouth_swp,
+        },
+        "sharpness": {
+            "swap": metrics.mean_finite(res.sharp_swap),
+            "source_real": metrics.mean_finite(res.sharp_real),
+            "target_real": metrics.mean_finite(target.sharp_real),
+            "ratio_to_target": (metrics.mean_finite(res.sharp_swap)
+                                / metrics.mean_finite(target.sharp_real)),
         },
         "steadiness": {
             "jitter_source": j_src, "jitter_swap": j_swp,
@@ -242,8 +263,8 @@ def evaluate(workdir: str, a: str, b: str, output: str, distractors=(),
         "reference_sets": {n: int(len(s)) for n, s in sets.items()},
         "options": dataclasses.asdict(opts),
         "same_person_threshold": identity_lib.SAME_PERSON,
-        "a2b": clip_metrics(results["a"], "a", sets, opts.every),
-        "b2a": clip_metrics(results["b"], "b", sets, opts.every),
+        "a2b": clip_metrics(results["a"], "a", sets, opts.every, results["b"]),
+        "b2a": clip_metrics(results["b"], "b", sets, opts.every, results["a"]),
     }
     result["seconds"] = round(time.monotonic() - start, 2)
     tmp = os.path.join(parent, f".{os.path.basename(os.path.normpath(output))}.partial-"

@@ -128,3 +128,12 @@ def dssim(a: jax.Array, b: jax.Array, filter_size: int, sigma: float = 1.5,
     den1 = red(jnp.square(a) + jnp.square(b))
     cs = (num1 - num0 + c2) / (den1 - den0 + c2)
     return (1.0 - jnp.mean(luminance * cs, axis=(1, 2))) / 2.0
+
+
+def total_variation_sq(images: jax.Array) -> jax.Array:
+    """Per image [B]: the sum of squared differences between vertically and horizontally
+    neighbouring pixels (DeepFaceLab's total_variation_mse, which its GAN option adds to
+    suppress isolated bright dots)."""
+    dy = images[:, 1:] - images[:, :-1]
+    dx = images[:, :, 1:] - images[:, :, :-1]
+    return jnp.square(dy).sum((1, 2, 3)) + jnp.square(dx).sum((1, 2, 3))

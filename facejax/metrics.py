@@ -1,5 +1,5 @@
-"""Swap-quality figures, numpy only: PSNR and SSIM, mouth opening and landmark jitter,
-embedding distances and identity retrieval."""
+"""Swap-quality figures, numpy only: PSNR and SSIM, sharpness, mouth opening and landmark
+jitter, embedding distances and identity retrieval."""
 
 from __future__ import annotations
 
@@ -40,6 +40,17 @@ def ssim(x: np.ndarray, y: np.ndarray, data_range: float = 1.0) -> float:
     cxy = blur(x * y) - mx * my
     s = ((2 * mx * my + c1) * (2 * cxy + c2)) / ((mx * mx + my * my + c1) * (vx + vy + c2))
     return float(s[5:-5, 5:-5].mean())
+
+
+def laplacian_variance(rgb: np.ndarray, mask: np.ndarray, erode: int = 2) -> float:
+    """Sharpness: the variance of the Laplacian (3×3) of the grey image inside `mask` (uint8,
+    > 127), shrunk by `erode` pixels so a blend edge does not count. nan on an empty mask."""
+    grey = cv2.cvtColor(np.asarray(rgb, np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float64)
+    lap = cv2.Laplacian(grey, cv2.CV_64F)
+    inside = np.asarray(mask) > 127
+    if erode:
+        inside = cv2.erode(inside.astype(np.uint8), np.ones((2 * erode + 1,) * 2, np.uint8)) > 0
+    return float(lap[inside].var()) if inside.any() else math.nan
 
 
 def mouth_opening(landmarks: np.ndarray) -> float:

@@ -28,6 +28,7 @@ def summary(metrics: dict) -> dict:
             "mouth_correlation": m["expression"]["mouth_opening_correlation"],
             "jitter_source": m["steadiness"]["jitter_source"],
             "jitter_swap": m["steadiness"]["jitter_swap"],
+            "sharpness_ratio": m["sharpness"]["ratio_to_target"],
         }
     return out
 

@@ -284,7 +284,7 @@ def _train(config, workdir: str, task) -> dict:
     degrade = dict(config.data.degrade) if config.data.degrade.prob > 0 else None
     batches = pipeline.FaceBatches(train_tables, config.batch_size, config.seed, task.fields,
                                    jax.process_index(), jax.process_count(), per_process, degrade,
-                                   host_augment(config, task))
+                                   host_augment(config, task), config.data.get("yaw_bins", 0))
     val_tables = load_tables(config, task, "validation", per_process)
     val_batches = pipeline.FaceBatches(val_tables, config.batch_size, config.seed + 1,
                                        task.fields, jax.process_index(), jax.process_count(),

@@ -74,8 +74,9 @@ def grid_faces(tmp_path_factory):
     return out
 
 
-def train_steps_on(devices, task, config, batches, steps: int):
-    """Runs `steps` jitted train steps of `task` on a mesh of `devices`, data sharded on it.
+def train_steps_on(devices, task, config, batches, steps: int, on_step=None):
+    """Runs `steps` jitted train steps of `task` on a mesh of `devices`, data sharded on it;
+    `on_step(i, state, metrics)` after each, if given.
 
     Returns (state, metrics of the last step), fetched to the host.
     """
@@ -91,6 +92,8 @@ def train_steps_on(devices, task, config, batches, steps: int):
                        in_shardings=(rep, ds, rep), out_shardings=(rep, rep))
         for i in range(steps):
             state, metrics = step(state, pipeline.to_global(batches(i), ds), key)
+            if on_step is not None:
+                on_step(i, jax.device_get(state), jax.device_get(metrics))
         return jax.device_get(state), jax.device_get(metrics)
 
 

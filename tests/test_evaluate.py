@@ -44,7 +44,7 @@ def test_evaluation_of_a_passthrough_model_on_real_faces():
     ev = _Passthrough(evaluate.EvalOptions(max_frames=20, samples=2))
     res = {"a": ev.run_clip(CLIP_A, "a"), "b": ev.run_clip(CLIP_B, "b")}
     sets = {n: np.array(r.source_embeddings) for n, r in res.items()}
-    m = evaluate.clip_metrics(res["a"], "a", sets, 1)
+    m = evaluate.clip_metrics(res["a"], "a", sets, 1, res["b"])
     assert m["faces"] == 20 and m["no_face"] == 0
     assert m["reconstruction"]["psnr_mean"] == math.inf
     assert m["reconstruction"]["ssim_mean"] == pytest.approx(1.0)
@@ -52,6 +52,10 @@ def test_evaluation_of_a_passthrough_model_on_real_faces():
     assert m["expression"]["mouth_opening_correlation"] > 0.95
     assert m["steadiness"]["jitter_ratio"] == pytest.approx(1.0, abs=0.25)
     assert m["identity"]["retrieval_accuracy"] == 0.0
+    # The 64 px round trip loses detail: the swap is less sharp than the real face it came from.
+    sharp = m["sharpness"]
+    assert 0 < sharp["swap"] < 0.8 * sharp["source_real"]
+    assert sharp["ratio_to_target"] == pytest.approx(sharp["swap"] / sharp["target_real"])
     # The 64 px round trip blurs the pasted face a little: still far inside the same-person
     # radius of the source, and outside the target's.
     assert m["identity"]["mean_distance_to_source"] < 0.3
@@ -77,6 +81,7 @@ def test_tool_report_and_bad_inputs(tiny_ae_run, tmp_path):
         assert sum(m["identity"]["nearest_counts"].values()) == 10
         assert m["expression"]["landmark_nme_mean"] > 0
         assert len(m["expression"]["per_frame_nme"]) == 10
+        assert m["sharpness"]["ratio_to_target"] > 0 and np.isfinite(m["sharpness"]["swap"])
     html = (out / "report.html").read_text()
     pngs = re.findall(r"src='([^']+)'", html)
     assert len(pngs) == 4

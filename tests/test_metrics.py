@@ -49,6 +49,25 @@ def _reference_ssim(x, y, data_range=1.0):
     return float(np.mean(out))
 
 
+def test_laplacian_variance_against_numpy_and_under_blur(grid_face):
+    """The 4-neighbour Laplacian written out in numpy (inside a mask away from the border);
+    blur lowers it, and more blur lowers it more."""
+    x, _, _ = grid_face
+    face = (x * 255 + 0.5).astype(np.uint8)
+    grey = cv2.cvtColor(face, cv2.COLOR_RGB2GRAY).astype(np.float64)
+    lap = (grey[:-2, 1:-1] + grey[2:, 1:-1] + grey[1:-1, :-2] + grey[1:-1, 2:]
+           - 4 * grey[1:-1, 1:-1])
+    mask = np.zeros((96, 96), np.uint8)
+    mask[20:70, 25:75] = 255
+    # Inside the mask shrunk by 2 px: rows 22-67, columns 27-72; lap[i] is grey row i + 1.
+    ref = lap[21:67, 26:72].var()
+    assert metrics.laplacian_variance(face, mask) == pytest.approx(ref, rel=1e-9)
+    values = [metrics.laplacian_variance(cv2.GaussianBlur(face, (0, 0), s) if s else face,
+                                         mask) for s in (0, 1, 2)]
+    assert values[0] > 2 * values[1] > 0 and values[1] > values[2]
+    assert math.isnan(metrics.laplacian_variance(face, np.zeros_like(mask)))
+
+
 def test_psnr_ssim_identical_noise_blur(grid_face):
     x, _, _ = grid_face
     assert metrics.psnr(x, x) == math.inf

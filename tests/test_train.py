@@ -15,7 +15,7 @@ from experiments import deepfakes_original
 from facejax import checkpoint, train
 from facejax.data import pipeline, tfds_faces
 from facejax.tasks import autoencoder as ae_task
-from tests.conftest import ROOT, run_tool, train_steps_on
+from tests.conftest import ROOT, assert_params_agree, run_tool, train_steps_on
 
 CONFIG = "--config=experiments/deepfakes_original.py:tiny"
 

@@ -28,6 +28,7 @@ import numpy as np
 
 from facejax.data import tfds_faces
 from facejax.errors import UserError
+from facejax.faces import landmarks
 
 
 @dataclasses.dataclass
@@ -142,6 +143,35 @@ def degrade(images: np.ndarray, rng: np.random.Generator, prob: float, max_blur:
     return out
 
 
+class YawSampler:
+    """Sample indices spread evenly over head yaw (DeepFaceLab's uniform_yaw): each example
+    draws one of the non-empty yaw bins, then one record of that bin, both uniformly, as a pure
+    function of (seed, step). Bins split [-span, span] radians evenly; yaws beyond fall in the
+    end bins. Rare poses are seen as often as common ones."""
+
+    def __init__(self, yaws: np.ndarray, batch: int, seed, bins: int = 128, span: float = 1.2):
+        if len(yaws) == 0:
+            raise ValueError("empty table")
+        edges = np.linspace(-span, span, bins)
+        which = np.clip(np.searchsorted(edges, yaws, side="right") - 1, 0, bins - 1)
+        self.groups = [np.flatnonzero(which == k) for k in np.unique(which)]
+        self.batch = batch
+        self.seed = tuple(seed) if isinstance(seed, (tuple, list)) else (seed,)
+
+    def indices(self, step: int) -> np.ndarray:
+        rng = np.random.default_rng([*self.seed, step])
+        groups = rng.integers(len(self.groups), size=self.batch)
+        return np.array([self.groups[g][rng.integers(len(self.groups[g]))] for g in groups])
+
+
+def sampler(table: FaceTable, batch: int, seed, yaw_bins: int = 0):
+    """The index sampler of a table: epochs of permutations, or even over yaw (yaw_bins > 0)."""
+    if yaw_bins:
+        yaws = landmarks.head_yaw(table.landmarks, table.image.shape[1])
+        return YawSampler(yaws, batch, seed, yaw_bins)
+    return EpochSampler(len(table), batch, seed)
+
+
 class FaceBatches:
     """Batches of one or more identities, e.g. {"a": {...}, "b": {...}}, for a given step.
 
@@ -156,11 +186,12 @@ class FaceBatches:
         seeded by (seed, step, process), so a resumed run draws the same augmentations. Each
         process draws for its own part, so in full mode the augmentations (unlike the samples)
         depend on the process count; the device placement does not.
+      yaw_bins: > 0 draws samples evenly over head yaw in that many bins (`YawSampler`).
     """
 
     def __init__(self, tables: dict, global_batch: int, seed: int, fields=("image", "mask"),
                  process_index: int = 0, process_count: int = 1, per_process: bool = True,
-                 degrade: dict | None = None, augment=None):
+                 degrade: dict | None = None, augment=None, yaw_bins: int = 0):
         if global_batch % process_count:
             raise UserError(f"--config.batch_size={global_batch}: must divide by the "
                             f"{process_count} processes")
@@ -172,10 +203,10 @@ class FaceBatches:
         for i, (name, table) in enumerate(sorted(tables.items())):
             if per_process:
                 # Each process draws its part from its own slice, with its own stream.
-                self._samplers[name] = EpochSampler(len(table), self.local,
-                                                    (seed, i, process_index))
+                self._samplers[name] = sampler(table, self.local, (seed, i, process_index),
+                                               yaw_bins)
             else:
-                self._samplers[name] = EpochSampler(len(table), global_batch, (seed, i))
+                self._samplers[name] = sampler(table, global_batch, (seed, i), yaw_bins)
 
     def __call__(self, step: int) -> dict:
         out = {}

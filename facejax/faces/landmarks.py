@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import dlib
 import numpy as np
 
@@ -99,3 +100,28 @@ def jitter(track: np.ndarray) -> float:
     acc = track[2:] - 2 * track[1:-1] + track[:-2]
     scale = np.array([eye_distance(t) for t in track[1:-1]])
     return float((np.linalg.norm(acc, axis=-1).mean(-1) / np.maximum(scale, 1.0)).mean())
+
+
+# A generic head, in camera axes (x right, y down, z away from the camera; millimetre-like
+# units): nose tip, chin, outer eye corners (36, 45), mouth corners (48, 54). Anthropometric
+# averages as widely used for head pose from six landmarks; only the proportions matter.
+_HEAD_POINTS = (30, 8, 36, 45, 48, 54)
+_HEAD_MODEL = np.array([(0, 0, 0), (0, 330, 65), (-225, -170, 135), (225, -170, 135),
+                        (-150, 150, 125), (150, 150, 125)], np.float64)
+
+
+def head_yaw(landmarks: np.ndarray, size: float) -> np.ndarray:
+    """Yaw in radians of faces from their 68 landmarks [N, 68, 2] in a `size` px image (a
+    pinhole camera of focal length `size`): the rotation about the vertical axis of the generic
+    head fitted to six points (cv2.solvePnP). 0 is frontal; a mirrored face has the opposite
+    sign. Give landmarks of aligned crops: a face far from the image centre is seen at an
+    angle and reads as turned. [N] float32."""
+    camera = np.array([[size, 0, size / 2], [0, size, size / 2], [0, 0, 1]], np.float64)
+    out = np.zeros(len(landmarks), np.float32)
+    for i, pts in enumerate(np.asarray(landmarks, np.float64)):
+        ok, rvec, _ = cv2.solvePnP(_HEAD_MODEL, pts[list(_HEAD_POINTS)], camera, None,
+                                   flags=cv2.SOLVEPNP_ITERATIVE)
+        if ok:
+            rot, _ = cv2.Rodrigues(rvec)
+            out[i] = np.arcsin(np.clip(-rot[2, 0], -1.0, 1.0))
+    return out

@@ -83,6 +83,7 @@ class UpConv(nn.Module):
     impl: str = "auto"
     dtype: jnp.dtype | None = None
     kernel_size: int = 4
+    kernel_init: nn.initializers.Initializer | None = None
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:

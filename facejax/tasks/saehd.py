@@ -11,6 +11,17 @@ at 0.5, doubled) and em the eyes and mouth masks:
   + eyes_mouth_weight · mean(|t·em - p·em|)                            (DeepFaceLab: 300)
   + 10·mean((mask - predicted mask)²)
 
+Options, off by default as in DeepFaceLab:
+  gan_power         a U-Net PatchGAN (models/saehd_discriminators.py) on A's masked faces:
+                    gan_power · (BCE of its centre and pixel logits against "real"), plus
+                    1e-6·total variation of the face and 0.02·MSE outside the mask; the
+                    discriminator learns real A faces from reconstructions.
+  true_face_power   (df) a discriminator on the inter's codes: B's codes are "real", A's
+                    "fake", and the generator is pushed to make A's codes look like B's ones
+                    (true_face_power · BCE), so swaps keep more of A's look.
+Both discriminators train in the same step, on that step's faces (DeepFaceLab re-renders
+them after the generator's update), with the generator's optimizer settings.
+
 The gradient is that of the sum over the batch (DeepFaceLab's), the metrics are batch means.
 Identity "a" is DeepFaceLab's src (the face put into videos), "b" its dst.
 """
@@ -24,6 +35,7 @@ import optax
 from facejax import augment, losses
 from facejax.faces import masks as masks_lib
 from facejax.models import saehd as saehd_model
+from facejax.models import saehd_discriminators as discriminators
 from facejax.tasks import common
 from facejax.tasks.protocol import Task
 
@@ -46,14 +58,39 @@ def optimizer(config):
     return optax.chain(optax.clip_by_global_norm(o.clip_norm), opt) if o.clip_norm else opt
 
 
+def patch_discriminator(config) -> discriminators.UNetPatchDiscriminator:
+    m = config.model
+    return discriminators.UNetPatchDiscriminator(
+        patch_size=m.gan_patch_size or m.size // 8, base=m.gan_dims,
+        conv_impl=m.get("conv_impl", "auto"), dtype=saehd_model.compute_dtype(m))
+
+
+def code_discriminator(config) -> discriminators.CodeDiscriminator:
+    if saehd_model.parse_archi(config.model.archi)[0] != "df":
+        raise ValueError("true_face_power needs archi df (liae has no shared code to "
+                         "discriminate), as in DeepFaceLab")
+    return discriminators.CodeDiscriminator(config.model.code_d_dims,
+                                            saehd_model.compute_dtype(config.model))
+
+
 def init(rng: jax.Array, config) -> dict:
     model = saehd_model.build(config)
     s = config.model.size
-    params = model.init(rng, jnp.zeros((1, s, s, 3)), method=saehd_model.SAEHD.init_all)["params"]
+    k_d, k_c = (jax.random.fold_in(rng, i) for i in (1, 2))  # the autoencoder's stays rng
+    faces = jnp.zeros((1, s, s, 3))
+    params = model.init(rng, faces, method=saehd_model.SAEHD.init_all)["params"]
     state = {"params": params, "opt": optimizer(config).init(params),
              "step": jnp.zeros((), jnp.int32)}
     if config.ema:
         state["ema"] = params
+    if config.loss.gan_power:
+        d = patch_discriminator(config).init(k_d, faces)["params"]
+        state["d"] = {"params": d, "opt": optimizer(config).init(d)}
+    if config.loss.true_face_power:
+        f = model.apply({"params": params}, faces, method=saehd_model.SAEHD.encode)
+        code = model.apply({"params": params}, f, "a", method=saehd_model.SAEHD.code)
+        c = code_discriminator(config).init(k_c, code)["params"]
+        state["code_d"] = {"params": c, "opt": optimizer(config).init(c)}
     return state
 
 
@@ -96,56 +133,124 @@ def side_loss(target, pred, target_mask, pred_mask, em, config) -> dict:
 
 
 def _forward(params, warped: dict, config):
-    """(face, mask) of each side through its own path; the shared encoder runs once over both
-    sides' faces, interleaved so a sharded batch stays on its devices."""
+    """(face, mask) and the code of each side through its own path; the shared encoder runs
+    once over both sides' faces, interleaved so a sharded batch stays on its devices."""
     model = saehd_model.build(config)
     a, b = warped["a"], warped["b"]
     x = jnp.stack([a, b], axis=1).reshape((-1,) + a.shape[1:])
     f = model.apply({"params": params}, x, method=saehd_model.SAEHD.encode)
     f = f.reshape((a.shape[0], 2) + f.shape[1:])
-    out = {}
+    out, codes = {}, {}
     for i, name in enumerate(IDENTITIES):
-        code = model.apply({"params": params}, f[:, i], name, method=saehd_model.SAEHD.code)
-        out[name] = model.apply({"params": params}, code, name,
+        codes[name] = model.apply({"params": params}, f[:, i], name,
+                                  method=saehd_model.SAEHD.code)
+        out[name] = model.apply({"params": params}, codes[name], name,
                                 method=saehd_model.SAEHD.decode)
-    return out
+    return out, codes
 
 
-def loss_fn(params, sides: dict, config):
-    preds = _forward(params, {n: sides[n][0] for n in IDENTITIES}, config)
+def _real_fake(logits_pair) -> jax.Array:
+    """Per face: BCE of the U-Net discriminator's centre and pixel logits against "real"."""
+    return sum(losses.per_example_mean(losses.bce_with_logits(x, 1.0)) for x in logits_pair)
+
+
+def adversarial_terms(state: dict, face, target, mask, codes: dict, config) -> dict:
+    """The generator's GAN and true-face terms, per face [B] (module docstring)."""
+    terms = {}
+    if config.loss.gan_power:
+        inside = jax.lax.stop_gradient(mask_blur(mask, config.model.size))
+        logits = patch_discriminator(config).apply({"params": state["d"]["params"]},
+                                                   face * inside)
+        outside = 1.0 - inside
+        terms["gan"] = (config.loss.gan_power * _real_fake(logits)
+                        + 1e-6 * losses.total_variation_sq(face)
+                        + 0.02 * losses.per_example_mean(
+                            jnp.square(face * outside - target * outside)))
+    if config.loss.true_face_power:
+        logits = code_discriminator(config).apply({"params": state["code_d"]["params"]},
+                                                  codes["a"])
+        terms["true_face"] = config.loss.true_face_power * losses.per_example_mean(
+            losses.bce_with_logits(logits, 1.0))
+    return terms
+
+
+def loss_fn(params, state: dict, sides: dict, config):
+    preds, codes = _forward(params, {n: sides[n][0] for n in IDENTITIES}, config)
     metrics, total = {}, 0.0
     for name in IDENTITIES:
         _, target, mask, em = sides[name]
         face, pmask = preds[name]
         terms = side_loss(target, face, mask, pmask, em, config)
+        if name == "a":  # DeepFaceLab's discriminators judge the src side
+            terms.update(adversarial_terms(state, face, target, mask, codes, config))
         per_face = sum(terms.values())
         total = total + per_face.sum()
         metrics[f"loss_{name}"] = per_face.mean()
         metrics.update({f"{k}_{name}": v.mean() for k, v in terms.items()})
     metrics["loss"] = metrics["loss_a"] + metrics["loss_b"]
+    return total, (metrics, {"face_a": preds["a"][0], "codes": codes})
+
+
+def _apply(params, opt_state, grads, key, config):
+    """One optimizer update, with DeepFaceLab's learning-rate dropout where set: each update
+    element is kept with probability 1 - p (and not rescaled), which it uses late in a run to
+    sharpen."""
+    updates, opt_state = optimizer(config).update(grads, opt_state, params)
+    if config.optim.lr_dropout:
+        leaves, tree = jax.tree.flatten(updates)
+        keys = jax.random.split(key, len(leaves))
+        keep = 1.0 - config.optim.lr_dropout
+        updates = jax.tree.unflatten(tree, [u * jax.random.bernoulli(k, keep, u.shape)
+                                            for k, u in zip(keys, leaves)])
+    return optax.apply_updates(params, updates), opt_state
+
+
+def _discriminator_losses(d_params: dict, state: dict, sides: dict, rendered: dict, config):
+    """(sum over faces, metrics) of the discriminators: real A faces against this step's
+    reconstructions; B's codes against A's."""
+    total, metrics = 0.0, {}
+    if "d" in d_params:
+        _, target, mask, _ = sides["a"]
+        inside = mask_blur(mask, config.model.size)
+        net = patch_discriminator(config)
+        real = net.apply({"params": d_params["d"]}, target * inside)
+        fake = net.apply({"params": d_params["d"]}, rendered["face_a"] * inside)
+        per_face = sum(0.5 * (losses.per_example_mean(losses.bce_with_logits(r, 1.0))
+                              + losses.per_example_mean(losses.bce_with_logits(f, 0.0)))
+                       for r, f in zip(real, fake))
+        total, metrics["d_loss"] = total + per_face.sum(), per_face.mean()
+    if "code_d" in d_params:
+        net = code_discriminator(config)
+        real = net.apply({"params": d_params["code_d"]}, rendered["codes"]["b"])
+        fake = net.apply({"params": d_params["code_d"]}, rendered["codes"]["a"])
+        per_face = 0.5 * (losses.per_example_mean(losses.bce_with_logits(real, 1.0))
+                          + losses.per_example_mean(losses.bce_with_logits(fake, 0.0)))
+        total, metrics["d_code_loss"] = total + per_face.sum(), per_face.mean()
     return total, metrics
 
 
 def train_step(state: dict, batch: dict, rng: jax.Array, config):
     rng = jax.random.fold_in(rng, state["step"])
-    k_warp, k_drop = jax.random.split(rng)
+    k_warp, k_drop, k_d = jax.random.split(rng, 3)
     sides = _warp(k_warp, batch, config)
-    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(state["params"], sides,
-                                                                    config)
-    updates, opt = optimizer(config).update(grads, state["opt"], state["params"])
-    if config.optim.lr_dropout:
-        # DeepFaceLab's learning-rate dropout: each update element is kept with probability
-        # 1 - p (and not rescaled), which it uses late in a run to sharpen.
-        leaves, tree = jax.tree.flatten(updates)
-        keys = jax.random.split(k_drop, len(leaves))
-        keep = 1.0 - config.optim.lr_dropout
-        updates = jax.tree.unflatten(tree, [u * jax.random.bernoulli(k, keep, u.shape)
-                                            for k, u in zip(keys, leaves)])
-    params = optax.apply_updates(state["params"], updates)
+    (_, (metrics, rendered)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        state["params"], state, sides, config)
+    params, opt = _apply(state["params"], state["opt"], grads, k_drop, config)
     new = {"params": params, "opt": opt, "step": state["step"] + 1}
     if config.ema:
         new["ema"] = optax.incremental_update(params, state["ema"], 1.0 - config.ema)
-    return common.guard_finite(new, metrics, grads)
+    nets = [n for n in ("d", "code_d") if n in state]
+    all_grads = {"g": grads}
+    if nets:
+        rendered = jax.lax.stop_gradient(rendered)
+        (_, d_metrics), d_grads = jax.value_and_grad(_discriminator_losses, has_aux=True)(
+            {n: state[n]["params"] for n in nets}, state, sides, rendered, config)
+        metrics.update(d_metrics)
+        for n, key in zip(nets, jax.random.split(k_d, len(nets))):
+            p, o = _apply(state[n]["params"], state[n]["opt"], d_grads[n], key, config)
+            new[n] = {"params": p, "opt": o}
+        all_grads.update(d_grads)
+    return common.guard_finite(new, metrics, all_grads)
 
 
 def views(batch, name, config):

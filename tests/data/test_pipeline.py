@@ -78,3 +78,27 @@ def test_degradation_is_deterministic_and_changes_images(grid_faces):
 def test_not_an_extraction_dir(tmp_path):
     with pytest.raises(UserError, match="not an extraction directory"):
         tfds_faces.builder(str(tmp_path))
+
+
+def test_yaw_sampling_draws_every_pose_as_often():
+    """90 frontal faces and 10 turned ones: evenly over yaw, half the draws are turned faces
+    (an epoch sampler gives 10%); the draws are a pure function of (seed, step)."""
+    yaws = np.array([0.0] * 90 + [0.9] * 10)
+    s = pipeline.YawSampler(yaws, 64, (0, 1), bins=16)
+    turned = np.concatenate([s.indices(step) for step in range(50)]) >= 90
+    assert 0.45 < turned.mean() < 0.55
+    np.testing.assert_array_equal(s.indices(7), pipeline.YawSampler(yaws, 64, (0, 1), 16)
+                                  .indices(7))
+    assert not np.array_equal(s.indices(7), s.indices(8))
+    # Beyond the span: the end bins.
+    ends = pipeline.YawSampler(np.array([-3.0, 3.0]), 8, 0, bins=4)
+    assert [g.tolist() for g in ends.groups] == [[0], [1]]
+
+
+def test_yaw_sampling_through_the_batches(grid_faces):
+    table = pipeline.load_table(grid_faces["a"], "train", 32)
+    batches = pipeline.FaceBatches({"a": table}, 8, 0, ("landmarks",), yaw_bins=128)
+    assert isinstance(batches._samplers["a"], pipeline.YawSampler)
+    np.testing.assert_array_equal(batches(3)["a"]["landmarks"],
+                                  pipeline.FaceBatches({"a": table}, 8, 0, ("landmarks",),
+                                                       yaw_bins=128)(3)["a"]["landmarks"])

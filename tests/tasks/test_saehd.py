@@ -55,19 +55,26 @@ def _batches(grid_faces, config, n=8):
 
 
 def test_sharded_step_equals_single_device_step(grid_faces):
+    """The parameters after one step, and the second step's figures (computed with them)."""
     config = tiny(grid_faces)
     batches = _batches(grid_faces, config)
-    results = [train_steps_on(devices, saehd.TASK, config, batches, 2)
-               for devices in (jax.devices()[:1], jax.devices())]
+    results = []
+    for devices in (jax.devices()[:1], jax.devices()):
+        first = []
+        _, metrics = train_steps_on(devices, saehd.TASK, config, batches, 2,
+                                    on_step=lambda i, s, m: first.append(s["params"]))
+        results.append((first[0], metrics))
     for k, v in results[0][1].items():
         assert results[1][1][k] == pytest.approx(v, rel=1e-4, abs=1e-6), k
-    assert_params_agree(results[0][0]["params"], results[1][0]["params"],
-                        config.optim.learning_rate, 2)
+    # AdaBelief divides by the gradient's distance from its running mean: past the first step
+    # that magnifies rounding differences in a way no tolerance on the weights separates from
+    # a real error, so the weights are compared after one step.
+    assert_params_agree(results[0][0], results[1][0], config.optim.learning_rate, 1)
 
 
 @pytest.fixture(scope="module")
 def short_run(grid_faces, tmp_path_factory):
-    config = tiny(grid_faces, num_steps=120, eval_every=60, checkpoint_every=60)
+    config = tiny(grid_faces, num_steps=60, eval_every=30, checkpoint_every=30)
     config.optim.learning_rate = 1e-3
     wd = str(tmp_path_factory.mktemp("saehd"))
     return wd, train.train(config, wd)
@@ -77,7 +84,7 @@ def test_a_short_run_on_two_people_learns_faces_and_masks(short_run):
     wd, metrics = short_run
     h = train.read_history(wd)
     first, last = h[0], h[-1]
-    print("SAEHD tiny, 120 steps:", {k: (round(first[k], 4), round(last[k], 4))
+    print("SAEHD tiny, 60 steps:", {k: (round(first[k], 4), round(last[k], 4))
                                      for k in first if k != "step"})
     for side in ("a", "b"):
         assert last[f"val_loss_{side}"] < 0.7 * first[f"val_loss_{side}"]
@@ -86,12 +93,21 @@ def test_a_short_run_on_two_people_learns_faces_and_masks(short_run):
     assert all(np.isfinite(v) for v in metrics.values())
 
 
+def everything_on(config):
+    """Every option that adds state or randomness: both discriminators, learning-rate dropout,
+    the weights' moving average, clipping, yaw-even sampling."""
+    config.loss.update(gan_power=0.1, true_face_power=0.01)
+    config.optim.update(lr_dropout=0.3, clip_norm=1.0)
+    config.ema, config.data.yaw_bins = 0.99, 16
+    return config
+
+
 def test_exact_resume_and_the_nan_guard(grid_faces, tmp_path):
     straight, split = str(tmp_path / "straight"), str(tmp_path / "split")
-    train.train(tiny(grid_faces, num_steps=4, eval_every=0), straight)
-    train.train(tiny(grid_faces, num_steps=2, eval_every=0), split)
-    train.train(tiny(grid_faces, num_steps=4, eval_every=0), split)
-    config = tiny(grid_faces)
+    train.train(everything_on(tiny(grid_faces, num_steps=4, eval_every=0)), straight)
+    train.train(everything_on(tiny(grid_faces, num_steps=2, eval_every=0)), split)
+    train.train(everything_on(tiny(grid_faces, num_steps=4, eval_every=0)), split)
+    config = everything_on(tiny(grid_faces))
     a = inference.restore_state(straight, config, saehd.TASK)
     b = inference.restore_state(split, config, saehd.TASK)
     assert int(a["step"]) == int(b["step"]) == 4
@@ -100,6 +116,49 @@ def test_exact_resume_and_the_nan_guard(grid_faces, tmp_path):
     bad.optim.learning_rate = 3e38
     with pytest.raises(train.Diverged, match="non-finite loss or gradient"):
         train.train(bad, str(tmp_path / "bad"))
+
+
+def test_discriminators_learn_real_faces_from_reconstructions(grid_faces):
+    """With gan_power and true_face_power the step trains both discriminators beside the
+    autoencoder: their losses start at chance (2·ln 2 for the U-Net's two heads, ln 2 for the
+    code's), the generator gets both terms on A's side only, and both discriminators' own
+    updates learn to tell real A faces from this step's reconstructions and B's codes from
+    A's (held fixed here: in training the generator moves too)."""
+    config = tiny(grid_faces)
+    config.loss.update(gan_power=0.1, true_face_power=0.01)
+    config.model.update(gan_dims=16, gan_patch_size=8)
+    config.optim.learning_rate = 1e-3
+    batches = _batches(grid_faces, config)
+    state, first = train_steps_on(jax.devices()[:1], saehd.TASK, config, batches, 1)
+    assert set(state) >= {"d", "code_d"}
+    assert first["d_loss"] == pytest.approx(2 * np.log(2), abs=0.05)
+    assert first["d_code_loss"] == pytest.approx(np.log(2), abs=0.05)
+    assert first["gan_a"] > 0 and first["true_face_a"] > 0 and "gan_b" not in first
+    assert bool(first["finite"])
+
+    sides = saehd._warp(jax.random.key(1), jax.tree.map(jnp.asarray, batches(1)), config)
+    _, (_, rendered) = saehd.loss_fn(state["params"], state, sides, config)
+
+    @jax.jit
+    def d_step(nets, key):
+        (_, m), g = jax.value_and_grad(saehd._discriminator_losses, has_aux=True)(
+            {n: nets[n]["params"] for n in nets}, state, sides, rendered, config)
+        return {n: dict(zip(("params", "opt"), saehd._apply(
+            nets[n]["params"], nets[n]["opt"], g[n], key, config))) for n in nets}, m
+
+    nets = {n: state[n] for n in ("d", "code_d")}
+    _, start = d_step(nets, jax.random.key(0))
+    for i in range(40):
+        nets, end = d_step(nets, jax.random.key(i))
+    print("discriminators on fixed faces, start and after 40 updates:",
+          {k: (float(start[k]), float(end[k])) for k in start})
+    assert end["d_loss"] < 0.7 * start["d_loss"]
+    # An untrained encoder's codes are about 1e-3 in size, so the code discriminator's logits
+    # move slowly at first; its loss still falls.
+    assert end["d_code_loss"] < start["d_code_loss"] - 0.003
+    config.model.archi = "liae"
+    with pytest.raises(ValueError, match="true_face_power needs archi df"):
+        jax.eval_shape(lambda: saehd.TASK.init(jax.random.key(0), config))
 
 
 def test_conversion_swaps_through_the_other_decoder(short_run, tmp_path):
