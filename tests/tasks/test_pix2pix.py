@@ -20,10 +20,9 @@ def test_generator_loss_weights_l1_by_lambda(grid_faces):
     table = pipeline.load_table(grid_faces["a"], "train", 32, landmark_image=True)
     batch = jax.tree.map(jnp.asarray, pipeline.FaceBatches({"a": table}, 4, 0,
                                                            pix2pix.FIELDS)(0))
-    state = pix2pix.init(jax.random.key(0), config)
+    state = jax.jit(lambda k: pix2pix.init(k, config))(jax.random.key(0))
     _, m1 = jax.jit(lambda s, b: pix2pix.train_step(s, b, jax.random.key(1), config))(state, batch)
     config.loss.l1_weight = 10.0
-    state = pix2pix.init(jax.random.key(0), config)
     _, m2 = jax.jit(lambda s, b: pix2pix.train_step(s, b, jax.random.key(1), config))(state, batch)
     np.testing.assert_allclose(m1["loss"], m1["g_gan"] + 100 * m1["g_l1"], rtol=1e-5)
     np.testing.assert_allclose(m2["loss"], m2["g_gan"] + 10 * m2["g_l1"], rtol=1e-5)

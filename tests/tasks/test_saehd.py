@@ -136,8 +136,12 @@ def test_discriminators_learn_real_faces_from_reconstructions(grid_faces):
     assert first["gan_a"] > 0 and first["true_face_a"] > 0 and "gan_b" not in first
     assert bool(first["finite"])
 
-    sides = saehd._warp(jax.random.key(1), jax.tree.map(jnp.asarray, batches(1)), config)
-    _, (_, rendered) = saehd.loss_fn(state["params"], state, sides, config)
+    @jax.jit
+    def faces(state, batch):
+        sides = saehd._warp(jax.random.key(1), batch, config)
+        return sides, saehd.loss_fn(state["params"], state, sides, config)[1][1]
+
+    sides, rendered = faces(state, batches(1))
 
     @jax.jit
     def d_step(nets, key):
