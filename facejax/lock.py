@@ -114,3 +114,27 @@ class FolderLock:
 
     def __exit__(self, *exc):
         self.release()
+
+
+class Turn:
+    """A blocking exclusive lock on the file `path` for work that must not run twice at once
+    but that a second process should wait for rather than refuse (preparing a dataset both
+    need): `with Turn(path):`. Where the filesystem has no flock it does not wait."""
+
+    def __init__(self, path: str):
+        self.path = path
+        self._fd = None
+
+    def __enter__(self):
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        except OSError as e:
+            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
+                raise
+        return self
+
+    def __exit__(self, *exc):
+        os.close(self._fd)  # closing drops the flock
+        self._fd = None

@@ -18,6 +18,7 @@ import os
 import numpy as np
 import tensorflow_datasets as tfds
 
+from facejax import lock
 from facejax.data import extract as extract_lib
 from facejax.errors import RunError, UserError
 from facejax.faces import align, masks, video
@@ -183,10 +184,15 @@ def builder(extraction_dir: str, data_dir: str | None = None) -> FacejaxFaces:
     if data_dir is None:
         data_dir = os.path.join(extraction_dir, "tfds", fingerprint(extraction_dir))
     tfds.disable_progress_bar()
-    b = FacejaxFaces(extraction_dir=extraction_dir, data_dir=data_dir)
+    b = FacejaxFaces(extraction_dir=extraction_dir, data_dir=data_dir)  # a bad folder fails here
     try:
-        b.download_and_prepare(
-            download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+        # Two runs on one extraction folder would both prepare it and one would fail on the
+        # other's rename; the second waits, then reads what the first prepared (a builder made
+        # before that would not see it).
+        with lock.Turn(os.path.join(data_dir, ".prepare.lock")):
+            b = FacejaxFaces(extraction_dir=extraction_dir, data_dir=data_dir)
+            b.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(try_download_gcs=False))
     except UserError:
         raise
     except Exception as e:  # disk full, unwritable data_dir, ... (TF, OS and TFDS errors)

@@ -1,5 +1,7 @@
 """TFDS builder and batches: splits, per-process slices, determinism in (seed, step)."""
 
+import os
+
 import jax
 import numpy as np
 import pytest
@@ -102,3 +104,29 @@ def test_yaw_sampling_through_the_batches(grid_faces):
     np.testing.assert_array_equal(batches(3)["a"]["landmarks"],
                                   pipeline.FaceBatches({"a": table}, 8, 0, ("landmarks",),
                                                        yaw_bins=128)(3)["a"]["landmarks"])
+
+
+def test_two_runs_preparing_one_dataset_wait_for_each_other(grid_faces, tmp_path):
+    """Two trainings started together on one extraction folder: the second waits while the
+    first prepares the dataset, then reads it (they used to race, and one failed on the other's
+    rename). The test holds the lock until both processes are waiting, so they start together."""
+    import subprocess
+    import sys
+    import time
+    from facejax import lock
+    from tests.conftest import ROOT
+    data_dir = str(tmp_path / "tfds")
+    code = ("import sys; from facejax.data import tfds_faces; "
+            "b = tfds_faces.builder(sys.argv[1], sys.argv[2]); "
+            "print(b.info.splits['train'].num_examples)")
+    with lock.Turn(os.path.join(data_dir, ".prepare.lock")):
+        procs = [subprocess.Popen([sys.executable, "-c", code, grid_faces["a"], data_dir],
+                                  cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for _ in range(2)]
+        time.sleep(8)  # both import TensorFlow and block on the lock
+        assert all(p.poll() is None for p in procs)
+    outs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [e[-500:] for _, e in outs]
+    assert [o.split()[-1] for o, _ in outs] == ["67", "67"]  # after TFDS's own lines
+    assert not [n for n in os.listdir(os.path.join(data_dir, "facejax_faces"))
+                if n.startswith("incomplete")]
