@@ -188,9 +188,10 @@ def builder(extraction_dir: str, data_dir: str | None = None) -> FacejaxFaces:
     try:
         # Two runs on one extraction folder would both prepare it and one would fail on the
         # other's rename; the second waits, then reads what the first prepared (a builder made
-        # before that would not see it).
+        # before that does not see it, so an unprepared one is made again).
         with lock.Turn(os.path.join(data_dir, ".prepare.lock")):
-            b = FacejaxFaces(extraction_dir=extraction_dir, data_dir=data_dir)
+            if not b.info.splits:
+                b = FacejaxFaces(extraction_dir=extraction_dir, data_dir=data_dir)
             b.download_and_prepare(
                 download_config=tfds.download.DownloadConfig(try_download_gcs=False))
     except UserError:

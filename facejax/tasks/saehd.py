@@ -149,9 +149,9 @@ def _forward(params, warped: dict, config):
     return out, codes
 
 
-def _real_fake(logits_pair) -> jax.Array:
-    """Per face: BCE of the U-Net discriminator's centre and pixel logits against "real"."""
-    return sum(losses.per_example_mean(losses.bce_with_logits(x, 1.0)) for x in logits_pair)
+def _bce(logits, label: float) -> jax.Array:
+    """Per face: the mean binary cross-entropy of a discriminator's logits against `label`."""
+    return losses.per_example_mean(losses.bce_with_logits(logits, label))
 
 
 def adversarial_terms(state: dict, face, target, mask, codes: dict, config) -> dict:
@@ -162,15 +162,14 @@ def adversarial_terms(state: dict, face, target, mask, codes: dict, config) -> d
         logits = patch_discriminator(config).apply({"params": state["d"]["params"]},
                                                    face * inside)
         outside = 1.0 - inside
-        terms["gan"] = (config.loss.gan_power * _real_fake(logits)
+        terms["gan"] = (config.loss.gan_power * sum(_bce(x, 1.0) for x in logits)
                         + 1e-6 * losses.total_variation_sq(face)
                         + 0.02 * losses.per_example_mean(
                             jnp.square(face * outside - target * outside)))
     if config.loss.true_face_power:
         logits = code_discriminator(config).apply({"params": state["code_d"]["params"]},
                                                   codes["a"])
-        terms["true_face"] = config.loss.true_face_power * losses.per_example_mean(
-            losses.bce_with_logits(logits, 1.0))
+        terms["true_face"] = config.loss.true_face_power * _bce(logits, 1.0)
     return terms
 
 
@@ -215,16 +214,13 @@ def _discriminator_losses(d_params: dict, state: dict, sides: dict, rendered: di
         net = patch_discriminator(config)
         real = net.apply({"params": d_params["d"]}, target * inside)
         fake = net.apply({"params": d_params["d"]}, rendered["face_a"] * inside)
-        per_face = sum(0.5 * (losses.per_example_mean(losses.bce_with_logits(r, 1.0))
-                              + losses.per_example_mean(losses.bce_with_logits(f, 0.0)))
-                       for r, f in zip(real, fake))
+        per_face = sum(0.5 * (_bce(r, 1.0) + _bce(f, 0.0)) for r, f in zip(real, fake))
         total, metrics["d_loss"] = total + per_face.sum(), per_face.mean()
     if "code_d" in d_params:
         net = code_discriminator(config)
         real = net.apply({"params": d_params["code_d"]}, rendered["codes"]["b"])
         fake = net.apply({"params": d_params["code_d"]}, rendered["codes"]["a"])
-        per_face = 0.5 * (losses.per_example_mean(losses.bce_with_logits(real, 1.0))
-                          + losses.per_example_mean(losses.bce_with_logits(fake, 0.0)))
+        per_face = 0.5 * (_bce(real, 1.0) + _bce(fake, 0.0))
         total, metrics["d_code_loss"] = total + per_face.sum(), per_face.mean()
     return total, metrics
 
