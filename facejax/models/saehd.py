@@ -189,9 +189,11 @@ class SAEHD(nn.Module):
             return (self.decoder_a if identity == "a" else self.decoder_b)(code)
         return self.decoder(code)
 
-    def __call__(self, x, source: str = "a", target: str = "a"):
-        """Faces of `source` rendered as `target`: (face, mask)."""
-        return self.decode(self.code(self.encode(x), source), target)
+    def __call__(self, x, target: str = "a"):
+        """Faces (of either identity) rendered as `target`: (face, mask). The decoder reads the
+        target's code: for liae, a face of B rendered as A goes through inter_AB alone, as
+        DeepFaceLab's swap (its src code of the dst face) does."""
+        return self.decode(self.code(self.encode(x), target), target)
 
     def init_all(self, x):
         """Creates every network's parameters (both identities' paths)."""

@@ -262,10 +262,10 @@ def _mask_views(batch, name, config):
         batch[name]["mask"])
 
 
-def render(state: dict, faces, source: str, target: str, config):
-    """Faces of `source` (float [N, S, S, 3] in [0, 1]) as `target`: (face, learned mask)."""
+def render(state: dict, faces, target: str, config):
+    """Faces (float [N, S, S, 3] in [0, 1]) as `target` would look: (face, learned mask)."""
     model = saehd_model.build(config)
-    return model.apply({"params": params_of(state)}, faces, source, target)
+    return model.apply({"params": params_of(state)}, faces, target)
 
 
 def evaluate(state: dict, batch: dict, config) -> dict:
@@ -274,7 +274,7 @@ def evaluate(state: dict, batch: dict, config) -> dict:
     out = {}
     for name in IDENTITIES:
         x, m = views(batch, name, config), _mask_views(batch, name, config)
-        face, pmask = render(state, x, name, name, config)
+        face, pmask = render(state, x, name, config)
         terms = side_loss(x, face, m, pmask, jnp.zeros_like(m), config)
         out[f"val_loss_{name}"] = sum(v.mean() for k, v in terms.items() if k != "eyes_mouth")
         hard, phard = m > 0.5, pmask > 0.5
@@ -287,16 +287,15 @@ def preview(state: dict, batch: dict, config) -> dict:
     out = {}
     for name, other in (("a", "b"), ("b", "a")):
         x = views(batch, name, config)
-        rec, mask = render(state, x, name, name, config)
-        swapped, _ = render(state, x, name, other, config)
+        rec, mask = render(state, x, name, config)
+        swapped, _ = render(state, x, other, config)
         out[name] = jnp.concatenate([x, rec, swapped, jnp.repeat(mask, 3, -1)], axis=2)
     return out
 
 
 def swap_with_mask(state: dict, faces, direction: str, config):
     """b2a: faces of B rendered as A, with the learned mask; a2b the reverse. In [0, 1]."""
-    source, target = ("b", "a") if direction == "b2a" else ("a", "b")
-    return render(state, faces, source, target, config)
+    return render(state, faces, "a" if direction == "b2a" else "b", config)
 
 
 def swap(state: dict, faces, direction: str, config):
@@ -304,7 +303,7 @@ def swap(state: dict, faces, direction: str, config):
 
 
 def reconstruct(state: dict, faces, identity: str, config):
-    return render(state, faces, identity, identity, config)[0]
+    return render(state, faces, identity, config)[0]
 
 
 def model_region(config) -> float:
