@@ -11,7 +11,7 @@ once for both array modules (`xp` is jax.numpy or numpy). The device path draws 
 inside the train step; the host path draws with numpy in the input pipeline's thread, seeded by
 (seed, step), so a resumed run sees the same augmentations. Given the same parameters the two
 paths compute the same images (tested). `placement()` picks one per backend, from
-`tools/benchmark.py train` run both ways.
+`facejax benchmark train` run both ways.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ def default_config() -> ml_collections.ConfigDict:
     ))
 
 
-# Measured with tools/benchmark.py train, both placements side by side (see README, Speed).
+# Measured with facejax benchmark train, both placements side by side (see README, Speed).
 _AUTO = {"cpu": "device"}
 
 

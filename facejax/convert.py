@@ -10,17 +10,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
-import subprocess
 import sys
 import time
 
 import numpy as np
-from absl import logging
 
 from facejax import files
 from facejax.errors import UserError, one_line, write_failed
-from facejax.faces import align, compose, detect, find, landmarks as lm, video
+from facejax.faces import align, compose, detect, find, landmarks as lm, video, video_writer
 from facejax.inference import SwapModel
 from facejax.progress import Progress
 
@@ -134,28 +131,12 @@ def process_frames(frames, model: SwapModel, opts: ConvertOptions, emit,
     return counts, track
 
 
-def _copy_audio(source: str, silent_video: str, output: str) -> bool:
-    ffmpeg = shutil.which("ffmpeg")
-    if not ffmpeg:
-        return False
-    tmp = os.path.join(os.path.dirname(os.path.abspath(output)),
-                       f".tmp-audio-{os.getpid()}-{os.path.basename(output)}")
-    proc = subprocess.run([ffmpeg, "-y", "-loglevel", "error", "-i", silent_video, "-i", source,
-                           "-map", "0:v", "-map", "1:a?", "-c", "copy", tmp],
-                          capture_output=True)
-    if proc.returncode != 0:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        return False
-    os.replace(tmp, output)
-    return True
-
-
 def convert(model, input_path: str, output: str, opts: ConvertOptions,
             verbose: bool = True) -> dict:
     """Converts a video, an image or a folder of images. `model` is a SwapModel.
 
-    Video in -> video out (same fps, size and frame count; audio copied when ffmpeg exists).
+    Video in -> video out: H.264 MP4 (or the container OUTPUT names), same fps, size and frame
+    count, the input's audio muxed in (facejax/faces/video_writer.py).
     Image or folder in -> folder out (same file names), or one image file for one image.
     Returns the summary, also written next to the output (`*.summary.json` or summary.json).
     """
@@ -178,9 +159,8 @@ def _convert(model, input_path: str, output: str, opts: ConvertOptions, verbose:
         if not os.path.isdir(out_dir):
             raise UserError(f"--output {output}: folder {out_dir} does not exist")
         w = source.info.width * (2 if opts.preview else 1)
-        silent = os.path.join(out_dir, f".tmp-silent-{os.getpid()}-{os.path.basename(output)}")
-        writer = video.VideoWriter(silent, source.info.fps, (w, source.info.height),
-                                   name=output)
+        writer = video_writer.VideoWriter(output, source.info.fps, (w, source.info.height),
+                                          audio_from=input_path)
         try:
             counts, track = process_frames(source.frames(), model, opts,
                                      lambda i, f: writer.write(f), progress)
@@ -188,12 +168,6 @@ def _convert(model, input_path: str, output: str, opts: ConvertOptions, verbose:
         except BaseException:
             writer.abort()
             raise
-        if not _copy_audio(input_path, silent, output):
-            if shutil.which("ffmpeg") is None:
-                logging.warning("ffmpeg not found: the output video has no audio track")
-            os.replace(silent, output)
-        elif os.path.exists(silent):
-            os.unlink(silent)
         summary_path = os.path.splitext(output)[0] + ".summary.json"
     else:
         single = source.kind == "image" and video.is_image_path(output)

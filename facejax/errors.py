@@ -27,3 +27,9 @@ def write_failed(err: OSError, folder: str, kept: str) -> OutOfSpace:
 def one_line(err: BaseException) -> str:
     """Returns the error message collapsed to a single line."""
     return " ".join(str(err).split()) or type(err).__name__
+
+
+def warn(message: str) -> None:
+    """Prints a warning on one line to stderr, in the style of the tools' errors."""
+    import sys
+    print(f"warning: {one_line(message)}", file=sys.stderr, flush=True)

@@ -3,7 +3,7 @@
 For each source clip (A and B) every face is detected and aligned as in conversion, then
   - reconstructed through its own path (autoencoder: its own decoder; CycleGAN: its cycle) and
     compared with the input crop by PSNR and SSIM;
-  - swapped to the other identity and pasted back into the frame, as tools/convert.py does;
+  - swapped to the other identity and pasted back into the frame, as facejax convert does;
   - the swapped frame's 68 landmarks are predicted (in the source face's box) and its dlib
     face-recognition embedding computed.
 Identity compares the swapped faces' embeddings with reference sets: the source frames of A, of
@@ -46,7 +46,7 @@ class EvalOptions:
     batch: int = 8
     detector: str = "hog"
     samples: int = 6            # rows of the sample grid per direction
-    blur: int = 8               # pasting, as tools/convert.py
+    blur: int = 8               # pasting, as facejax convert
     color: str = "rct"
     tail: float = 0.0           # use only the last `tail` fraction of each clip (0: all of it)
 

@@ -102,7 +102,7 @@ def load_swapper(workdir: str) -> Run:
     task = tasks.get(config.task)
     if not task.swaps:
         raise UserError(f"--model {workdir}: a {config.task} run has no swap direction "
-                        "(face2face models reenact: use tools/reenact.py)")
+                        "(face2face models reenact: use facejax reenact)")
     run = load_run(workdir)
     if run.config.model.get("conv_impl") == "auto":
         run.config.model.update(rules.INFERENCE)  # same parameters, faster forward forms

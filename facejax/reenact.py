@@ -16,7 +16,7 @@ import numpy as np
 
 from facejax import files, inference, run_info, tasks
 from facejax.errors import UserError
-from facejax.faces import align, detect, find, landmarks as lm, masks, video
+from facejax.faces import align, detect, find, landmarks as lm, masks, video, video_writer
 from facejax.progress import Progress
 
 
@@ -88,7 +88,8 @@ def reenact(model_dir: str, driver_path: str, output: str, batch: int = 8,
     gen = jax.jit(lambda g, x: task.generate(g, x, config))
     fps = source.info.fps or 25.0
     progress = Progress("reenact", total=len(shapes), unit="frames") if verbose else None
-    writer = video.VideoWriter(output, fps, (3 * size, size))
+    audio = driver_path if source.kind == "video" else None  # the driver's voice, in time
+    writer = video_writer.VideoWriter(output, fps, (3 * size, size), audio_from=audio)
     try:
         frames = source.frames()
         for lo in range(0, len(shapes), batch):

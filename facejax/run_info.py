@@ -18,12 +18,11 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from absl import logging
 
 from facejax import files
 from facejax.data import extract as extract_lib
 from facejax.data import tfds_faces
-from facejax.errors import UserError
+from facejax.errors import UserError, warn
 from facejax.faces import align
 
 FILE = "inference.json"
@@ -69,13 +68,13 @@ def read(workdir: str, config, identities) -> dict:
         if not isinstance(info, dict) or info.get("version") != VERSION:
             raise UserError(f"{path}: not a facejax inference record (version {VERSION})")
         return info
-    logging.warning("%s missing (a run from before facejax recorded it): reading the "
-                    "training data's folders instead", path)
+    warn(f"{path} missing (a run from before facejax recorded it): reading the training "
+         "data's folders instead")
     try:
         return from_data(config, identities)
     except UserError as e:
         raise UserError(f"{path}: missing, and the training data it would be built from is not "
-                        f"readable ({e}); rerun tools/train.py on this workdir with its data "
+                        f"readable ({e}); rerun facejax train on this workdir with its data "
                         "to record it")
 
 

@@ -2,24 +2,23 @@
 
 They are assets/examples/driving/d6.mp4 and d9.mp4 of KwaiVGI/LivePortrait at commit
 1986663be3b6902605d32200c01f4bfd36cda83d (MIT licence). Looked for, in order: --samples DIR,
-$FACEJAX_SAMPLES, ../shared/data/videos beside the repository; otherwise downloaded.
-
-    python tools/samples.py --out=runs/samples
+$FACEJAX_SAMPLES, ../shared/data/videos beside the repository; otherwise downloaded
+(`facejax samples --out=runs/samples`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-import sys
 import urllib.request
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from facejax.errors import UserError
+from facejax.files import atomic_write_bytes
 
-from facejax.errors import UserError  # noqa: E402
-from facejax.files import atomic_write_bytes  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# The project's shared folder beside a checkout (sample clips, ground truth, PyTorch references);
+# FACEJAX_SHARED points elsewhere.
+SHARED = os.environ.get("FACEJAX_SHARED", os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "shared"))
 COMMIT = "1986663be3b6902605d32200c01f4bfd36cda83d"
 URL = f"https://raw.githubusercontent.com/KwaiVGI/LivePortrait/{COMMIT}/assets/examples/driving/"
 SAMPLES = {
@@ -41,7 +40,7 @@ def sha256(path: str) -> str:
 
 def candidate_dirs(samples_dir: str | None) -> list[str]:
     dirs = [samples_dir, os.environ.get("FACEJAX_SAMPLES"),
-            os.path.join(os.path.dirname(ROOT), "shared", "data", "videos")]
+            os.path.join(SHARED, "data", "videos")]
     return [d for d in dirs if d]
 
 
@@ -79,18 +78,3 @@ def obtain(samples_dir: str | None, out_dir: str) -> dict:
             found[name] = path
     return found
 
-
-if __name__ == "__main__":
-    from absl import flags
-
-    from facejax.cli import run_main
-
-    flags.DEFINE_string("samples", None, "Folder holding the clips (else $FACEJAX_SAMPLES, ...).")
-    flags.DEFINE_string("out", "runs/samples", "Where downloads go.")
-
-    def main(argv):
-        del argv
-        for name, path in obtain(flags.FLAGS.samples, flags.FLAGS.out).items():
-            print(f"{name}: {path}")
-
-    run_main(main)

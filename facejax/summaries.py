@@ -6,18 +6,27 @@ import os
 
 import numpy as np
 
+from facejax import report
 from facejax.faces import video
 
 
-def grid(images: dict) -> np.ndarray:
-    """{name: float [N, H, W, 3] in [0, 1]} -> one uint8 image, the groups side by side."""
+def grid(images: dict, columns: tuple = ()) -> np.ndarray:
+    """{name: float [N, H, W, 3] in [0, 1]} -> one uint8 image, the groups side by side, each
+    under a header naming its identity and its panels (`columns`, left to right; "{other}" is
+    the other group's name) when given."""
     cols = []
     for name in sorted(images):
-        x = np.asarray(images[name], np.float32)
-        cols.append(np.concatenate(list(x), axis=0))
+        x = (np.clip(np.asarray(images[name], np.float32), 0, 1) * 255 + 0.5).astype(np.uint8)
+        col = np.concatenate(list(x), axis=0)
+        if columns:
+            other = "".join(n for n in sorted(images) if n != name).upper()
+            labels = [c.format(other=other) for c in columns]
+            labels[0] = f"{name.upper()}: {labels[0]}"
+            col = report.with_header(col, labels)
+        cols.append(col)
     rows = max(c.shape[0] for c in cols)
     cols = [np.pad(c, ((0, rows - c.shape[0]), (0, 4), (0, 0))) for c in cols]
-    return (np.clip(np.concatenate(cols, axis=1), 0, 1) * 255 + 0.5).astype(np.uint8)
+    return np.concatenate(cols, axis=1)
 
 
 class Writer:
@@ -41,11 +50,12 @@ class Writer:
                 self._tf.summary.scalar(k, float(v))
         self._tb.flush()
 
-    def images(self, step: int, images: dict) -> str | None:
-        """Writes the preview grid to TensorBoard and previews/step_NNNNNNN.png; returns its path."""
+    def images(self, step: int, images: dict, columns: tuple = ()) -> str | None:
+        """Writes the preview grid (labelled with `columns`, see grid) to TensorBoard and
+        previews/step_NNNNNNN.png; returns its path."""
         if not self.enabled:
             return None
-        g = grid(images)
+        g = grid(images, columns)
         with self._tb.as_default(step=step):
             self._tf.summary.image("preview", g[None], max_outputs=1)
         self._tb.flush()

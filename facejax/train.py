@@ -15,13 +15,12 @@ import time
 
 import jax
 import numpy as np
-from absl import logging
 
 from facejax import checkpoint as ckpt_lib
 from facejax import (augment, config_check, files, inference, parallel, run_info, summaries,
                      tasks, trees)
 from facejax.data import pipeline, tfds_faces
-from facejax.errors import RunError, UserError, write_failed
+from facejax.errors import RunError, UserError, warn, write_failed
 from facejax.lock import FolderLock
 from facejax.progress import format_seconds
 
@@ -221,7 +220,7 @@ class _Stop:
 
     def __call__(self, signum, frame):
         del frame
-        logging.warning("signal %d: saving a checkpoint and stopping", signum)
+        warn(f"signal {signum}: saving a checkpoint and stopping")
         self.requested = True
 
 
@@ -401,7 +400,8 @@ def _train(config, workdir: str, task) -> dict:
                     writer.scalars(step, q)
                 if config.preview_every and (step % config.preview_every == 0
                                              or step == num_steps):
-                    writer.images(step, jax.device_get(preview_fn(state, preview_batch)))
+                    writer.images(step, jax.device_get(preview_fn(state, preview_batch)),
+                                  task.preview_columns)
                 if step % config.checkpoint_every == 0 and step < num_steps:
                     ckpt.save(step, state)
             if ckpt.latest_step() != step:  # a stop request can land right after a save

@@ -117,7 +117,7 @@ def assert_params_agree(a, b, lr: float, steps: int, share: float = 1e-2):
 @pytest.fixture(scope="session")
 def tiny_ae_run(grid_faces, tmp_path_factory):
     """A workdir of the tiny autoencoder trained 8 steps on the two GRID speakers."""
-    from experiments import deepfakes_original
+    from facejax.experiments import deepfakes_original
     from facejax import train
     c = deepfakes_original.get_config("tiny")
     c.data.a, c.data.b = grid_faces["a"], grid_faces["b"]

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import cyclegan_faces, deepfakes_original
+from facejax.experiments import cyclegan_faces, deepfakes_original
 from facejax import augment, losses, train
 from facejax.data import pipeline
 from facejax.errors import UserError

@@ -14,7 +14,7 @@ def _configs():
     for experiment, variants in VARIANTS.items():
         for v in variants:
             yield f"{experiment}:{v}", importlib.import_module(
-                f"experiments.{experiment}").get_config(v)
+                f"facejax.experiments.{experiment}").get_config(v)
 
 
 def test_every_experiment_passes_and_every_numeric_setting_has_a_rule():

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from facejax import convert, inference, train
-from facejax.faces import landmarks as lm, video
+from facejax.faces import landmarks as lm, video, video_writer
 from tests.conftest import GRID, PYFEAT, run_tool
 
 
@@ -85,6 +85,8 @@ def test_tool_converts_a_clip_with_a_trained_autoencoder(ae_run, tmp_path):
     assert len(list(src.frames())) == 75
     assert src.info.fps == pytest.approx(ref.info.fps)
     assert (src.info.width, src.info.height) == (ref.info.width, ref.info.height)
+    # Browser-playable, with the clip's sound.
+    assert video_writer.streams(out) == [("video", "h264"), ("audio", "aac")]
     s = json.load(open(str(tmp_path / "out.summary.json")))
     assert s["frames"] == 75 and s["faces_swapped"] == 75
     assert sorted(os.listdir(tmp_path)) == ["out.mp4", "out.summary.json"]
@@ -128,7 +130,7 @@ def test_bad_input_is_one_line_and_leaves_nothing(ae_run, tmp_path):
 
 
 def test_cyclegan_swaps_through_g_ba(grid_faces, tmp_path):
-    from experiments import cyclegan_faces
+    from facejax.experiments import cyclegan_faces
     c = cyclegan_faces.get_config("tiny")
     c.data.a, c.data.b = grid_faces["a"], grid_faces["b"]
     c.batch_size, c.num_steps, c.eval_every, c.preview_every = 8, 2, 0, 0

@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from experiments import deepfakes_original, face2face_pix2pix
+from facejax.experiments import deepfakes_original, face2face_pix2pix
 from facejax import convert, evaluate, inference, reenact, run_info, train
 from facejax.errors import UserError
 from facejax.faces import video

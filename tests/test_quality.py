@@ -2,7 +2,7 @@
 
 
 def test_held_out_quality_during_training(grid_faces, tmp_path):
-    from experiments import deepfakes_original
+    from facejax.experiments import deepfakes_original
     from facejax import train
     c = deepfakes_original.get_config("tiny")
     c.data.a, c.data.b = grid_faces["a"], grid_faces["b"]

@@ -3,7 +3,6 @@ with the flag's name (one line through facejax.cli); the config's own values are
 tests/test_config_check.py."""
 
 import json
-import os
 import subprocess
 import sys
 
@@ -17,12 +16,11 @@ TOOLS = ("benchmark", "convert", "demo", "evaluate", "extract", "reenact", "trai
 # integer and float flag the tool module defines, with its bounds and the parse of a value just
 # outside them.
 _PROBE = r"""
-import json, runpy, sys
+import importlib, json, sys
 from absl import flags
-sys.path.insert(0, "tools")
-runpy.run_path(sys.argv[1], run_name="tool")  # defines the tool's flags, runs nothing
+importlib.import_module(sys.argv[1])  # defines the command's flags, runs nothing
 out = {}
-for flag in flags.FLAGS.get_flags_for_module("tool"):
+for flag in flags.FLAGS.get_flags_for_module(sys.argv[1]):
     if flag.flag_type() not in ("int", "float"):
         continue
     low = getattr(flag.parser, "lower_bound", None)
@@ -41,8 +39,7 @@ print(json.dumps(out))
 
 @pytest.mark.parametrize("tool", TOOLS)
 def test_every_numeric_flag_has_a_range_and_refuses_values_outside(tool):
-    proc = subprocess.run([sys.executable, "-c", _PROBE, os.path.join(ROOT, "tools",
-                                                                      f"{tool}.py")],
+    proc = subprocess.run([sys.executable, "-c", _PROBE, f"facejax.commands.{tool}"],
                           cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
     found = json.loads(proc.stdout.strip().splitlines()[-1])

@@ -11,9 +11,10 @@ import jax
 import numpy as np
 import pytest
 
-from experiments import deepfakes_original
+from facejax.experiments import deepfakes_original
 from facejax import checkpoint, train
 from facejax.data import pipeline, tfds_faces
+from facejax.faces import video
 from facejax.tasks import autoencoder as ae_task
 from tests.conftest import ROOT, assert_params_agree, run_tool, train_steps_on
 
@@ -68,7 +69,10 @@ def test_short_run_lowers_held_out_l1(grid_faces, tmp_path):
     assert first["step"] == 0 and last["step"] == 60
     for k in ("val_l1_a", "val_l1_b"):
         assert last[k] < 0.8 * first[k]
-    assert os.path.isfile(os.path.join(tmp_path, "previews", "latest.png"))
+    preview = video.read_image(os.path.join(tmp_path, "previews", "latest.png"))
+    # Labelled as faceswap's: a white header over each side's panels, with dark text in it.
+    head = preview[:preview.shape[0] % config.model.size]  # above rows of whole faces
+    assert 12 <= head.shape[0] <= 24 and (head.min(axis=2) < 128).mean() > 0.03
     assert os.listdir(os.path.join(tmp_path, "tensorboard"))
     assert metrics["step"] == 60 and checkpoint.Checkpointer(str(tmp_path)).latest_step() == 60
 
@@ -201,8 +205,7 @@ def test_init_from_starts_with_another_runs_weights(grid_faces, tiny_ae_run, tmp
 
 
 def test_samples_are_found_and_checked(tmp_path):
-    sys.path.insert(0, os.path.join(ROOT, "tools"))
-    import samples
+    from facejax import samples
     found = samples.obtain(None, str(tmp_path))
     assert os.path.basename(found["a"]) == "driving_d6.mp4"
     assert os.path.basename(found["b"]) == "driving_d9.mp4"

@@ -40,7 +40,7 @@ def test_inference_tools_read_the_runs_family(monkeypatch, tmp_path):
     inference.configure_xla(str(tmp_path))
     assert os.environ["XLA_FLAGS"] == xla_setup.EIGEN_CONVOLUTIONS
     for tool in ("convert", "evaluate"):  # applied before the module that runs the model loads
-        src = open(os.path.join(ROOT, "tools", f"{tool}.py")).read()
+        src = open(os.path.join(ROOT, "facejax", "commands", f"{tool}.py")).read()
         assert -1 < src.index("configure_xla(FLAGS.model)") < src.index(
             f"from facejax import {tool}")
 

@@ -1,10 +1,10 @@
-"""Throughput benchmarks; each prints one JSON line.
+r"""Throughput benchmarks; each prints one JSON line.
 
-    python tools/benchmark.py extract [--clip=PATH]
-    python tools/benchmark.py train --config=experiments/deepfakes_original.py[:VARIANT] \
+    facejax benchmark extract [--clip=PATH]
+    facejax benchmark train --config=deepfakes_original[:VARIANT] \
         [--config.batch_size=16] [--steps=5]
-    python tools/benchmark.py convert [--clip=PATH]
-    python tools/benchmark.py conv --layer=stride1:16x32x32x128:3:256[:same|valid|pad1]
+    facejax benchmark convert [--clip=PATH]
+    facejax benchmark conv --layer=stride1:16x32x32x128:3:256[:same|valid|pad1]
 
 extract: frames/s of decode + detect + landmarks + align + write on a clip (default
 driving_d6.mp4), and examples/s of the input pipeline reading the result.
@@ -34,23 +34,18 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import flags, logging
+from ml_collections import config_flags
 
-from absl import flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from facejax import samples, xla_setup
+from facejax.errors import UserError
 
-from facejax import xla_setup  # noqa: E402
-from facejax.cli import run_main  # noqa: E402
-from facejax.errors import UserError  # noqa: E402
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment file (train).", lock_config=True)
-flags.DEFINE_string("clip", os.path.join(os.path.dirname(ROOT), "shared", "data", "videos",
+flags.DEFINE_string("clip", os.path.join(samples.SHARED, "data", "videos",
                                          "liveportrait", "driving_d6.mp4"), "Clip (extract).")
 flags.DEFINE_integer("steps", 5, "Timed steps (train).",
                      lower_bound=1)
@@ -66,7 +61,7 @@ flags.DEFINE_string("layer", "stride1:16x32x32x128:3:256", "conv: KIND:BxHxWxC:K
                     "with PADDING same (default), valid or pad1 (PyTorch's padding 1).")
 flags.DEFINE_integer("rounds", 3, "conv: rounds over the forms, alternated.",
                      lower_bound=1)
-flags.DEFINE_string("reference_dir", os.path.join(os.path.dirname(ROOT), "shared", "bench"),
+flags.DEFINE_string("reference_dir", os.path.join(samples.SHARED, "bench"),
                     "train: the folder of the PyTorch reference scripts.")
 
 REFERENCES = {"autoencoder": "torch_autoencoder.py", "pix2pix": "torch_pix2pix.py",
@@ -151,7 +146,7 @@ def bench_convert():
     not depend on them), after compilation."""
     import jax
     import numpy as np
-    from experiments import deepfakes_original
+    from facejax.experiments import deepfakes_original
     from facejax import convert, inference, tasks
     from facejax.faces.video import FrameSource
     from facejax.ops.conv import rules
@@ -239,7 +234,7 @@ def bench_train():
     from facejax import tasks
     config = FLAGS.config
     task = tasks.get(config.task)
-    xla_setup.configure(task.cpu_convolutions)  # the family's XLA:CPU settings, as tools/train.py
+    xla_setup.configure(task.cpu_convolutions)  # the family's XLA:CPU settings, as facejax train
     import jax
     from facejax import parallel
     from facejax.ops import conv
@@ -367,10 +362,7 @@ def main(argv):
     if len(argv) != 2 or argv[1] not in commands:
         raise UserError(f"usage: benchmark.py {'|'.join(commands)} [flags]")
     if argv[1] == "train" and FLAGS.config is None:
-        raise UserError("--config: train needs --config=experiments/NAME.py")
+        raise UserError("--config: train needs --config=NAME[:VARIANT] (an experiment)")
     run = commands[argv[1]]
     print(json.dumps(run()))
 
-
-if __name__ == "__main__":
-    run_main(main)

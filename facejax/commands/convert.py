@@ -1,6 +1,6 @@
 """Swaps faces in a video, an image or a folder of images with a trained model.
 
-    python tools/convert.py --model=runs/demo/train --input=clip_of_b.mp4 --output=swapped.mp4
+    facejax convert --model=runs/demo/train --input=clip_of_b.mp4 --output=swapped.mp4
 
 --direction b2a (default) turns B's faces into A's (autoencoder: encoder -> decoder_a;
 CycleGAN: G_ba); a2b the reverse. Writes OUTPUT (video: same fps, size, frame count) and a
@@ -8,14 +8,9 @@ summary JSON beside it.
 """
 
 import json
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import flags, logging
 
-from absl import flags, logging  # noqa: E402
-
-from facejax.cli import run_main  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Workdir of a trained run (its config and last checkpoint).")
@@ -36,7 +31,7 @@ flags.DEFINE_float("smooth", 0.5, "Temporal smoothing of landmarks, in [0, 1).",
 flags.DEFINE_integer("batch", 8, "Faces per model call.",
                      lower_bound=1, upper_bound=4096)
 flags.DEFINE_bool("preview", False, "Write original | swapped side by side.")
-flags.DEFINE_string("detector", "hog", "Face detector (see tools/extract.py).")
+flags.DEFINE_string("detector", "hog", "Face detector (see facejax extract).")
 flags.DEFINE_integer("confirm_every", 2, "Re-detect a tracked face every n frames.",
                      lower_bound=1)
 flags.mark_flags_as_required(["model", "input", "output"])
@@ -61,6 +56,3 @@ def main(argv):
     summary.pop("track")
     print(json.dumps(summary))
 
-
-if __name__ == "__main__":
-    run_main(main)

@@ -1,25 +1,21 @@
 """The README's main job: sample clips -> extracted faces -> a trained deepfakes autoencoder.
 
-    python tools/demo.py --workdir=runs/demo            # about 10 minutes on 2 CPU cores
-    python tools/demo.py --workdir=runs/demo --variant=default   # a real run (100k steps)
+    facejax demo --workdir=runs/demo            # about 10 minutes on 2 CPU cores
+    facejax demo --workdir=runs/demo --variant=default   # a real run (100k steps)
 
 Leaves in WORKDIR: faces_a/ and faces_b/ (extraction directories), and train/ (checkpoints,
 TensorBoard logs under train/tensorboard, preview PNGs under train/previews). Rerunning resumes.
 """
 
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import flags, logging
 
-from absl import flags, logging  # noqa: E402
-
-from facejax.cli import run_main  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("workdir", "runs/demo", "Folder for faces, checkpoints, logs and previews.")
-flags.DEFINE_string("samples", None, "Folder holding the sample clips (see tools/samples.py).")
-flags.DEFINE_string("variant", "quick", "Variant of experiments/deepfakes_original.py.")
+flags.DEFINE_string("samples", None, "Folder holding the sample clips (see facejax samples).")
+flags.DEFINE_string("variant", "quick", "Variant of the deepfakes_original experiment.")
 flags.DEFINE_integer("steps", 0, "Override the number of training steps (0: the variant's).",
                      lower_bound=0)
 flags.DEFINE_integer("size", 128, "Crop size of the extracted faces.",
@@ -31,8 +27,8 @@ flags.DEFINE_integer("every_n", 2, "Keep every n-th video frame.",
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
-    import samples
-    from experiments import deepfakes_original
+    from facejax import samples
+    from facejax.experiments import deepfakes_original
     from facejax import train
     from facejax.data import extract
 
@@ -53,7 +49,3 @@ def main(argv):
     print("final " + " ".join(f"{k} {v:.5g}" for k, v in sorted(metrics.items())))
     print(f"previews: {os.path.join(FLAGS.workdir, 'train', 'previews', 'latest.png')}")
 
-
-if __name__ == "__main__":
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    run_main(main)

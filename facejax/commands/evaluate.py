@@ -1,6 +1,6 @@
-"""Measures a trained model's swap quality and writes a report.
+r"""Measures a trained model's swap quality and writes a report.
 
-    python tools/evaluate.py --model=runs/demo/train --a=clip_of_a.mp4 --b=clip_of_b.mp4 \
+    facejax evaluate --model=runs/demo/train --a=clip_of_a.mp4 --b=clip_of_b.mp4 \
         --output=runs/demo/eval [--distractors=DIR,DIR]
 
 Writes OUTPUT/metrics.json, OUTPUT/report.html and its PNG figures (see facejax/evaluate.py for
@@ -9,13 +9,9 @@ what each figure means). Works with every family that has a swap direction.
 
 import json
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import flags, logging
 
-from absl import flags, logging  # noqa: E402
-
-from facejax.cli import run_main  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Workdir of a trained run.")
@@ -39,7 +35,7 @@ flags.DEFINE_integer("samples", 6, "Rows of the sample grid per direction.",
 flags.DEFINE_integer("blur", 8, "Feathering radius when pasting the swap, in frame pixels.",
                      lower_bound=0, upper_bound=512)
 flags.DEFINE_enum("color", "rct", ["none", "rct", "hist"], "Colour matching when pasting.")
-flags.DEFINE_string("detector", "hog", "Face detector (see tools/extract.py).")
+flags.DEFINE_string("detector", "hog", "Face detector (see facejax extract).")
 flags.mark_flags_as_required(["model", "a", "b", "output"])
 
 
@@ -59,6 +55,3 @@ def main(argv):
     print(json.dumps(report.summary(metrics), indent=1))
     print(f"report: {os.path.join(FLAGS.output, 'report.html')}")
 
-
-if __name__ == "__main__":
-    run_main(main)

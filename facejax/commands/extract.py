@@ -1,6 +1,6 @@
-"""Extracts aligned faces from videos, images or folders into an extraction directory.
+r"""Extracts aligned faces from videos, images or folders into an extraction directory.
 
-    python tools/extract.py --input=../shared/data/videos/liveportrait/driving_d6.mp4 \
+    facejax extract --input=../shared/data/videos/liveportrait/driving_d6.mp4 \
         --output=runs/faces_a --identity=a --size=128
 
 Exit status: 0 when at least one face was extracted (skips and failed inputs are counted in
@@ -8,15 +8,11 @@ DIR/summary.json), 1 when nothing at all could be extracted, 2 on a usage error.
 """
 
 import json
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import flags
 
-from absl import flags  # noqa: E402
-
-from facejax.cli import run_main  # noqa: E402
-from facejax.data import extract as extract_lib  # noqa: E402
+from facejax.data import extract as extract_lib
 
 FLAGS = flags.FLAGS
 flags.DEFINE_list("input", None, "Videos, images or folders of images (comma-separated).")
@@ -68,6 +64,3 @@ def main(argv):
         print(f"error: no face extracted into {FLAGS.output}", file=sys.stderr)
         sys.exit(1)
 
-
-if __name__ == "__main__":
-    run_main(main)

@@ -1,20 +1,15 @@
 """Drives a trained face2face (pix2pix) model of person A with another video's landmarks.
 
-    python tools/reenact.py --model=runs/f2f --driver=driver.mp4 --output=runs/reenacted.mp4
+    facejax reenact --model=runs/f2f --driver=driver.mp4 --output=runs/reenacted.mp4
 
 Writes a side-by-side video (driver crop | retargeted landmark drawing | generated A) with the
 driver's frame count and fps, and OUTPUT's name with .summary.json.
 """
 
 import json
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import flags, logging
 
-from absl import flags, logging  # noqa: E402
-
-from facejax.cli import run_main  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Workdir of a face2face_pix2pix run.")
@@ -24,7 +19,7 @@ flags.DEFINE_integer("batch", 8, "Frames generated per compiled call.",
                      lower_bound=1, upper_bound=4096)
 flags.DEFINE_float("smooth", 0.0, "Temporal smoothing of the driver's landmarks, in [0, 1).",
                    lower_bound=0.0, upper_bound=0.999)
-flags.DEFINE_string("detector", "hog", "Face detector (see tools/extract.py).")
+flags.DEFINE_string("detector", "hog", "Face detector (see facejax extract).")
 flags.mark_flags_as_required(["model", "driver", "output"])
 
 
@@ -35,6 +30,3 @@ def main(argv):
     print(json.dumps(reenact.reenact(FLAGS.model, FLAGS.driver, FLAGS.output, FLAGS.batch,
                                      FLAGS.smooth, FLAGS.detector)))
 
-
-if __name__ == "__main__":
-    run_main(main)

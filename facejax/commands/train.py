@@ -1,6 +1,6 @@
-"""Trains an experiment.
+r"""Trains an experiment.
 
-    python tools/train.py --config=experiments/deepfakes_original.py[:VARIANT] \
+    facejax train --config=deepfakes_original[:VARIANT] \
         [--config.KEY=VALUE ...] --workdir=runs/NAME [--distributed]
 
 Rerunning the same command resumes from the workdir's latest checkpoint. On several hosts, run
@@ -8,20 +8,17 @@ the same command on every host with --distributed (JAX reads the cluster environ
 --coordinator, --num_processes and --process_id).
 """
 
-import os
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import flags, logging
+from ml_collections import config_flags
 
-from absl import flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
-
-from facejax.cli import run_main  # noqa: E402
-from facejax.errors import UserError  # noqa: E402
+from facejax.errors import UserError
 
 FLAGS = flags.FLAGS
-config_flags.DEFINE_config_file("config", None, "Experiment file, experiments/NAME.py[:VARIANT].",
-                                lock_config=True)
+config_flags.DEFINE_config_file(
+    "config", None, "Experiment: a name shipped with facejax (deepfakes_original, saehd, "
+    "face2face_pix2pix, cyclegan_faces) or a file, NAME[.py][:VARIANT].", lock_config=True)
 flags.DEFINE_string("workdir", None, "Where checkpoints, TensorBoard logs and previews go.")
 flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize (multi-host).")
 flags.DEFINE_string("coordinator", "", "host:port of process 0 (with --distributed).")
@@ -42,7 +39,7 @@ def main(argv):
     if FLAGS.distributed and not supervise.supervised():
         # A lost peer ends the job natively (no Python exception): the supervisor turns that
         # into one line and exit status 4. (Before JAX is imported here.)
-        return supervise.run(sys.argv)
+        return supervise.run(sys.orig_argv[1:])
     if FLAGS.config is not None:
         from facejax import tasks, xla_setup
         # The family's XLA:CPU settings, before the first JAX computation.
@@ -56,6 +53,3 @@ def main(argv):
     metrics = train_lib.train(FLAGS.config, FLAGS.workdir)  # Diverged: exit 3 (facejax.cli)
     print("final " + " ".join(f"{k} {v:.5g}" for k, v in sorted(metrics.items())))
 
-
-if __name__ == "__main__":
-    run_main(main)

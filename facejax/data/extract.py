@@ -175,7 +175,7 @@ def _extract(paths, out_dir: str, opts: ExtractOptions, verbose: bool) -> dict:
         references = reference_embeddings(opts.reference, det)
     todo = [p for p in paths if not os.path.isdir(os.path.join(out_dir, INPUTS, input_key(p)))]
     start = time.monotonic()
-    failed, plans, remaining = [], {}, []
+    failed, plans, remaining, lengths = [], {}, [], {}
     for p in todo:
         key = input_key(p)
         work.remove_partial_chunks(out_dir, key)
@@ -185,6 +185,7 @@ def _extract(paths, out_dir: str, opts: ExtractOptions, verbose: bool) -> dict:
             failed.append({"input": p, "error": one_line(e)})
             continue
         plans[p] = work.plan(out_dir, key, source, opts.every_n, opts.chunk_frames)
+        lengths[p] = len(source)
         finished = work.finished_chunks(out_dir, key)
         remaining.append((p, key, [k for k, s in enumerate(plans[p]) if s not in finished]))
     # Split the chunks left over the workers: several may share one long video.
@@ -192,7 +193,10 @@ def _extract(paths, out_dir: str, opts: ExtractOptions, verbose: bool) -> dict:
     total_chunks = sum(len(t) for *_, t in remaining)
     per_span = max(1, -(-total_chunks // workers))
     spans = [sp for p, key, t in remaining for sp in work.spans(p, key, plans[p], t, per_span)]
-    progress = Progress("extract", unit="frames") if verbose else None
+    # Frames this run reads (OpenCV's frame counts): the progress line's total and ETA.
+    to_read = sum(-(-((sp.bounds(sp.last)[1] or lengths[sp.path]) - sp.starts[sp.first])
+                    // opts.every_n) for sp in spans)
+    progress = Progress("extract", total=to_read or None, unit="frames") if verbose else None
     keys = {p: key for p, key, _ in remaining}
 
     def assemble_finished():

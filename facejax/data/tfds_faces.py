@@ -50,7 +50,7 @@ def read_records(extraction_dir: str) -> tuple[int, list[dict]]:
     config_path = os.path.join(extraction_dir, extract_lib.CONFIG_FILE)
     inputs_dir = os.path.join(extraction_dir, extract_lib.INPUTS)
     if not os.path.isfile(config_path) or not os.path.isdir(inputs_dir):
-        raise UserError(f"{extraction_dir}: not an extraction directory (run tools/extract.py)")
+        raise UserError(f"{extraction_dir}: not an extraction directory (run facejax extract)")
     with open(config_path) as f:
         size = int(json.load(f)["size"])
     records = []
@@ -125,6 +125,16 @@ class FacejaxFaces(tfds.core.GeneratorBasedBuilder):
         self.extraction_dir = extraction_dir
         self.size, self._records = read_records(extraction_dir)
         super().__init__(**kwargs)
+
+    # TFDS's own lines ("Downloading and preparing dataset Unknown size (download: Unknown
+    # size, ...)", then "Dataset ... downloaded and prepared") describe downloads there are none
+    # of: one line of ours instead.
+    def _log_download_bytes(self) -> None:
+        print(f"preparing dataset for {self.extraction_dir}: {len(self._records)} faces at "
+              f"{self.size} px (once; kept in {self.data_dir})", flush=True)
+
+    def _log_download_done(self) -> None:
+        pass
 
     def _info(self) -> tfds.core.DatasetInfo:
         s = self.size

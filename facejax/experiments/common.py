@@ -4,7 +4,7 @@ import ml_collections
 
 
 def data(load_size: int, identities=("a", "b")) -> ml_collections.ConfigDict:
-    """Extraction directories per identity (tools/extract.py) and how they are loaded."""
+    """Extraction directories per identity (facejax extract) and how they are loaded."""
     return ml_collections.ConfigDict(dict(
         **{name: f"runs/faces_{name}" for name in identities},
         load_size=load_size,       # crops are loaded at this side

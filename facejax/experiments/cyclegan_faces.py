@@ -1,9 +1,9 @@
 """CycleGAN for faces with face-part attention, 1.5-cycle terms, pixel dropout and image pools.
 
-    python tools/train.py --config=experiments/cyclegan_faces.py \
+    facejax train --config=cyclegan_faces \
         --config.data.a=runs/faces_a --config.data.b=runs/faces_b --workdir=runs/cyclegan
 
-Variants (`--config=experiments/cyclegan_faces.py:VARIANT`):
+Variants (`--config=cyclegan_faces:VARIANT`):
     default  128 px, 6 residual blocks (CPU-friendly)
     256      256 px, 9 residual blocks (pytorch-CycleGAN-and-pix2pix's resnet_9blocks)
     tiny     32 px, narrow, for tests
@@ -12,7 +12,7 @@ Swap for conversion: G_ba turns faces of B into A ("b2a").
 
 import ml_collections
 
-from experiments import common
+from facejax.experiments import common
 
 
 def get_config(variant: str = "default") -> ml_collections.ConfigDict:

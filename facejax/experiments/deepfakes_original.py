@@ -1,11 +1,11 @@
 """The original deepfakes autoencoder: 64 px, shared encoder, decoders A and B, L1, Adam 5e-5.
 
-Run (after extracting two people with tools/extract.py):
+Run (after extracting two people with facejax extract):
 
-    python tools/train.py --config=experiments/deepfakes_original.py \
+    facejax train --config=deepfakes_original \
         --config.data.a=runs/faces_a --config.data.b=runs/faces_b --workdir=runs/deepfakes
 
-Variants (`--config=experiments/deepfakes_original.py:VARIANT`):
+Variants (`--config=deepfakes_original:VARIANT`):
     default  64 px, batch 16 per face, 100k steps (a real run)
     128      128 px, same widths (no new code)
     quick    the README's main job: 64 px, batch 8, 200 steps (about 10 minutes on 2 CPU cores)
@@ -14,7 +14,7 @@ Variants (`--config=experiments/deepfakes_original.py:VARIANT`):
 
 import ml_collections
 
-from experiments import common
+from facejax.experiments import common
 from facejax import augment
 
 

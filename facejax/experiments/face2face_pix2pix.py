@@ -1,11 +1,11 @@
 """face2face with pix2pix: A's landmark drawing -> A's face (U-Net + conditional PatchGAN).
 
-    python tools/extract.py --input=a.mp4 --output=runs/faces_a --size=256
-    python tools/train.py --config=experiments/face2face_pix2pix.py \
+    facejax extract --input=a.mp4 --output=runs/faces_a --size=256
+    facejax train --config=face2face_pix2pix \
         --config.data.a=runs/faces_a --workdir=runs/f2f
-    python tools/reenact.py --model=runs/f2f --driver=someone_else.mp4 --output=runs/f2f.mp4
+    facejax reenact --model=runs/f2f --driver=someone_else.mp4 --output=runs/f2f.mp4
 
-Variants (`--config=experiments/face2face_pix2pix.py:VARIANT`):
+Variants (`--config=face2face_pix2pix:VARIANT`):
     default  256 px, batch 1, λ = 100, vanilla GAN, Adam 2e-4 β1 0.5 (the paper's setting)
     small    64 px, batch 4: trains on 2 CPU cores
     tiny     32 px and narrow layers, for tests
@@ -13,7 +13,7 @@ Variants (`--config=experiments/face2face_pix2pix.py:VARIANT`):
 
 import ml_collections
 
-from experiments import common
+from facejax.experiments import common
 
 
 def get_config(variant: str = "default") -> ml_collections.ConfigDict:

@@ -1,17 +1,17 @@
 """DeepFaceLab's SAEHD: df or liae networks with a learned mask, DSSIM + MSE in the face mask,
 eyes/mouth priority, AdaBelief.
 
-    python tools/train.py --config=experiments/saehd.py \
+    facejax train --config=saehd \
         --config.data.a=runs/faces_a --config.data.b=runs/faces_b --workdir=runs/saehd
     # archi options as DeepFaceLab's: --config.model.archi=liae-ud (u: pixel-normed code,
     # d: code at R/32 and a depth-to-space output, t: deeper encoder and decoder)
 
-Extract at load_size px or more (tools/extract.py --size=160 for 128 px). The model sees
+Extract at load_size px or more (facejax extract --size=160 for 128 px). The model sees
 augment.region of the crop (the face type): with extraction's default coverage, 0.8 frames the
 face from brows to chin as DeepFaceLab's "full face" does; less is closer (half face), 1.0 the
 whole crop.
 
-Variants (`--config=experiments/saehd.py:VARIANT`):
+Variants (`--config=saehd:VARIANT`):
     df128    (default) 128 px, batch 8 per face, ae 256, e 64, d 64, mask 22 (DeepFaceLab's)
     liae128  the same with liae
     df256    256 px, batch 4 (two DSSIM window sizes from 256 px)
@@ -23,7 +23,7 @@ Variants (`--config=experiments/saehd.py:VARIANT`):
 
 import ml_collections
 
-from experiments import common
+from facejax.experiments import common
 from facejax import augment
 
 

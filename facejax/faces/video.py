@@ -1,4 +1,5 @@
-"""Frame sources (video file, image file, folder of images) and an atomic video writer.
+"""Frame sources: a video file, an image file, a folder of images (writing videos:
+facejax/faces/video_writer.py).
 
 Every frame comes out as uint8 RGB [H, W, 3], whatever the file holds: grayscale, RGBA and
 16-bit images are converted. Errors are `UserError`s that name the file.
@@ -13,7 +14,7 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from facejax.errors import OutOfSpace, UserError
+from facejax.errors import UserError
 from facejax.files import atomic_write_bytes
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
@@ -218,67 +219,3 @@ class FrameSource:
     def name_of(self, index: int) -> str:
         """A human name for frame `index`: the image file, or the video path."""
         return self._files[index] if self.kind != "video" else self.path
-
-
-class VideoWriter:
-    """Writes RGB frames to a video that appears at `path` only once `close()` succeeds."""
-
-    def __init__(self, path: str, fps: float, size: tuple[int, int], name: str = ""):
-        """name: what messages call the file (default `path`; a caller writing to a temporary
-        path of its own names the output the user asked for)."""
-        self.name = name or path
-        directory = os.path.dirname(os.path.abspath(path))
-        if not os.path.isdir(directory):
-            raise UserError(f"{path}: output folder {directory} does not exist")
-        ext = os.path.splitext(path)[1].lower() or ".mp4"
-        fourcc = {".avi": "MJPG", ".mkv": "mp4v"}.get(ext, "mp4v")
-        self.path = path
-        self.tmp = os.path.join(directory, f".tmp-{os.getpid()}-{os.path.basename(path)}")
-        if not self.tmp.lower().endswith(ext):
-            self.tmp += ext
-        self.size = size
-        self._writer = cv2.VideoWriter(self.tmp, cv2.VideoWriter_fourcc(*fourcc), fps, size)
-        if not self._writer.isOpened():
-            raise UserError(f"{self.name}: cannot open a video writer (a file type OpenCV cannot "
-                            "write, or a full or read-only folder)")
-        self.count = 0
-
-    def write(self, rgb: np.ndarray) -> None:
-        if (rgb.shape[1], rgb.shape[0]) != self.size:
-            raise ValueError(f"frame of {rgb.shape[1]}x{rgb.shape[0]} for a {self.size} video")
-        self._writer.write(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
-        self.count += 1
-
-    def close(self) -> None:
-        """Finishes the file and puts it at `path`, after reading it back: OpenCV's writers do
-        not report a failed write (a full disk leaves a truncated file), so a file that does
-        not open with every frame is removed and reported instead.
-
-        Raises:
-          OutOfSpace: the file could not be written whole; nothing is at `path`'s place but
-            what was there before.
-        """
-        self._writer.release()
-        cap = cv2.VideoCapture(self.tmp)
-        frames = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) if cap.isOpened() else -1
-        cap.release()
-        if frames < self.count:
-            self.abort()
-            raise OutOfSpace(f"{self.name}: the video could not be written whole ({max(frames, 0)} "
-                             f"of {self.count} frames readable; is the disk full?); nothing "
-                             "was replaced: make room and rerun")
-        os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
-        self._writer.release()
-        if os.path.exists(self.tmp):
-            os.unlink(self.tmp)
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()

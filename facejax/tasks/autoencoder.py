@@ -144,6 +144,7 @@ def model_region(config) -> float:
 TASK = Task(
     name="autoencoder", fields=FIELDS, identities=IDENTITIES, init=init, train_step=train_step,
     evaluate=evaluate, preview=preview,
+    preview_columns=("input", "reconstruction", "swap to {other}"),
     params_of=lambda state: state["params"],
     with_params=lambda state, params: dict(state, params=params),
     swap=swap, reconstruct=reconstruct, views=views, model_region=model_region,

@@ -274,6 +274,7 @@ def model_region(config) -> float:
 TASK = Task(
     name="cyclegan", fields=FIELDS, identities=IDENTITIES, init=init, train_step=train_step,
     evaluate=evaluate, preview=preview,
+    preview_columns=("real", "translated to {other}", "pixel dropout", "cycled back"),
     params_of=lambda state: {n: state[n]["params"] for n in NETS},
     with_params=lambda state, params: dict(state, **{n: dict(state[n], params=params[n])
                                                      for n in NETS}),

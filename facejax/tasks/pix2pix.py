@@ -187,5 +187,7 @@ def with_params(state: dict, params: dict) -> dict:
 
 TASK = Task(
     name="pix2pix", fields=FIELDS, identities=IDENTITIES, init=init, train_step=train_step,
-    evaluate=evaluate, preview=preview, params_of=params_of, with_params=with_params,
+    evaluate=evaluate, preview=preview,
+    preview_columns=("landmarks", "target", "generated"),
+    params_of=params_of, with_params=with_params,
     generate=generate, host_augment=host_augment)

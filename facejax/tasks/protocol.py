@@ -35,7 +35,9 @@ class Task:
       train_step: (state, batch, rng, config) -> (state, metrics); metrics include "loss" and
         "finite" (common.guard_finite); jitted, sharded and donated by facejax.train.
       evaluate: (state, batch, config) -> {name: scalar} on a held-out batch, no augmentation.
-      preview: (state, batch, config) -> {name: float32 [N, H, W, 3] in [0, 1]}.
+      preview: (state, batch, config) -> {name: float32 [N, H, W, 3] in [0, 1]}: per identity,
+        panels of the model's size side by side.
+      preview_columns: the panels' labels, left to right ("{other}": the other identity).
       params_of: state -> weights.
       with_params: (state, weights) -> state.
       cpu_convolutions: "ynnpack" (XLA:CPU's default) or "eigen": the convolution library the
@@ -61,6 +63,7 @@ class Task:
     preview: Callable
     params_of: Callable
     with_params: Callable
+    preview_columns: tuple = ()
     cpu_convolutions: str = "ynnpack"
     swap: Optional[Callable] = None
     reconstruct: Optional[Callable] = None

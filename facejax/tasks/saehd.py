@@ -321,7 +321,9 @@ def with_params(state: dict, params: dict) -> dict:
 
 TASK = Task(
     name="saehd", fields=FIELDS, identities=IDENTITIES, init=init, train_step=train_step,
-    evaluate=evaluate, preview=preview, params_of=params_of, with_params=with_params,
+    evaluate=evaluate, preview=preview,
+    preview_columns=("input", "reconstruction", "swap to {other}", "learned mask"),
+    params_of=params_of, with_params=with_params,
     swap=swap, reconstruct=reconstruct, views=views, model_region=model_region,
     swap_with_mask=swap_with_mask,
     cpu_convolutions="ynnpack")  # faster than Eigen for these layers (docs/benchmarks.md)

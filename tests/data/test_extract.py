@@ -26,6 +26,7 @@ def test_every_frame_of_clear_clips_yields_a_record(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     s = summary(out)
     assert s["frames_read"] == 75 + 1008 and s["faces_kept"] == 75 + 1008
+    assert "extract: 1083/1083 (" in proc.stderr  # the frame total (and an ETA on the way)
     lines = [json.loads(x) for x in open(os.path.join(out, "alignments.jsonl"))]
     assert len(lines) == s["faces_kept"] and len({x["record"] for x in lines}) == len(lines)
     rec = lines[0]

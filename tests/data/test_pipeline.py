@@ -127,6 +127,10 @@ def test_two_runs_preparing_one_dataset_wait_for_each_other(grid_faces, tmp_path
         assert all(p.poll() is None for p in procs)
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], [e[-500:] for _, e in outs]
-    assert [o.split()[-1] for o, _ in outs] == ["67", "67"]  # after TFDS's own lines
+    assert [o.split()[-1] for o, _ in outs] == ["67", "67"]
+    # The one that prepared it says so on one line of ours, not TFDS's download wording.
+    said = [line for o, _ in outs for line in o.splitlines()[:-1]]
+    assert len(said) == 1 and said[0].startswith(
+        f"preparing dataset for {grid_faces['a']}: 75 faces at 64 px (once; kept in {data_dir}"), said
     assert not [n for n in os.listdir(os.path.join(data_dir, "facejax_faces"))
                 if n.startswith("incomplete")]

@@ -71,22 +71,6 @@ def test_truncated_video_yields_the_frames_it_has(tmp_path):
     assert 0 < len(frames) < 75
 
 
-def test_video_writer_is_atomic(tmp_path):
-    out = str(tmp_path / "out.mp4")
-    with pytest.raises(RuntimeError):
-        with video.VideoWriter(out, 25.0, (64, 48)) as w:
-            w.write(np.zeros((48, 64, 3), np.uint8))
-            raise RuntimeError("crash mid-write")
-    assert os.listdir(tmp_path) == []
-    with video.VideoWriter(out, 25.0, (64, 48)) as w:
-        for i in range(5):
-            w.write(np.full((48, 64, 3), i * 40, np.uint8))
-    src = video.FrameSource(out)
-    assert len(list(src.frames())) == 5 and os.listdir(tmp_path) == ["out.mp4"]
-    with pytest.raises(UserError, match="does not exist"):
-        video.VideoWriter(str(tmp_path / "missing" / "x.mp4"), 25.0, (64, 48))
-
-
 def _write(d, name, data):
     path = os.path.join(d, name)
     with open(path, "wb") as f:

@@ -4,7 +4,7 @@ import chex
 import jax
 import jax.numpy as jnp
 
-from experiments import deepfakes_original
+from facejax.experiments import deepfakes_original
 from facejax.models import autoencoder
 from facejax.tasks import autoencoder as ae_task
 

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import cyclegan_faces
+from facejax.experiments import cyclegan_faces
 from facejax.models import resnet
 from facejax.ops.conv import rules
 from facejax.tasks import cyclegan

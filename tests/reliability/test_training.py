@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import deepfakes_original
+from facejax.experiments import deepfakes_original
 from facejax import checkpoint, train
 from facejax.errors import UserError
 from tests.conftest import ROOT

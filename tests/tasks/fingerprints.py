@@ -37,7 +37,7 @@ STEPPED_SLOW = (("deepfakes_original", "quick"), ("face2face_pix2pix", "small"),
 
 
 def config_of(experiment: str, variant: str):
-    return importlib.import_module(f"experiments.{experiment}").get_config(variant)
+    return importlib.import_module(f"facejax.experiments.{experiment}").get_config(variant)
 
 
 def _task(config):

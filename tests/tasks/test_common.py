@@ -25,7 +25,7 @@ def test_bfloat16_compute_tracks_float32(experiment, grid_faces):
 
     losses = {}
     for dtype in ("float32", "bfloat16"):
-        config = importlib.import_module(f"experiments.{experiment}").get_config("tiny")
+        config = importlib.import_module(f"facejax.experiments.{experiment}").get_config("tiny")
         config.model.compute_dtype = dtype
         task = tasks.get(config.task)
         tables = {n: pipeline.load_table(grid_faces[n], "train", config.data.load_size,

@@ -8,7 +8,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from experiments import cyclegan_faces
+from facejax.experiments import cyclegan_faces
 from facejax import checkpoint, losses, train
 from facejax.data import pipeline, tfds_faces
 from facejax.tasks import cyclegan

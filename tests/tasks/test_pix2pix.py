@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import face2face_pix2pix
+from facejax.experiments import face2face_pix2pix
 from facejax import reenact, train
 from facejax.data import pipeline
 from facejax.faces import align, video

@@ -17,7 +17,7 @@ EXPERIMENTS = {"autoencoder": "deepfakes_original", "pix2pix": "face2face_pix2pi
 
 
 def tiny(name, grid_faces=None):
-    config = importlib.import_module(f"experiments.{EXPERIMENTS[name]}").get_config("tiny")
+    config = importlib.import_module(f"facejax.experiments.{EXPERIMENTS[name]}").get_config("tiny")
     if grid_faces:
         for n in tasks.get(name).identities:
             config.data[n] = grid_faces[n]

@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import saehd as saehd_experiment
+from facejax.experiments import saehd as saehd_experiment
 from facejax import inference, losses, train
 from facejax.data import pipeline
 from facejax.tasks import saehd
@@ -196,3 +196,37 @@ def test_learned_masks_need_a_model_that_learns_one(tiny_ae_run, tmp_path):
     assert proc.stderr.strip().splitlines()[-1] == (
         "error: --mask: a autoencoder run predicts no mask of its own; use hull or crop (SAEHD "
         "runs learn one)")
+
+
+def test_liae_swap_is_not_the_reconstruction():
+    """A face of B swapped to A (through inter_AB alone) differs from B's reconstruction
+    (inter_B and inter_AB), which the swap once returned for liae."""
+    config = saehd_experiment.get_config("tiny")
+    config.model.archi = "liae"
+    state = saehd.init(jax.random.key(0), config)
+    x = jax.random.uniform(jax.random.key(1), (2, 32, 32, 3))
+    swapped = saehd.swap(state, x, "b2a", config)
+    assert float(jnp.abs(swapped - saehd.reconstruct(state, x, "b", config)).mean()) > 1e-4
+    np.testing.assert_array_equal(swapped, saehd.reconstruct(state, x, "a", config))
+
+
+def test_dfm_export_carries_the_learned_masks(short_run, grid_faces, tmp_path):
+    """DeepFaceLive's DFM of a SAEHD run: the swapped face and the learned masks (the swap's
+    and the input's own decoder's), equal to facejax's within 1e-4 for any batch."""
+    import onnxruntime as ort
+    from tests.test_export import faces_of
+    out = str(tmp_path / "saehd.dfm")
+    proc = run_tool("tools/export.py", f"--model={short_run[0]}", "--format=dfm",
+                    f"--output={out}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    run = inference.load_swapper(short_run[0])
+    s = ort.InferenceSession(out, providers=["CPUExecutionProvider"])
+    for n in (1, 4):
+        rgb = faces_of(grid_faces["b"], run.size, n)
+        own_mask, celeb, celeb_mask = s.run(None, {"in_face:0": rgb[..., ::-1].copy()})
+        face, mask = saehd.swap_with_mask(run.state, jnp.asarray(rgb), "b2a", run.config)
+        _, own = saehd.swap_with_mask(run.state, jnp.asarray(rgb), "a2b", run.config)
+        np.testing.assert_allclose(celeb[..., ::-1], face, atol=1e-4, rtol=0)
+        np.testing.assert_allclose(celeb_mask, mask, atol=1e-4, rtol=0)
+        np.testing.assert_allclose(own_mask, own, atol=1e-4, rtol=0)
+    assert 0.2 < float(celeb_mask.mean()) < 0.9  # a learned face mask, not all ones

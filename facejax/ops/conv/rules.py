@@ -1,7 +1,7 @@
 """Which form each convolution takes on CPU, as data: per kind, rules tried in order, the first
 whose bounds a layer's shape meets wins. Every form a rule names is registered
 (facejax/ops/conv/registry.py); the measurements behind the rules are in docs/benchmarks.md,
-and `tools/benchmark.py conv` times every form of a layer shape to re-check them.
+and `facejax benchmark conv` times every form of a layer shape to re-check them.
 
 A layer's shape, as the rules see it:
   kernel        k of the k×k kernel (for a transposed layer: 3 or 4 as stored)

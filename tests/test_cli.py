@@ -1,0 +1,103 @@
+"""The facejax command: installable, one entry point with subcommands, --help on every one,
+experiments by name; tools/*.py are its aliases in a checkout."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from facejax import cli
+from tests.conftest import ROOT
+
+COMMANDS = ("benchmark", "convert", "demo", "evaluate", "export", "extract", "reenact", "samples",
+            "train")
+# A flag each command defines: its --help must list it.
+A_FLAG = {"benchmark": "--steps", "convert": "--mask", "demo": "--every_n",
+          "evaluate": "--held_out", "export": "--format", "extract": "--detector", "reenact": "--driver",
+          "samples": "--out", "train": "--workdir"}
+
+
+def _run(args, cwd="/tmp", env=None):
+    full = dict(os.environ, PYTHONPATH=ROOT, **(env or {}))
+    return subprocess.run([sys.executable, *args], cwd=cwd, env=full, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_the_command_table_is_the_commands_folder():
+    assert tuple(cli.commands()) == COMMANDS
+    assert all(cli.commands().values())  # each has a one-line summary
+
+
+@pytest.mark.parametrize("name", COMMANDS)
+def test_help_lists_the_commands_flags_and_exits_0(name):
+    for args in (["-m", "facejax", name, "--help"], [os.path.join(ROOT, "tools", f"{name}.py"),
+                                                    "-h"]):
+        proc = _run(args)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert cli.commands()[name] in proc.stdout and A_FLAG[name] in proc.stdout
+        assert "--verbosity" not in proc.stdout  # absl's own flags: --helpfull only
+    full = _run(["-m", "facejax", name, "--helpfull"])
+    assert full.returncode == 0 and A_FLAG[name] in full.stdout and "--verbosity" in full.stdout
+
+
+def test_usage_and_unknown_commands():
+    proc = _run(["-m", "facejax", "--help"])
+    assert proc.returncode == 0 and all(f"  {c} " in proc.stdout for c in COMMANDS)
+    assert _run(["-m", "facejax"]).returncode == 2
+    proc = _run(["-m", "facejax", "trian", "--workdir=x"])
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        "error: unknown command 'trian'; expected one of " + ", ".join(COMMANDS) +
+        " (facejax --help)"]
+
+
+def test_experiments_by_name_or_path(tmp_path):
+    shipped = os.path.join(ROOT, "facejax", "experiments", "saehd.py")
+    assert cli.experiment_path("saehd") == shipped
+    assert cli.experiment_path("saehd:df64") == shipped + ":df64"
+    assert cli.experiment_path("saehd.py:tiny") == shipped + ":tiny"
+    assert cli.experiment_path("experiments/saehd.py:tiny") == shipped + ":tiny"
+    own = tmp_path / "saehd.py"
+    own.write_text("")
+    assert cli.experiment_path(f"{own}:tiny") == f"{own}:tiny"  # a file of the user's wins
+    for unknown in ("nope", "experiments/nope.py", "common", "../saehd", "_x"):
+        assert cli.experiment_path(unknown) == unknown
+    assert cli._with_experiment_paths(["p", "--config", "saehd", "--config=saehd:tiny"]) == [
+        "p", "--config", shipped, f"--config={shipped}:tiny"]
+
+
+def test_pip_install_gives_a_facejax_command_that_works_from_any_folder(tmp_path):
+    target = tmp_path / "site"
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
+                           "--no-build-isolation", "--no-index", "--target", str(target), ROOT],
+                          capture_output=True, text=True, timeout=300,
+                          cwd=str(tmp_path))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    script = target / "bin" / "facejax"
+    assert script.is_file()
+    env = dict(os.environ, PYTHONPATH=str(target))
+    # The installed copy, not the checkout: experiments and commands ship inside the package.
+    probe = subprocess.run([sys.executable, "-c", "import facejax, facejax.experiments.saehd, "
+                            "facejax.commands; print(facejax.__file__)"], cwd=str(tmp_path),
+                           env=env, capture_output=True, text=True, timeout=120)
+    assert probe.stdout.strip() == str(target / "facejax" / "__init__.py"), probe.stderr
+    for args, expect in ((["--help"], "commands:"), (["train", "--help"], "--workdir")):
+        proc = subprocess.run([sys.executable, str(script), *args], cwd=str(tmp_path), env=env,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 0 and expect in proc.stdout, (args, proc.stderr[-2000:])
+
+
+@pytest.mark.slow
+def test_the_gpu_requirements_resolve(tmp_path):
+    """requirements-gpu.txt: the tested set plus JAX's CUDA plugin at the pinned JAX version
+    (pip's resolver against the package registry; downloads only metadata)."""
+    import json
+    report = tmp_path / "report.json"
+    proc = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "-q",
+                           "--ignore-installed", "-r", os.path.join(ROOT, "requirements-gpu.txt"),
+                           "--report", str(report)], capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    chosen = {i["metadata"]["name"]: i["metadata"]["version"]
+              for i in json.load(open(report))["install"]}
+    assert chosen["jax"] == chosen["jaxlib"] == chosen["jax-cuda12-plugin"] == "0.10.2"

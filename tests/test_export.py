@@ -1,0 +1,88 @@
+"""facejax export: the swap model as ONNX and as DeepFaceLive's DFM, run with onnxruntime on
+real faces and compared with facejax's own swap; failures are one line."""
+
+import glob
+import json
+import os
+
+import cv2
+import jax
+import jax.numpy as jnp
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from facejax import inference, jaxpr_onnx
+from facejax.faces import video
+from tests.conftest import run_tool
+
+
+def faces_of(extraction_dir, size, n):
+    """n real aligned faces of a GRID speaker at the model size, float32 RGB in [0, 1]."""
+    paths = sorted(glob.glob(os.path.join(extraction_dir, "inputs", "*", "faces", "*.png")))[:n]
+    return np.stack([cv2.resize(video.read_image(p), (size, size), interpolation=cv2.INTER_AREA)
+                     for p in paths]).astype(np.float32) / 255
+
+
+def session(path):
+    return ort.InferenceSession(path, providers=["CPUExecutionProvider"])
+
+
+def test_onnx_export_gives_facejax_swaps_for_any_batch(grid_faces, tiny_ae_run, tmp_path):
+    out = str(tmp_path / "ae.onnx")
+    proc = run_tool("tools/export.py", f"--model={tiny_ae_run}", "--format=onnx",
+                    f"--output={out}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    record = json.load(open(out + ".json"))
+    run = inference.load_swapper(tiny_ae_run)
+    assert record["size"] == run.size and record["coverage"] == pytest.approx(run.coverage)
+    assert (record["input"], record["outputs"]) == ("faces", ["swapped"])
+    s = session(out)
+    for n in (1, 5):  # one graph, any batch
+        x = faces_of(grid_faces["b"], run.size, n)
+        want = np.asarray(run.task.swap(run.state, jnp.asarray(x), "b2a", run.config))
+        got, = s.run(None, {"faces": x})
+        assert got.shape == (n, run.size, run.size, 3)
+        np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+    assert sorted(os.listdir(tmp_path)) == ["ae.onnx", "ae.onnx.json"]
+
+
+def test_dfm_follows_deepfacelives_contract(grid_faces, tiny_ae_run, tmp_path):
+    out = str(tmp_path / "ae.dfm")
+    proc = run_tool("tools/export.py", f"--model={tiny_ae_run}", "--format=dfm",
+                    f"--output={out}", "--direction=b2a")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    graph = onnx.load(out).graph
+    dims = lambda v: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+    run = inference.load_swapper(tiny_ae_run)
+    s = run.size
+    assert [(v.name, dims(v)) for v in graph.input] == [("in_face:0", ["batch", s, s, 3])]
+    assert [(v.name, dims(v)) for v in graph.output] == [
+        ("out_face_mask:0", ["batch", s, s, 1]), ("out_celeb_face:0", ["batch", s, s, 3]),
+        ("out_celeb_face_mask:0", ["batch", s, s, 1])]
+    rgb = faces_of(grid_faces["b"], s, 3)
+    face_mask, celeb, celeb_mask = session(out).run(None, {"in_face:0": rgb[..., ::-1].copy()})
+    want = np.asarray(run.task.swap(run.state, jnp.asarray(rgb), "b2a", run.config))
+    np.testing.assert_allclose(celeb[..., ::-1], want, atol=1e-4, rtol=0)  # BGR out
+    assert (face_mask == 1).all() and (celeb_mask == 1).all()  # the autoencoder learns none
+
+
+def test_bad_exports_are_one_line(grid_faces, tiny_ae_run, tmp_path):
+    cases = [
+        ([f"--model={tmp_path}/missing", f"--output={tmp_path}/x.onnx"], "no such workdir"),
+        ([f"--model={tiny_ae_run}", f"--output={tmp_path}/no/x.onnx"], "does not exist"),
+        ([f"--model={tiny_ae_run}", "--format=tflite", f"--output={tmp_path}/x.onnx"],
+         "--format"),
+    ]
+    for args, message in cases:
+        proc = run_tool("tools/export.py", *args)
+        assert proc.returncode == 2, proc.stderr[-1500:]
+        assert message in proc.stderr.strip().splitlines()[-1] and "Traceback" not in proc.stderr
+    assert os.listdir(tmp_path) == []
+
+
+def test_the_translation_refuses_what_it_does_not_cover_by_name():
+    with pytest.raises(NotImplementedError, match="'sort'"):
+        jaxpr_onnx.to_onnx(lambda x: (jnp.sort(x, axis=-1),),
+                           jax.ShapeDtypeStruct((1, 4), np.float32), "x", ["y"])
