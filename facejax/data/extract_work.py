@@ -111,11 +111,15 @@ def spans(path: str, key: str, starts: list, todo: list[int], max_chunks: int) -
 _WORKER = {}
 
 
-def init_worker(opts, references, counters) -> None:
+def finder_for(opts, references=None) -> find.FaceFinder:
+    """The face finder extraction runs with these options (and reference embeddings)."""
     det = detect.make_detector(opts.detector, opts.detect_max_side, opts.max_upsample)
     target = identity.TargetFilter(references) if references is not None else None
-    _WORKER.update(opts=opts, finder=find.FaceFinder(det, opts.min_face, target),
-                   counters=counters)
+    return find.FaceFinder(det, opts.min_face, target)
+
+
+def init_worker(opts, references, counters) -> None:
+    _WORKER.update(opts=opts, finder=finder_for(opts, references), counters=counters)
 
 
 def _empty_summary(start, stop) -> dict:

