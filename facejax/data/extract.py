@@ -237,5 +237,7 @@ def _extract(paths, out_dir: str, opts: ExtractOptions, verbose: bool) -> dict:
     total["failed"] = failed
     files.write_json(os.path.join(out_dir, "summary.json"), total)
     if progress:
+        if spans:  # the workers' last frames may have come after the last poll
+            progress.done = counters[0]
         progress.close(faces=total["faces_kept"])
     return total

@@ -183,7 +183,8 @@ def test_conversion_swaps_through_the_other_decoder(short_run, tmp_path):
                         convert.ConvertOptions(batch=4, mask=mask, color="none"), verbose=False)
         frames.append(video.FrameSource(out).read(10).astype(int))
     src = video.FrameSource(f"{GRID}/GRID_brbk7n.mpg").read(10).astype(int)
-    changed = [np.abs(f - src).max(-1) > 8 for f in frames]
+    # Above the H.264 (CRF 18) error the videos carry where nothing was pasted.
+    changed = [np.abs(f - src).max(-1) > 16 for f in frames]
     assert changed[0].sum() > 200 and changed[1].sum() > 200
     assert (changed[1] & ~changed[2]).sum() < 0.05 * changed[1].sum()  # inside the hull
 
