@@ -29,7 +29,7 @@ MIRROR = np.array(
 
 # dlib's 68-point predictor was trained from the boxes of its frontal HOG detector. Re-feeding
 # (faceswap's idea) predicts the landmarks again from a box made from their own first
-# prediction, in that convention, and averages a few moved and scaled copies of it: the box
+# prediction, in that convention, and averages two scaled copies of it: the box
 # then follows the face, not the detector's frame-to-frame wobble, and the trees' noise
 # averages out. The box is placed by the inner points (brows, eyes, nose, mouth: 17-67), whose
 # centre and spread follow a turning face where the jaw's extent does not: on HOG detections
@@ -39,7 +39,9 @@ MIRROR = np.array(
 # REFEED_AGREE eye distances (a face the predictor reads differently from another box), the
 # first ones stand.
 _BOX_SIDE, _BOX_DX, _BOX_DY = 3.12, 0.022, 0.050
-_REFEED = ((0.0, 0.0, 1.0), (0.0, 0.0, 0.95), (0.0, 0.0, 1.05))  # (dx, dy) in sides, scale
+# Two copies (three predictions a face): more steady little and cost more extraction time
+# (measured against one and three: docs/benchmarks.md).
+_REFEED = ((0.0, 0.0, 0.97), (0.0, 0.0, 1.03))  # (dx, dy) in box sides, scale
 REFEED_AGREE = 0.05
 
 
