@@ -39,8 +39,8 @@ MIRROR = np.array(
 # REFEED_AGREE eye distances (a face the predictor reads differently from another box), the
 # first ones stand.
 _BOX_SIDE, _BOX_DX, _BOX_DY = 3.12, 0.022, 0.050
-# Two copies (three predictions a face): more steady little and cost more extraction time
-# (measured against one and three: docs/benchmarks.md).
+# Two copies (three predictions a face): one steadies less, three cost more extraction time
+# than they steady (measured: docs/benchmarks.md, "Landmark re-feeding").
 _REFEED = ((0.0, 0.0, 0.97), (0.0, 0.0, 1.03))  # (dx, dy) in box sides, scale
 REFEED_AGREE = 0.05
 

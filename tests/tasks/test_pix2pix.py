@@ -65,8 +65,13 @@ def test_sharded_step_equals_single_device_step(grid_faces):
         state, m = train_steps_on(devices, pix2pix, config, batches, 2)
         results.append((state, float(m["loss"])))
     assert results[0][1] == pytest.approx(results[1][1], rel=1e-4)
-    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4),
-                 results[0][0], results[1][0])
+    # Equal within 1e-4, but for the rare weight whose gradient is at rounding level, which Adam
+    # moves by ±lr either way (seen: 1 of 427,231 values 2.4e-4 apart): never more than 2·lr a
+    # step (conftest.assert_params_agree's reasoning).
+    a, b = (np.concatenate([np.asarray(x, np.float64).ravel() for x in jax.tree.leaves(r[0])])
+            for r in results)
+    off = np.abs(a - b) > 1e-4 + 1e-4 * np.abs(b)
+    assert off.mean() < 1e-4 and np.abs(a - b).max() <= 2 * config.optim.learning_rate * 2
 
 
 def trained_config(grid_faces):
