@@ -1,5 +1,7 @@
 """User-facing errors: one line that names the file or flag and the problem."""
 
+import sys
+
 
 class UserError(Exception):
     """Bad input from the user. Tools print `str(err)` on one line and exit non-zero."""
@@ -31,5 +33,4 @@ def one_line(err: BaseException) -> str:
 
 def warn(message: str) -> None:
     """Prints a warning on one line to stderr, in the style of the tools' errors."""
-    import sys
     print(f"warning: {one_line(message)}", file=sys.stderr, flush=True)

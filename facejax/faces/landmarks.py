@@ -41,20 +41,19 @@ MIRROR = np.array(
 _BOX_SIDE, _BOX_DX, _BOX_DY = 3.12, 0.022, 0.050
 # Two copies (three predictions a face): one steadies less, three cost more extraction time
 # than they steady (measured: docs/benchmarks.md, "Landmark re-feeding").
-_REFEED = ((0.0, 0.0, 0.97), (0.0, 0.0, 1.03))  # (dx, dy) in box sides, scale
+_REFEED_SCALES = (0.97, 1.03)
 REFEED_AGREE = 0.05
 
 
-def predictor_box(landmarks: np.ndarray, dx: float = 0.0, dy: float = 0.0,
-                  scale: float = 1.0) -> Box:
-    """The box dlib's HOG detector would give the face of these landmarks, shifted by (dx, dy)
-    of its side and scaled by `scale`."""
+def predictor_box(landmarks: np.ndarray, scale: float = 1.0) -> Box:
+    """The box dlib's HOG detector would give the face of these landmarks, scaled by `scale`
+    about its centre."""
     inner = landmarks[17:]
     centre = inner.mean(0)
     spread = float(np.sqrt(((inner - centre) ** 2).sum(1).mean()))
     side = _BOX_SIDE * spread * scale
-    cx = centre[0] + _BOX_DX * spread + dx * side
-    cy = centre[1] + _BOX_DY * spread + dy * side
+    cx = centre[0] + _BOX_DX * spread
+    cy = centre[1] + _BOX_DY * spread
     return Box(cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
 
 
@@ -75,8 +74,8 @@ class LandmarkPredictor:
         first = self._predict(rgb, box)
         if not self.refeed:
             return first
-        again = np.mean([self._predict(rgb, predictor_box(first, dx, dy, s))
-                         for dx, dy, s in _REFEED], axis=0)
+        again = np.mean([self._predict(rgb, predictor_box(first, s)) for s in _REFEED_SCALES],
+                        axis=0)
         agree = np.linalg.norm(again - first, axis=-1).mean() / max(eye_distance(first), 1.0)
         return again if agree < REFEED_AGREE else first
 

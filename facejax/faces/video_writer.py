@@ -20,11 +20,9 @@ from facejax.errors import OutOfSpace, RunError, UserError, warn
 
 # Per container: FFmpeg's video encoder and its settings. x264 at CRF 18 is visually lossless
 # for swapped faces; yuv420p is the one pixel format every browser and phone decodes.
+_H264 = ["-c:v", "libx264", "-preset", "medium", "-crf", "18", "-pix_fmt", "yuv420p"]
 _ENCODERS = {
-    ".mp4": ["-c:v", "libx264", "-preset", "medium", "-crf", "18", "-pix_fmt", "yuv420p"],
-    ".m4v": ["-c:v", "libx264", "-preset", "medium", "-crf", "18", "-pix_fmt", "yuv420p"],
-    ".mov": ["-c:v", "libx264", "-preset", "medium", "-crf", "18", "-pix_fmt", "yuv420p"],
-    ".mkv": ["-c:v", "libx264", "-preset", "medium", "-crf", "18", "-pix_fmt", "yuv420p"],
+    ".mp4": _H264, ".m4v": _H264, ".mov": _H264, ".mkv": _H264,
     ".webm": ["-c:v", "libvpx-vp9", "-crf", "30", "-b:v", "0", "-pix_fmt", "yuv420p"],
     ".avi": ["-c:v", "mjpeg", "-q:v", "3", "-pix_fmt", "yuvj420p"],
 }
