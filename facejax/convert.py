@@ -17,7 +17,7 @@ import numpy as np
 
 from facejax import files
 from facejax.errors import UserError, one_line, write_failed
-from facejax.faces import align, compose, detect, find, landmarks as lm, video, video_writer
+from facejax.faces import align, compose, detect, find, video, video_writer
 from facejax.inference import SwapModel
 from facejax.progress import Progress
 
@@ -30,7 +30,8 @@ class ConvertOptions:
     blur: int = 0               # feathering radius in frame pixels; 0 = hard edge
     color: str = "rct"          # "none", "rct" (LAB mean/std), "hist" (histogram matching)
     blend: str = "alpha"        # "alpha" or "seamless" (OpenCV seamless clone)
-    smooth: float = 0.0         # landmark smoothing strength in [0, 1)
+    smooth: float = 1.0         # landmark smoothing: One Euro minimum cutoff, Hz (0: off)
+    select: str = "largest"     # find.SELECT: the face swapped when a frame has several
     batch: int = 8
     preview: bool = False       # original | swapped side by side
     detector: str = "hog"
@@ -43,8 +44,10 @@ class ConvertOptions:
         if self.direction not in ("b2a", "a2b"):
             raise UserError(f"--direction {self.direction}: expected one of b2a, a2b")
         self.paste_options().check()
-        if not 0.0 <= self.smooth < 1.0:
-            raise UserError(f"--smooth {self.smooth}: must be in [0, 1)")
+        if self.smooth < 0.0:
+            raise UserError(f"--smooth {self.smooth}: must be 0 (off) or a cutoff in Hz")
+        if self.select not in find.SELECT:
+            raise UserError(f"--select {self.select}: expected one of {', '.join(find.SELECT)}")
         if self.batch < 1:
             raise UserError(f"--batch {self.batch}: must be at least 1")
 
@@ -56,12 +59,14 @@ def _out_frame(frame, swapped, preview):
 
 
 def process_frames(frames, model: SwapModel, opts: ConvertOptions, emit,
-                   progress=None) -> tuple[dict, list]:
-    """Runs the per-frame work over (index, frame) pairs; emit(index, frame_out). Returns counts
-    and the landmark track used for pasting (None where no face)."""
+                   progress=None, fps: float | None = None) -> tuple[dict, list]:
+    """Runs the per-frame work over (index, frame) pairs of a video at `fps` (None: stills, no
+    smoothing); emit(index, frame_out). Returns counts and the landmark track used for pasting
+    (None where no face)."""
     finder = find.FaceFinder(detect.make_detector(opts.detector), min_face=0,
-                             confirm_every=opts.confirm_every)
-    smoother = lm.LandmarkSmoother(opts.smooth) if opts.smooth else None
+                             confirm_every=opts.confirm_every, select=opts.select,
+                             smooth=opts.smooth)
+    finder.reset(fps)
     paste_opts = opts.paste_options()
     counts = {"frames": 0, "faces_swapped": 0, "passed_through": 0, "unreadable": 0}
     if opts.blend == "seamless":
@@ -111,14 +116,12 @@ def process_frames(frames, model: SwapModel, opts: ConvertOptions, emit,
             continue
         face, _ = finder(frame)
         if face is None:
-            if smoother:
-                smoother.reset()
             flush()  # keep output order
             counts["passed_through"] += 1
             track.append(None)
             emit(index, _out_frame(frame, frame, opts.preview))
         else:
-            pts = smoother(face.landmarks) if smoother else face.landmarks
+            pts = face.landmarks
             track.append(pts)
             m = align.align_matrix(pts, model.size, model.coverage)
             pending.append((index, frame, m, align.transform_points(m, pts)))
@@ -163,7 +166,8 @@ def _convert(model, input_path: str, output: str, opts: ConvertOptions, verbose:
                                           audio_from=input_path)
         try:
             counts, track = process_frames(source.frames(), model, opts,
-                                     lambda i, f: writer.write(f), progress)
+                                           lambda i, f: writer.write(f), progress,
+                                           fps=source.info.fps)
             writer.close()
         except BaseException:
             writer.abort()
@@ -187,7 +191,7 @@ def _convert(model, input_path: str, output: str, opts: ConvertOptions, verbose:
                         else os.path.join(out_dir, "summary.json"))
     seconds = time.monotonic() - start
     summary = dict(counts, seconds=round(seconds, 3),
-                   fps=round(counts["frames"] / max(seconds, 1e-9), 2))
+                   fps=round(counts["frames"] / max(seconds, 1e-9), 2), face_selection=opts.select)
     files.atomic_write_bytes(summary_path, json.dumps(summary, indent=1).encode())
     if progress:
         progress.close(swapped=counts["faces_swapped"])

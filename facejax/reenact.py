@@ -37,7 +37,7 @@ def displacements(shapes: np.ndarray, mean: np.ndarray, reference_mean: np.ndarr
 
 
 def reenact(model_dir: str, driver_path: str, output: str, batch: int = 8,
-            smooth: float = 0.0, detector: str = "hog", verbose: bool = True) -> dict:
+            smooth: float = 1.0, detector: str = "hog", verbose: bool = True) -> dict:
     """Writes `output`: driver crop | retargeted landmark image | generated A, per driver frame.
 
     Returns a summary dict (frames, frames with a face, seconds, fps).
@@ -52,8 +52,8 @@ def reenact(model_dir: str, driver_path: str, output: str, batch: int = 8,
     # A's mean shape in the model's crop, as recorded at training time (run_info).
     target_mean = run_info.mean_landmarks(run.info, "a", size)
     source = video.FrameSource(driver_path)
-    finder = find.FaceFinder(detect.make_detector(detector), min_face=0)
-    smoother = lm.LandmarkSmoother(smooth) if smooth else None
+    finder = find.FaceFinder(detect.make_detector(detector), min_face=0, smooth=smooth)
+    finder.reset(source.info.fps if source.kind == "video" else None)
     start = time.monotonic()
     # Pass 1: the driver's aligned landmarks (and the affine for its crop panel).
     shapes, affines = [], []
@@ -62,10 +62,8 @@ def reenact(model_dir: str, driver_path: str, output: str, batch: int = 8,
         if face is None:
             shapes.append(None)
             affines.append(None)
-            if smoother:
-                smoother.reset()
             continue
-        pts = smoother(face.landmarks) if smoother else face.landmarks
+        pts = face.landmarks
         m = align.align_matrix(pts, size)
         affines.append(m)
         shapes.append(align.transform_points(m, pts).astype(np.float32))

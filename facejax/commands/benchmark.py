@@ -177,9 +177,10 @@ def bench_convert():
     model = inference.SwapModel(fn, run.size, run.coverage)
     src = FrameSource(FLAGS.clip)
     frames = [f for _, f in src.frames()][:300]
-    opts = convert.ConvertOptions(batch=batch, smooth=0.5, blur=8)  # the tool's defaults
+    opts = convert.ConvertOptions(batch=batch, blur=8)  # the tool's defaults
     t = time.perf_counter()
-    counts, _ = convert.process_frames(enumerate(frames), model, opts, lambda i, f: None)
+    counts, _ = convert.process_frames(enumerate(frames), model, opts, lambda i, f: None,
+                                       fps=src.info.fps)
     seconds = time.perf_counter() - t
     return {"benchmark": "convert", "clip": os.path.basename(FLAGS.clip),
             "frame_size": f"{src.info.width}x{src.info.height}", "model": "deepfakes 64 px",
@@ -389,10 +390,11 @@ def bench_landmarks():
     videos = []
     for path in FLAGS.landmark_videos:
         start = time.perf_counter()
-        v = landmark_eval.video_jitter(path, finder, opts.smooth)
+        v = landmark_eval.video_jitter(path, finder)
         videos.append(dict(v, fps=round(v["frames"] / (time.perf_counter() - start), 1)))
     return {"benchmark": "landmarks", "detector": opts.detector,
-            "max_upsample": opts.max_upsample, "sets": sets, "videos": videos,
+            "max_upsample": opts.max_upsample, "smooth": opts.smooth, "sets": sets,
+            "videos": videos,
             "images": images}
 
 

@@ -26,8 +26,11 @@ flags.DEFINE_integer("blur", 8, "Feathering radius of the mask edge, in frame pi
                      lower_bound=0, upper_bound=512)
 flags.DEFINE_enum("color", "rct", ["none", "rct", "hist"], "Colour matching.")
 flags.DEFINE_enum("blend", "alpha", ["alpha", "seamless"], "Blending.")
-flags.DEFINE_float("smooth", 0.5, "Temporal smoothing of landmarks, in [0, 1).",
-                   lower_bound=0.0, upper_bound=0.999)
+flags.DEFINE_float("smooth", 1.0, "Landmark smoothing over video frames: the One Euro filter's "
+                   "minimum cutoff in Hz (lower: steadier; fast motion is followed; 0: off).",
+                   lower_bound=0.0)
+flags.DEFINE_enum("select", "largest", ["largest", "central"], "The face swapped when a frame "
+                  "has several: the largest, or the most central.")
 flags.DEFINE_integer("batch", 8, "Faces per model call.",
                      lower_bound=1, upper_bound=4096)
 flags.DEFINE_bool("preview", False, "Write original | swapped side by side.")
@@ -45,7 +48,7 @@ def main(argv):
     from facejax import convert
     opts = convert.ConvertOptions(
         direction=FLAGS.direction, mask=FLAGS.mask, erode=FLAGS.erode, blur=FLAGS.blur,
-        color=FLAGS.color, blend=FLAGS.blend, smooth=FLAGS.smooth, batch=FLAGS.batch,
+        color=FLAGS.color, blend=FLAGS.blend, smooth=FLAGS.smooth, select=FLAGS.select, batch=FLAGS.batch,
         preview=FLAGS.preview, detector=FLAGS.detector, confirm_every=FLAGS.confirm_every)
     opts.check()
     from facejax.faces import compose, video

@@ -27,12 +27,16 @@ flags.DEFINE_integer("every_n", 1, "Keep every n-th frame of videos.",
 flags.DEFINE_string("detector", "hog", "hog, mmod, or an OpenCV DNN model file (.pb or .onnx).")
 flags.DEFINE_integer("detect_max_side", 640, "Detect on frames scaled to at most this side.",
                      lower_bound=32)
-flags.DEFINE_integer("max_upsample", 1, "HOG: highest upsampling level tried.",
+flags.DEFINE_integer("max_upsample", 1, "HOG: upsampling level; faces from 80 / 2**N px (of "
+                     "the frame scaled to --detect_max_side) are found.",
                      lower_bound=0, upper_bound=4)
 flags.DEFINE_float("min_face", 40, "Smallest face kept (box side in source pixels).",
                    lower_bound=0.0)
-flags.DEFINE_float("smooth", 0.0, "Temporal smoothing of landmarks in videos, in [0, 1).",
-                   lower_bound=0.0, upper_bound=0.999)
+flags.DEFINE_float("smooth", 1.0, "Landmark smoothing over video frames: the One Euro filter's "
+                   "minimum cutoff in Hz (lower: steadier; fast motion is followed; 0: off).",
+                   lower_bound=0.0)
+flags.DEFINE_enum("select", "largest", ["largest", "central"], "The face kept when a frame "
+                  "has several and no --reference is given: the largest, or the most central.")
 flags.DEFINE_list("reference", [], "Images or folders of the target person: keep only that face.")
 flags.DEFINE_integer("chunk_frames", 1000, "Video frames written at once: a kill loses at most "
                      "one chunk per worker, and workers share a long video by chunks.",
@@ -52,6 +56,7 @@ def main(argv):
         size=FLAGS.size, coverage=FLAGS.coverage, identity=FLAGS.identity,
         every_n=FLAGS.every_n, detector=FLAGS.detector, detect_max_side=FLAGS.detect_max_side,
         max_upsample=FLAGS.max_upsample, min_face=FLAGS.min_face, smooth=FLAGS.smooth,
+        select=FLAGS.select,
         reference=tuple(FLAGS.reference), workers=FLAGS.workers,
         chunk_frames=FLAGS.chunk_frames)
     summary = extract_lib.extract(FLAGS.input, FLAGS.output, opts, FLAGS.num_shards,

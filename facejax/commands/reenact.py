@@ -17,8 +17,9 @@ flags.DEFINE_string("driver", None, "Video (or image folder) whose motion drives
 flags.DEFINE_string("output", None, "Output video path.")
 flags.DEFINE_integer("batch", 8, "Frames generated per compiled call.",
                      lower_bound=1, upper_bound=4096)
-flags.DEFINE_float("smooth", 0.0, "Temporal smoothing of the driver's landmarks, in [0, 1).",
-                   lower_bound=0.0, upper_bound=0.999)
+flags.DEFINE_float("smooth", 1.0, "Smoothing of the driver's landmarks over frames: the One "
+                   "Euro filter's minimum cutoff in Hz (lower: steadier; 0: off).",
+                   lower_bound=0.0)
 flags.DEFINE_string("detector", "hog", "Face detector (see facejax extract).")
 flags.mark_flags_as_required(["model", "driver", "output"])
 

@@ -48,7 +48,8 @@ class ExtractOptions:
     detect_max_side: int = 640
     max_upsample: int = 1
     min_face: float = 40.0
-    smooth: float = 0.0
+    smooth: float = 1.0         # landmark smoothing: One Euro minimum cutoff, Hz (0: off)
+    select: str = "largest"     # find.SELECT: the face kept when several are found
     reference: tuple = ()
     workers: int = 1
     chunk_frames: int = 1000    # frames of a video written at once (resume granularity)
@@ -109,17 +110,21 @@ def merge(out_dir: str) -> dict:
     inputs_dir = os.path.join(out_dir, INPUTS)
     total = {"inputs": 0, "frames_read": 0, "faces_kept": 0,
              "skipped": {r: 0 for r in find.SKIP_REASONS}, "seconds": 0.0}
-    lines = []
+    lines, selections = [], {}
     for key in sorted(os.listdir(inputs_dir)):
         with open(os.path.join(inputs_dir, key, "summary.json")) as f:
             s = json.load(f)
         total["inputs"] += 1
+        selections[key] = s.get("face_selection")
         for k in ("frames_read", "faces_kept", "seconds"):
             total[k] += s.get(k, 0)
         for r, n in s["skipped"].items():
             total["skipped"][r] = total["skipped"].get(r, 0) + n
         with open(os.path.join(inputs_dir, key, "alignments.jsonl")) as f:
             lines.extend(f.readlines())
+    # How the kept face was chosen where several were found: one rule, or each input's.
+    total["face_selection"] = (next(iter(set(selections.values())))
+                               if len(set(selections.values())) == 1 else selections)
     total["seconds"] = round(total["seconds"], 3)
     total["frames_per_second"] = round(total["frames_read"] / max(total["seconds"], 1e-9), 2)
     files.atomic_write_bytes(os.path.join(out_dir, "alignments.jsonl"), "".join(lines).encode())
@@ -171,7 +176,7 @@ def _extract(paths, out_dir: str, opts: ExtractOptions, verbose: bool) -> dict:
     """extract()'s work on this shard's inputs, in a locked folder."""
     references = None
     if opts.reference:
-        det = detect.make_detector(opts.detector, opts.detect_max_side, opts.max_upsample + 1)
+        det = detect.make_detector(opts.detector, opts.detect_max_side, opts.max_upsample)
         references = reference_embeddings(opts.reference, det)
     todo = [p for p in paths if not os.path.isdir(os.path.join(out_dir, INPUTS, input_key(p)))]
     start = time.monotonic()

@@ -26,7 +26,7 @@ import time
 import numpy as np
 
 from facejax import files
-from facejax.faces import align, detect, find, identity, landmarks as lm, video
+from facejax.faces import align, detect, find, identity, video
 
 CHUNKS = ".chunks"
 INPUTS = "inputs"
@@ -115,7 +115,7 @@ def finder_for(opts, references=None) -> find.FaceFinder:
     """The face finder extraction runs with these options (and reference embeddings)."""
     det = detect.make_detector(opts.detector, opts.detect_max_side, opts.max_upsample)
     target = identity.TargetFilter(references) if references is not None else None
-    return find.FaceFinder(det, opts.min_face, target)
+    return find.FaceFinder(det, opts.min_face, target, select=opts.select, smooth=opts.smooth)
 
 
 def init_worker(opts, references, counters) -> None:
@@ -130,13 +130,14 @@ def _empty_summary(start, stop) -> dict:
 class _Chunk:
     """One chunk being written: its partial folder, records and counts."""
 
-    def __init__(self, out_dir: str, key: str, start: int, stop: int | None):
+    def __init__(self, out_dir: str, key: str, start: int, stop: int | None, selection: str):
         self.final = os.path.join(_chunks_dir(out_dir, key), str(start))
         self.partial = os.path.join(_chunks_dir(out_dir, key),
                                     f".partial-{start}-{os.getpid()}")
         shutil.rmtree(self.partial, ignore_errors=True)
         os.makedirs(os.path.join(self.partial, "faces"))
         self.lines, self.summary = [], _empty_summary(start, stop)
+        self.summary["face_selection"] = selection  # how the face was chosen among several
         self.t = time.monotonic()
 
     def finish(self) -> dict:
@@ -156,13 +157,13 @@ def extract_span(span: Span, out_dir: str) -> list[dict]:
     source = video.FrameSource(span.path)
     done, chunk, k = [], None, span.first
 
-    def start_chunk(k):
-        finder.reset()  # a chunk's records depend on its frames alone
-        if smoother:
-            smoother.reset()
-        return _Chunk(out_dir, span.key, *span.bounds(k))
+    # The rate of the frames kept, for the landmark smoothing; stills are not smoothed.
+    fps = source.info.fps / opts.every_n if source.kind == "video" else None
 
-    smoother = lm.LandmarkSmoother(opts.smooth) if opts.smooth else None
+    def start_chunk(k):
+        finder.reset(fps)  # a chunk's records depend on its frames alone
+        return _Chunk(out_dir, span.key, *span.bounds(k), finder.selection)
+
     chunk = start_chunk(k)
     try:
         stop = span.bounds(span.last)[1]
@@ -184,10 +185,8 @@ def extract_span(span: Span, out_dir: str) -> list[dict]:
             face, reason = finder(frame)
             if face is None:
                 s["skipped"][reason] += 1
-                if smoother:
-                    smoother.reset()
                 continue
-            points = smoother(face.landmarks) if smoother else face.landmarks
+            points = face.landmarks
             affine = align.align_matrix(points, opts.size, opts.coverage)
             video.write_image(os.path.join(chunk.partial, "faces", f"{index:06d}.png"),
                               align.crop(frame, affine, opts.size))
@@ -240,6 +239,7 @@ def assemble(out_dir: str, path: str, key: str, starts: list) -> dict:
                 total[k] += s[k]
             for r, n in s["skipped"].items():
                 total["skipped"][r] += n
+            total["face_selection"] = s.get("face_selection")
         total["seconds"] = round(total["seconds"], 3)
         with open(os.path.join(partial, "alignments.jsonl"), "w") as f:
             f.writelines(lines)

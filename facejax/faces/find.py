@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 
+from facejax.errors import UserError
 from facejax.faces import detect as detect_lib
 from facejax.faces import landmarks as lm
 from facejax.faces.identity import FaceEmbedder, TargetFilter
@@ -22,18 +23,31 @@ class Face:
     distance: float | None = None  # to the target's references, when given
 
 
+# How a face is chosen among several when no reference identity is given.
+SELECT = ("largest", "central")
+
+
 class FaceFinder:
     """Finds one face per frame.
 
     With `track=True`, consecutive frames look first in a region around the previous face (a
     cheap detection on a small crop) and fall back to the whole frame when the face is lost, so a
     video costs little more than its landmark prediction. Several faces: the one matching
-    `target` when reference embeddings are given, else the largest.
+    `target` when reference embeddings are given, else by `select` (SELECT: the largest, or the
+    one nearest the frame's centre). Boxes the detector is unsure of count only where the
+    landmark predictor reads a face in them (`LandmarkPredictor.verified`). With `smooth` > 0
+    (the One Euro filter's minimum cutoff, Hz) the landmarks of a video are smoothed over
+    frames once `reset(fps=...)` gives its frame rate.
     """
 
     def __init__(self, detector: detect_lib.Detector, min_face: float = 40,
                  target: TargetFilter | None = None, embedder: FaceEmbedder | None = None,
-                 track: bool = True, confirm_every: int = 1):
+                 track: bool = True, confirm_every: int = 1, select: str = "largest",
+                 smooth: float = 0.0):
+        if select not in SELECT:
+            raise UserError(f"--select {select}: expected one of {', '.join(SELECT)}")
+        if smooth < 0:
+            raise UserError(f"--smooth {smooth}: must be 0 (off) or a cutoff in Hz above 0")
         self.detector = detector
         # With confirm_every = n > 1, a tracked face is re-detected only every n-th frame; the
         # frames between reuse the last detection box for the landmark predictor (conversion
@@ -42,15 +56,25 @@ class FaceFinder:
         self._since = 0
         self.predictor = lm.LandmarkPredictor()
         self.min_face, self.target, self.track = min_face, target, track
+        self.select, self.smooth = select, smooth
         self.embedder = embedder if embedder is not None or target is None else FaceEmbedder()
         # Region tracking uses HOG on a small window, whatever detector finds faces in full frames.
-        self._roi_detector = detect_lib.HogDetector(max_side=0, max_upsample=0)
+        self._roi_detector = detect_lib.HogDetector(max_side=0, upsample=0, weak=None)
         self._previous: detect_lib.Box | None = None
+        self._smoother: lm.LandmarkSmoother | None = None
 
-    def reset(self) -> None:
-        """Forgets the previous face (call between unrelated images or videos)."""
+    @property
+    def selection(self) -> str:
+        """How the face is chosen: "reference", or the `select` rule."""
+        return "reference" if self.target is not None else self.select
+
+    def reset(self, fps: float | None = None) -> None:
+        """Forgets the previous face (call between unrelated images or videos); `fps`: the frame
+        rate of the video that follows (smoothing needs it; None: stills, no smoothing)."""
         self._previous = None
         self._since = 0
+        self._smoother = (lm.LandmarkSmoother(fps, self.smooth)
+                          if fps and self.smooth > 0 else None)
 
     def _track(self, rgb: np.ndarray) -> list[detect_lib.Box]:
         prev = self._previous
@@ -71,37 +95,60 @@ class FaceFinder:
         return [detect_lib.Box(b.left * sx + x0, b.top * sx + y0, b.right * sx + x0,
                                b.bottom * sx + y0, b.score) for b in boxes]
 
+    def candidates(self, rgb: np.ndarray,
+                   boxes: list[detect_lib.Box] | None = None) -> list[Face]:
+        """Every face the detector finds in `rgb` (or in `boxes`), with its landmarks; a box
+        the detector is unsure of only where the predictor reads a face in it."""
+        faces = []
+        for box in self.detector(rgb) if boxes is None else boxes:
+            points = (self.predictor(rgb, box) if box.sure
+                      else self.predictor.verified(rgb, box))
+            if points is not None:
+                faces.append(Face(box, points))
+        return faces
+
+    def _choose(self, rgb: np.ndarray, faces: list[Face]) -> tuple[Face | None, str | None]:
+        if self.target is not None:
+            for face in faces:
+                face.distance = self.target.distance(
+                    self.embedder.from_landmarks(rgb, face.landmarks))
+            best = min(faces, key=lambda f: f.distance)
+            if best.distance >= self.target.threshold:
+                return None, NOT_TARGET
+            return best, None
+        if self.select == "central":
+            h, w = rgb.shape[:2]
+            return min(faces, key=lambda f: np.hypot((f.box.left + f.box.right - w) / 2,
+                                                     (f.box.top + f.box.bottom - h) / 2)), None
+        return max(faces, key=lambda f: f.box.width * f.box.height), None
+
+    def _found(self, face: Face | None, reason: str | None) -> tuple[Face | None, str | None]:
+        if face is None:
+            self._previous = None
+            if self._smoother:
+                self._smoother.reset()
+            return None, reason
+        self._previous = face.box
+        if self._smoother:
+            face.landmarks = self._smoother(face.landmarks)
+        return face, None
+
     def __call__(self, rgb: np.ndarray) -> tuple[Face | None, str | None]:
         """Returns (face, None), or (None, reason) with reason one of SKIP_REASONS."""
         if (self.track and self._previous is not None and self.target is None
                 and self._since + 1 < self.confirm_every):
             self._since += 1
-            return Face(self._previous, self.predictor(rgb, self._previous)), None
+            box = self._previous
+            return self._found(Face(box, self.predictor(rgb, box)), None)
         self._since = 0
-        boxes = self._track(rgb) if (self.track and self._previous is not None) else []
+        tracked = self._track(rgb) if (self.track and self._previous is not None) else []
+        boxes = tracked or self.detector(rgb)
         if not boxes:
-            boxes = self.detector(rgb)
-        if not boxes:
-            self._previous = None
-            return None, NO_FACE
+            return self._found(None, NO_FACE)
         big = [b for b in boxes if b.size >= self.min_face]
         if not big:
-            self._previous = None
-            return None, TOO_SMALL
-        if self.target is None:
-            box = max(big, key=lambda b: b.width * b.height)
-            face = Face(box, self.predictor(rgb, box))
-        else:
-            best = None
-            for box in big:
-                shape = self.predictor.shape(rgb, box)
-                dist = self.target.distance(self.embedder(rgb, shape))
-                if best is None or dist < best.distance:
-                    pts = np.array([(p.x, p.y) for p in shape.parts()], np.float32)
-                    best = Face(box, pts, dist)
-            if best.distance >= self.target.threshold:
-                self._previous = None
-                return None, NOT_TARGET
-            face = best
-        self._previous = face.box
-        return face, None
+            return self._found(None, TOO_SMALL)
+        faces = self.candidates(rgb, big)
+        if not faces:
+            return self._found(None, NO_FACE)
+        return self._found(*self._choose(rgb, faces))

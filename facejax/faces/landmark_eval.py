@@ -93,7 +93,7 @@ def score_image(item: Annotated, finder: find.FaceFinder) -> dict:
     """Found faces and their NMEs for one annotated image, and the NME of the face the finder
     keeps (None when it keeps none or one that is not annotated)."""
     rgb = video.read_image(item.path)
-    predicted = [finder.predictor(rgb, box) for box in finder.detector(rgb)]
+    predicted = [face.landmarks for face in finder.candidates(rgb)]
     nmes = []
     for truth in item.faces:
         errors = [lm.normalised_mean_error(p, truth) for p in predicted]
@@ -121,21 +121,15 @@ def summarise(rows: list[dict]) -> dict:
             "kept_nme": stats(kept), "kept_of_images": f"{len(kept)}/{len(rows)}"}
 
 
-def video_jitter(path: str, finder: find.FaceFinder, smooth: float = 0.0) -> dict:
-    """The jitter of the landmarks extraction keeps over a video (`landmarks.jitter`), with
-    the extraction's --smooth, and the frames with a face."""
+def video_jitter(path: str, finder: find.FaceFinder) -> dict:
+    """The jitter of the landmarks extraction keeps over a video (`landmarks.jitter`), smoothed
+    as the finder smooths them, and the frames with a face."""
     source = video.FrameSource(path)
-    smoother = lm.LandmarkSmoother(smooth) if smooth else None
-    finder.reset()
+    finder.reset(source.info.fps)
     track = []
     for _, frame in source.frames():
         face, _ = finder(frame) if frame is not None else (None, None)
-        if face is None:
-            track.append(None)
-            if smoother:
-                smoother.reset()
-            continue
-        track.append(smoother(face.landmarks) if smoother else face.landmarks)
+        track.append(None if face is None else face.landmarks)
     runs, current = [], []
     for pts in track + [None]:  # jitter within unbroken runs of frames with a face
         if pts is None:

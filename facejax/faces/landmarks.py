@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import dlib
 import numpy as np
+from OneEuroFilter import OneEuroFilter
 
 from facejax.faces.detect import Box
 from facejax.faces.model_files import LANDMARKS_68, model_path
@@ -29,7 +30,7 @@ MIRROR = np.array(
 
 # dlib's 68-point predictor was trained from the boxes of its frontal HOG detector. Re-feeding
 # (faceswap's idea) predicts the landmarks again from a box made from their own first
-# prediction, in that convention, and averages two scaled copies of it: the box
+# prediction, in that convention, and averages the predictions from copies of it: the box
 # then follows the face, not the detector's frame-to-frame wobble, and the trees' noise
 # averages out. The box is placed by the inner points (brows, eyes, nose, mouth: 17-67), whose
 # centre and spread follow a turning face where the jaw's extent does not: on HOG detections
@@ -39,10 +40,16 @@ MIRROR = np.array(
 # REFEED_AGREE eye distances (a face the predictor reads differently from another box), the
 # first ones stand.
 _BOX_SIDE, _BOX_DX, _BOX_DY = 3.12, 0.022, 0.050
-# Two copies (three predictions a face): one steadies less, three cost more extraction time
-# than they steady (measured: docs/benchmarks.md, "Landmark re-feeding").
-_REFEED_SCALES = (0.97, 1.03)
+# One copy (two predictions a face): more copies steady the points a little more, but cost
+# extraction time that the temporal smoothing below spends better (measured: docs/benchmarks.md,
+# "Landmark re-feeding" and "Landmark smoothing").
+_REFEED_SCALES = (1.0,)
 REFEED_AGREE = 0.05
+
+# The One Euro filter's speed coefficient, per (eye distance per second): with it, a head moving
+# half an eye distance back and forth once a second is followed within 0.023 eye distances, a
+# fixed average of equal steadiness lags 0.034 (docs/benchmarks.md, "Landmark smoothing").
+SMOOTH_BETA = 10.0
 
 
 def predictor_box(landmarks: np.ndarray, scale: float = 1.0) -> Box:
@@ -68,20 +75,28 @@ class LandmarkPredictor:
         shape = self._predictor(rgb, box.to_dlib())
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
 
+    def _refed(self, rgb: np.ndarray, box: Box) -> tuple[np.ndarray, np.ndarray, float]:
+        """The first prediction, the re-fed one, and how far apart (eye distances)."""
+        first = self._predict(rgb, box)
+        again = np.mean([self._predict(rgb, predictor_box(first, s)) for s in _REFEED_SCALES],
+                        axis=0)
+        apart = np.linalg.norm(again - first, axis=-1).mean() / max(eye_distance(first), 1.0)
+        return first, again, float(apart)
+
     def __call__(self, rgb: np.ndarray, box: Box) -> np.ndarray:
         """Returns float32 [68, 2] (x, y) landmarks in the pixel coordinates of `rgb`: from
         `box`, then (refeed) re-fed from their own box where that agrees."""
-        first = self._predict(rgb, box)
         if not self.refeed:
-            return first
-        again = np.mean([self._predict(rgb, predictor_box(first, s)) for s in _REFEED_SCALES],
-                        axis=0)
-        agree = np.linalg.norm(again - first, axis=-1).mean() / max(eye_distance(first), 1.0)
-        return again if agree < REFEED_AGREE else first
+            return self._predict(rgb, box)
+        first, again, apart = self._refed(rgb, box)
+        return again if apart < REFEED_AGREE else first
 
-    def shape(self, rgb: np.ndarray, box: Box):
-        """The raw dlib shape (for the face-recognition model)."""
-        return self._predictor(rgb, box.to_dlib())
+    def verified(self, rgb: np.ndarray, box: Box) -> np.ndarray | None:
+        """The re-fed landmarks of a box a detector is unsure of, or None where they are not a
+        face's: the predictor reads a face alike from the box and from the face's own box, and
+        reads noise differently each time."""
+        _, again, apart = self._refed(rgb, box)
+        return again.astype(np.float32) if apart < REFEED_AGREE else None
 
 
 def box_of(landmarks: np.ndarray) -> Box:
@@ -101,34 +116,38 @@ def normalised_mean_error(pred: np.ndarray, truth: np.ndarray) -> float:
 
 
 class LandmarkSmoother:
-    """Exponential smoothing of landmarks over consecutive frames.
+    """Temporal smoothing of a face's landmarks over consecutive video frames: the One Euro
+    filter (Casiez, Roussel and Vogel, CHI 2012; the authors' `OneEuroFilter` package), one per
+    coordinate.
 
-    `strength` in [0, 1): 0 is off; higher values follow new positions more slowly. The filter
-    adapts: a point that moves more than `snap` eye-distances is taken as is (a real movement or
-    a new face), so smoothing removes jitter without dragging fast motion. `reset()` on a gap.
+    The filter's cutoff rises with the speed of each point: a still face is smoothed with
+    `min_cutoff` (Hz; lower is steadier), a moving one is followed closely, so the landmarks do
+    not lag real motion as a fixed average does. Points are filtered in units of the face's eye
+    distance at the start of the run, so `beta` means the same for a small or a large face.
+    `reset()` on a gap (no face, a new clip).
     """
 
-    def __init__(self, strength: float = 0.5, snap: float = 0.15):
-        if not 0.0 <= strength < 1.0:
-            raise ValueError(f"smoothing strength must be in [0, 1), got {strength}")
-        self.strength, self.snap = strength, snap
-        self._state = None
+    def __init__(self, fps: float, min_cutoff: float = 1.0, beta: float = SMOOTH_BETA):
+        if not fps > 0:
+            raise ValueError(f"smoothing needs the frame rate, got {fps}")
+        if not min_cutoff > 0:
+            raise ValueError(f"smoothing cutoff must be positive, got {min_cutoff} Hz")
+        self.fps, self.min_cutoff, self.beta = float(fps), float(min_cutoff), float(beta)
+        self._filters, self._scale = None, 1.0
 
     def reset(self) -> None:
-        self._state = None
+        self._filters = None
 
     def __call__(self, landmarks: np.ndarray) -> np.ndarray:
-        if self.strength == 0.0 or self._state is None:
-            self._state = landmarks.astype(np.float32)
-            return self._state.copy()
-        jump = np.linalg.norm(landmarks - self._state, axis=-1).mean() / max(
-            eye_distance(landmarks), 1.0)
-        if jump > self.snap:
-            self._state = landmarks.astype(np.float32)
-        else:
-            self._state = (self.strength * self._state
-                           + (1 - self.strength) * landmarks).astype(np.float32)
-        return self._state.copy()
+        if self._filters is None:
+            # New filters rather than OneEuroFilter.reset(): that keeps the last filtered value
+            # and would start the next run with a false speed.
+            self._scale = max(eye_distance(landmarks), 1.0)
+            self._filters = [OneEuroFilter(self.fps, self.min_cutoff, self.beta)
+                             for _ in range(landmarks.size)]
+        values = np.asarray(landmarks, np.float64).ravel() / self._scale
+        out = [f(float(v)) for f, v in zip(self._filters, values)]
+        return (np.array(out) * self._scale).reshape(landmarks.shape).astype(np.float32)
 
 
 def jitter(track: np.ndarray) -> float:

