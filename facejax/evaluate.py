@@ -49,10 +49,13 @@ class EvalOptions:
     blur: int = 8               # pasting, as facejax convert
     color: str = "rct"
     tail: float = 0.0           # use only the last `tail` fraction of each clip (0: all of it)
+    smooth: float = 1.0         # landmark smoothing for pasting, as facejax convert (0: off)
 
     def check(self):
         if not 0.0 <= self.tail < 1.0:
             raise UserError(f"--tail {self.tail}: must be in [0, 1)")
+        if self.smooth < 0.0:
+            raise UserError(f"--smooth {self.smooth}: must be 0 (off) or a cutoff in Hz")
         for name in ("max_frames", "every", "batch", "samples"):
             if getattr(self, name) < 1:
                 raise UserError(f"--{name} {getattr(self, name)}: must be at least 1")
@@ -96,9 +99,14 @@ class Evaluator:
         return find.FaceFinder(detect.make_detector(self.opts.detector), min_face=0)
 
     def faces(self, path: str):
-        """(frame index, frame, Face) of every used frame with a face, and the counts."""
+        """(frame index, frame, Face, landmarks to paste with) of every used frame with a face,
+        and the counts. The Face's landmarks are the predictor's own (what steadiness is
+        measured against); the swap is aligned and pasted with them smoothed over frames as
+        facejax convert smooths them (`smooth`)."""
         source = video.FrameSource(path)
         finder = self._finder()
+        smoother = (lm.LandmarkSmoother(source.info.fps / self.opts.every, self.opts.smooth)
+                    if self.opts.smooth > 0 and source.kind == "video" else None)
         counts = {"frames_read": 0, "no_face": 0}
         start = int(len(source) * (1.0 - self.opts.tail)) if self.opts.tail else 0
 
@@ -110,9 +118,11 @@ class Evaluator:
                 face = None if frame is None else finder(frame)[0]
                 if face is None:
                     finder.reset()
+                    if smoother:
+                        smoother.reset()
                     counts["no_face"] += 1
                     continue
-                yield i, frame, face
+                yield i, frame, face, smoother(face.landmarks) if smoother else face.landmarks
         return gen(), counts
 
     def run_clip(self, path: str, identity: str) -> ClipResult:
@@ -129,8 +139,8 @@ class Evaluator:
             crops = np.stack([c for *_, c in pending])
             swapped = metrics.to_uint8(self.swap[direction](crops))
             rec = np.clip(np.asarray(self.rec[identity](crops), np.float32), 0, 1)
-            for (i, frame, face, m, crop), sw, r in zip(pending, swapped, rec):
-                pts = align.transform_points(m, face.landmarks)
+            for (i, frame, face, pasting, m, crop), sw, r in zip(pending, swapped, rec):
+                pts = align.transform_points(m, pasting)
                 pasted, _ = compose.paste(frame, sw, m, pts, self.paste_opts)
                 swap_lm = self.predictor(pasted, face.box)
                 ref = crop.astype(np.float32) / np.float32(255.0)  # as the model sees it
@@ -152,9 +162,9 @@ class Evaluator:
                     out.samples.append((crop, sw, metrics.to_uint8(r)))
             pending.clear()
 
-        for i, frame, face in items:
-            m = align.align_matrix(face.landmarks, self.size, self.coverage)
-            pending.append((i, frame, face, m, align.crop(frame, m, self.size)))
+        for i, frame, face, pasting in items:
+            m = align.align_matrix(pasting, self.size, self.coverage)
+            pending.append((i, frame, face, pasting, m, align.crop(frame, m, self.size)))
             if len(pending) >= self.opts.batch:
                 flush()
         flush()
@@ -167,7 +177,7 @@ class Evaluator:
     def reference_set(self, path: str) -> np.ndarray:
         """Embeddings of the faces in a video, image or folder (a distractor identity)."""
         items, _ = self.faces(path)
-        emb = [self.embedder.from_landmarks(frame, face.landmarks) for _, frame, face in items]
+        emb = [self.embedder.from_landmarks(frame, face.landmarks) for _, frame, face, _ in items]
         return np.array(emb, np.float32).reshape(-1, 128)
 
 

@@ -36,6 +36,8 @@ flags.DEFINE_integer("blur", 8, "Feathering radius when pasting the swap, in fra
                      lower_bound=0, upper_bound=512)
 flags.DEFINE_enum("color", "rct", ["none", "rct", "hist"], "Colour matching when pasting.")
 flags.DEFINE_string("detector", "hog", "Face detector (see facejax extract).")
+flags.DEFINE_float("smooth", 1.0, "Landmark smoothing when pasting, as facejax convert --smooth "
+                   "(One Euro minimum cutoff in Hz; 0: off).", lower_bound=0.0)
 flags.mark_flags_as_required(["model", "a", "b", "output"])
 
 
@@ -49,7 +51,8 @@ def main(argv):
     tail = tfds_faces.VAL_FRACTION if FLAGS.held_out else FLAGS.tail
     opts = evaluate.EvalOptions(tail=tail, max_frames=FLAGS.max_frames, every=FLAGS.every,
                                 batch=FLAGS.batch, detector=FLAGS.detector,
-                                samples=FLAGS.samples, blur=FLAGS.blur, color=FLAGS.color)
+                                samples=FLAGS.samples, blur=FLAGS.blur, color=FLAGS.color,
+                                smooth=FLAGS.smooth)
     metrics = evaluate.evaluate(FLAGS.model, FLAGS.a, FLAGS.b, FLAGS.output,
                                 FLAGS.distractors, opts)
     print(json.dumps(report.summary(metrics), indent=1))
