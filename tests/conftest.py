@@ -41,7 +41,19 @@ def pytest_addoption(parser):
     parser.addoption("--runslow", action="store_true", help="also run the long tests")
 
 
+# The longest files first: the workers (`--dist loadfile`) take whole files in collection
+# order, and a long file taken last keeps one worker busy while the other has nothing left.
+_LONG_FIRST = ("tests/test_train.py", "tests/tasks/", "tests/test_inference.py",
+               "tests/reliability/", "tests/test_convert.py", "tests/data/")
+
+
+def _long_first(item) -> int:
+    path = os.path.relpath(str(item.path), ROOT).replace(os.sep, "/")
+    return next((i for i, p in enumerate(_LONG_FIRST) if path.startswith(p)), len(_LONG_FIRST))
+
+
 def pytest_collection_modifyitems(config, items):
+    items.sort(key=_long_first)  # stable: a file's tests stay together and in order
     if config.getoption("--runslow") or os.environ.get("FACEJAX_SLOW") == "1":
         return
     skip = pytest.mark.skip(reason="long test: run with --runslow or FACEJAX_SLOW=1")

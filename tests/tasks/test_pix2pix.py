@@ -77,7 +77,7 @@ def test_sharded_step_equals_single_device_step(grid_faces):
 def trained_config(grid_faces):
     config = face2face_pix2pix.get_config("tiny")
     config.data.a = grid_faces["a"]
-    config.num_steps, config.eval_every, config.checkpoint_every = 150, 75, 75
+    config.num_steps, config.eval_every, config.checkpoint_every = 80, 40, 40
     config.batch_size = 8  # the test process has 8 devices
     config.model.update(g_base=16, max_width=64)
     config.optim.learning_rate = 1e-3
@@ -106,7 +106,7 @@ def test_training_on_one_person_lowers_held_out_l1(trained):
     workdir, metrics = trained
     history = train.read_history(workdir)
     first, last = history[0]["val_l1"], history[-1]["val_l1"]
-    print(f"face2face held-out L1 (0-1 scale): {first:.4f} -> {last:.4f} in 150 steps")
+    print(f"face2face held-out L1 (0-1 scale): {first:.4f} -> {last:.4f} in 80 steps")
     assert last < 0.6 * first
     assert all(np.isfinite(v) for v in metrics.values())
 

@@ -1,6 +1,9 @@
 """The SAEHD task: its loss against the reference's formula, a short run on two real people
 that learns faces and masks, sharding, exact resume, and swapping through the tools."""
 
+import os
+import shutil
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -68,8 +71,18 @@ def test_sharded_step_equals_single_device_step(grid_faces):
         assert results[1][1][k] == pytest.approx(v, rel=1e-4, abs=1e-6), k
     # AdaBelief divides by the gradient's distance from its running mean: past the first step
     # that magnifies rounding differences in a way no tolerance on the weights separates from
-    # a real error, so the weights are compared after one step.
-    assert_params_agree(results[0][0], results[1][0], config.optim.learning_rate, 1)
+    # a real error, so the weights are compared after one step. Even then its eps (1e-6) lies
+    # at this tiny model's gradient scale, where a gradient a percent off (a cancelling sum in
+    # another order) moves the weight by more than 1e-6: a few percent of the weights do
+    # (measured 1.5%), where a step on another batch moves half of them (measured 49%: a
+    # first step moves each weight by about lr·sign(gradient); checked below).
+    assert_params_agree(results[0][0], results[1][0], config.optim.learning_rate, 1, share=0.05)
+    other = []
+    train_steps_on(jax.devices()[:1], saehd.TASK, config, lambda i: batches(i + 1), 1,
+                   on_step=lambda i, s, m: other.append(s["params"]))
+    moved = np.concatenate([np.abs(np.asarray(x) - np.asarray(y)).ravel() for x, y in
+                            zip(jax.tree.leaves(results[0][0]), jax.tree.leaves(other[0]))])
+    assert (moved > 1e-6).mean() > 0.3
 
 
 @pytest.fixture(scope="module")
@@ -102,11 +115,17 @@ def everything_on(config):
     return config
 
 
-def test_exact_resume_and_the_nan_guard(grid_faces, tmp_path):
+def test_exact_resume_and_the_nan_guard(grid_faces, tmp_path, capfd):
+    """A run resumed from its step-2 checkpoint (the uninterrupted run's, its later ones
+    removed: what a kill after step 2 leaves) ends bitwise equal to the uninterrupted run."""
     straight, split = str(tmp_path / "straight"), str(tmp_path / "split")
-    train.train(everything_on(tiny(grid_faces, num_steps=4, eval_every=0)), straight)
-    train.train(everything_on(tiny(grid_faces, num_steps=2, eval_every=0)), split)
-    train.train(everything_on(tiny(grid_faces, num_steps=4, eval_every=0)), split)
+    config = everything_on(tiny(grid_faces, num_steps=4, eval_every=0, checkpoint_every=2))
+    train.train(config, straight)
+    shutil.copytree(straight, split)
+    shutil.rmtree(os.path.join(split, "checkpoints", "4"))
+    capfd.readouterr()
+    train.train(config, split)
+    assert "checkpoints at step 2" in "".join(capfd.readouterr())
     config = everything_on(tiny(grid_faces))
     a = inference.restore_state(straight, config, saehd.TASK)
     b = inference.restore_state(split, config, saehd.TASK)
