@@ -53,7 +53,7 @@ def test_sharded_step_equals_single_device_step(grid_faces):
     for devices in (jax.devices()[:1], jax.devices()):
         state, metrics = train_steps_on(devices, ae_task, config, batches, 2)
         results.append((state["params"], float(metrics["loss"])))
-    assert len(jax.devices()) == 8
+    assert len(jax.devices()) >= 2  # conftest's simulated devices: a sharded batch
     assert results[0][1] == pytest.approx(results[1][1], rel=1e-5)
     assert_same_params(results[0][0], results[1][0], atol=1e-5)
 

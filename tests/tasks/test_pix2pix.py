@@ -78,7 +78,7 @@ def trained_config(grid_faces):
     config = face2face_pix2pix.get_config("tiny")
     config.data.a = grid_faces["a"]
     config.num_steps, config.eval_every, config.checkpoint_every = 80, 40, 40
-    config.batch_size = 8  # the test process has 8 devices
+    config.batch_size = 8  # divides over the test process's devices
     config.model.update(g_base=16, max_width=64)
     config.optim.learning_rate = 1e-3
     return config
