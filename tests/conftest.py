@@ -111,6 +111,23 @@ def train_steps_on(devices, task, config, batches, steps: int, on_step=None):
         return jax.device_get(state), jax.device_get(metrics)
 
 
+def train_and_resume(config, tmp_path, capfd) -> tuple[str, str]:
+    """Trains `config` uninterrupted in tmp_path/straight, then a copy of that workdir from its
+    second-last checkpoint (the last one removed: what a kill after that step leaves) in
+    tmp_path/resumed, checking it resumed there. Returns the two workdirs."""
+    import shutil
+    from facejax import train
+    straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
+    train.train(config, straight)
+    shutil.copytree(straight, resumed)
+    last, every = config.num_steps, config.checkpoint_every
+    shutil.rmtree(os.path.join(resumed, "checkpoints", str(last)))
+    capfd.readouterr()
+    train.train(config, resumed)
+    assert f"checkpoints at step {last - every}" in "".join(capfd.readouterr())
+    return straight, resumed
+
+
 def assert_params_agree(a, b, lr: float, steps: int, share: float = 1e-2):
     """Equal up to float reduction order, as seen through Adam or AdaBelief.
 

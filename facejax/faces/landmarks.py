@@ -42,13 +42,13 @@ MIRROR = np.array(
 _BOX_SIDE, _BOX_DX, _BOX_DY = 3.12, 0.022, 0.050
 # One copy (two predictions a face): more copies steady the points a little more, but cost
 # extraction time that the temporal smoothing below spends better (measured: docs/benchmarks.md,
-# "Landmark re-feeding" and "Landmark smoothing").
+# "Landmark re-feeding" and "Faces found, landmarks smoothed").
 _REFEED_SCALES = (1.0,)
 REFEED_AGREE = 0.05
 
-# The One Euro filter's speed coefficient, per (eye distance per second): with it, a head moving
-# half an eye distance back and forth once a second is followed within 0.023 eye distances, a
-# fixed average of equal steadiness lags 0.034 (docs/benchmarks.md, "Landmark smoothing").
+# The One Euro filter's speed coefficient, per (eye distance per second): with it the points
+# follow a moving head with less lag than a fixed average as steady (measured on the driving
+# videos: docs/benchmarks.md, "Faces found, landmarks smoothed").
 SMOOTH_BETA = 10.0
 
 

@@ -12,7 +12,7 @@ from facejax.experiments import cyclegan_faces
 from facejax import checkpoint, losses, train
 from facejax.data import pipeline, tfds_faces
 from facejax.tasks import cyclegan
-from tests.conftest import assert_params_agree, train_steps_on
+from tests.conftest import assert_params_agree, train_and_resume, train_steps_on
 
 
 def loss_cfg(**kw):
@@ -196,18 +196,11 @@ def test_exact_resume_with_the_pools_in_the_state(grid_faces, tmp_path, capfd):
     """A run resumed from its step-4 checkpoint (the uninterrupted run's, the later ones
     removed: what a kill after step 4 leaves) ends bitwise equal to the uninterrupted run,
     image pools included. (A real SIGKILL mid-run: tests/test_train.py.)"""
-    import shutil
     config = cyclegan_faces.get_config("tiny")
     config.data.a, config.data.b = grid_faces["a"], grid_faces["b"]
     config.pool_size, config.num_steps, config.checkpoint_every = 3, 8, 4
     config.eval_every = config.preview_every = 0
-    straight, resumed = str(tmp_path / "straight"), str(tmp_path / "resumed")
-    train.train(config, straight)
-    shutil.copytree(straight, resumed)
-    shutil.rmtree(os.path.join(resumed, "checkpoints", "8"))
-    capfd.readouterr()
-    train.train(config, resumed)
-    assert "checkpoints at step 4" in "".join(capfd.readouterr())
+    straight, resumed = train_and_resume(config, tmp_path, capfd)
     shapes = jax.eval_shape(lambda: cyclegan.init(jax.random.key(0), config))
     a = checkpoint.Checkpointer(straight, read_only=True).restore_local(shapes)
     b = checkpoint.Checkpointer(resumed, read_only=True).restore_local(shapes)

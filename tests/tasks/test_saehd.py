@@ -1,9 +1,6 @@
 """The SAEHD task: its loss against the reference's formula, a short run on two real people
 that learns faces and masks, sharding, exact resume, and swapping through the tools."""
 
-import os
-import shutil
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,7 +11,7 @@ from facejax import inference, losses, train
 from facejax.data import pipeline
 from facejax.tasks import saehd
 from facejax.faces import video
-from tests.conftest import GRID, assert_params_agree, run_tool, train_steps_on
+from tests.conftest import GRID, assert_params_agree, run_tool, train_and_resume, train_steps_on
 
 
 def tiny(grid_faces, **kw):
@@ -118,14 +115,8 @@ def everything_on(config):
 def test_exact_resume_and_the_nan_guard(grid_faces, tmp_path, capfd):
     """A run resumed from its step-2 checkpoint (the uninterrupted run's, its later ones
     removed: what a kill after step 2 leaves) ends bitwise equal to the uninterrupted run."""
-    straight, split = str(tmp_path / "straight"), str(tmp_path / "split")
     config = everything_on(tiny(grid_faces, num_steps=4, eval_every=0, checkpoint_every=2))
-    train.train(config, straight)
-    shutil.copytree(straight, split)
-    shutil.rmtree(os.path.join(split, "checkpoints", "4"))
-    capfd.readouterr()
-    train.train(config, split)
-    assert "checkpoints at step 2" in "".join(capfd.readouterr())
+    straight, split = train_and_resume(config, tmp_path, capfd)
     config = everything_on(tiny(grid_faces))
     a = inference.restore_state(straight, config, saehd.TASK)
     b = inference.restore_state(split, config, saehd.TASK)
