@@ -48,7 +48,8 @@ class Checkpointer:
             max_to_keep=keep, create=not read_only, read_only=read_only,
             enable_async_checkpointing=False)
         try:
-            self._manager = ocp.CheckpointManager(self.directory, options=options)
+            with _ReadOnlyNoteDropped():
+                self._manager = ocp.CheckpointManager(self.directory, options=options)
         except (OSError, ValueError) as e:
             raise UserError(f"{self.directory}: cannot use as a checkpoint folder ({e})")
 
@@ -119,6 +120,22 @@ class Checkpointer:
 
     def close(self) -> None:
         self._manager.close()
+
+
+class _ReadOnlyNoteDropped(logging.Filter):
+    """orbax warns "Given directory is read only" whenever it is asked to open a checkpoint
+    folder read-only, which is what every tool that only restores asks: the note is dropped
+    while the manager is made."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Given directory is read only")
+
+    def __enter__(self):
+        logging.getLogger("absl").addFilter(self)
+        return self
+
+    def __exit__(self, *exc):
+        logging.getLogger("absl").removeFilter(self)
 
 
 class _QuietOrbaxErrors(logging.Filter):

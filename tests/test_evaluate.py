@@ -70,6 +70,7 @@ def test_tool_report_and_bad_inputs(tiny_ae_run, tmp_path):
                     f"--b={CLIP_B}", f"--distractors={OTHER}", f"--output={out}",
                     "--max_frames=10", "--samples=3", check=True)
     assert "report:" in proc.stdout
+    assert "read only" not in proc.stderr  # orbax's note on opening the run to restore it
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["reference_sets"] == {"a": 10, "b": 10, "GRID_lbax4n.mpg": 10}
     for d in ("a2b", "b2a"):
