@@ -95,20 +95,28 @@ class FaceFinder:
         return [detect_lib.Box(b.left * sx + x0, b.top * sx + y0, b.right * sx + x0,
                                b.bottom * sx + y0, b.score) for b in boxes]
 
+    def _landmarks(self, rgb: np.ndarray, box: detect_lib.Box) -> np.ndarray | None:
+        """The box's landmarks; for a box the detector is unsure of, None where the predictor
+        reads no face in it."""
+        return self.predictor(rgb, box) if box.sure else self.predictor.verified(rgb, box)
+
     def candidates(self, rgb: np.ndarray,
                    boxes: list[detect_lib.Box] | None = None) -> list[Face]:
         """Every face the detector finds in `rgb` (or in `boxes`), with its landmarks; a box
         the detector is unsure of only where the predictor reads a face in it."""
         faces = []
         for box in self.detector(rgb) if boxes is None else boxes:
-            points = (self.predictor(rgb, box) if box.sure
-                      else self.predictor.verified(rgb, box))
+            points = self._landmarks(rgb, box)
             if points is not None:
                 faces.append(Face(box, points))
         return faces
 
-    def _choose(self, rgb: np.ndarray, faces: list[Face]) -> tuple[Face | None, str | None]:
-        if self.target is not None:
+    def _choose(self, rgb: np.ndarray,
+                boxes: list[detect_lib.Box]) -> tuple[Face | None, str | None]:
+        if self.target is not None:  # identity needs every face's landmarks
+            faces = self.candidates(rgb, boxes)
+            if not faces:
+                return None, NO_FACE
             for face in faces:
                 face.distance = self.target.distance(
                     self.embedder.from_landmarks(rgb, face.landmarks))
@@ -116,11 +124,18 @@ class FaceFinder:
             if best.distance >= self.target.threshold:
                 return None, NOT_TARGET
             return best, None
+        # By the select rule, then the first box in which a face is read: the landmarks of the
+        # faces not kept are never predicted.
+        h, w = rgb.shape[:2]
         if self.select == "central":
-            h, w = rgb.shape[:2]
-            return min(faces, key=lambda f: np.hypot((f.box.left + f.box.right - w) / 2,
-                                                     (f.box.top + f.box.bottom - h) / 2)), None
-        return max(faces, key=lambda f: f.box.width * f.box.height), None
+            rank = lambda b: np.hypot((b.left + b.right - w) / 2, (b.top + b.bottom - h) / 2)
+        else:
+            rank = lambda b: -b.width * b.height
+        for box in sorted(boxes, key=rank):
+            points = self._landmarks(rgb, box)
+            if points is not None:
+                return Face(box, points), None
+        return None, NO_FACE
 
     def _found(self, face: Face | None, reason: str | None) -> tuple[Face | None, str | None]:
         if face is None:
@@ -148,7 +163,4 @@ class FaceFinder:
         big = [b for b in boxes if b.size >= self.min_face]
         if not big:
             return self._found(None, TOO_SMALL)
-        faces = self.candidates(rgb, big)
-        if not faces:
-            return self._found(None, NO_FACE)
-        return self._found(*self._choose(rgb, faces))
+        return self._found(*self._choose(rgb, big))
