@@ -96,17 +96,18 @@ class Evaluator:
         self.embedder = identity_lib.FaceEmbedder()
 
     def _finder(self):
-        return find.FaceFinder(detect.make_detector(self.opts.detector), min_face=0)
+        return find.FaceFinder(detect.make_detector(self.opts.detector), min_face=0,
+                               smooth=self.opts.smooth)
 
     def faces(self, path: str):
-        """(frame index, frame, Face, landmarks to paste with) of every used frame with a face,
-        and the counts. The Face's landmarks are the predictor's own (what steadiness is
-        measured against); the swap is aligned and pasted with them smoothed over frames as
-        facejax convert smooths them (`smooth`)."""
+        """(frame index, frame, Face) of every used frame with a face, and the counts. The swap
+        is aligned and pasted with the Face's landmarks, smoothed over frames as facejax
+        convert smooths them (`smooth`); steadiness is measured against the predictor's own
+        (`source_landmarks`)."""
         source = video.FrameSource(path)
         finder = self._finder()
-        smoother = (lm.LandmarkSmoother(source.info.fps / self.opts.every, self.opts.smooth)
-                    if self.opts.smooth > 0 and source.kind == "video" else None)
+        fps = source.info.fps / self.opts.every if source.kind == "video" else None
+        finder.reset(fps)
         counts = {"frames_read": 0, "no_face": 0}
         start = int(len(source) * (1.0 - self.opts.tail)) if self.opts.tail else 0
 
@@ -117,12 +118,10 @@ class Evaluator:
                 counts["frames_read"] += 1
                 face = None if frame is None else finder(frame)[0]
                 if face is None:
-                    finder.reset()
-                    if smoother:
-                        smoother.reset()
+                    finder.reset(fps)
                     counts["no_face"] += 1
                     continue
-                yield i, frame, face, smoother(face.landmarks) if smoother else face.landmarks
+                yield i, frame, face
         return gen(), counts
 
     def run_clip(self, path: str, identity: str) -> ClipResult:
@@ -139,19 +138,20 @@ class Evaluator:
             crops = np.stack([c for *_, c in pending])
             swapped = metrics.to_uint8(self.swap[direction](crops))
             rec = np.clip(np.asarray(self.rec[identity](crops), np.float32), 0, 1)
-            for (i, frame, face, pasting, m, crop), sw, r in zip(pending, swapped, rec):
-                pts = align.transform_points(m, pasting)
+            for (i, frame, face, m, crop), sw, r in zip(pending, swapped, rec):
+                pts = align.transform_points(m, face.landmarks)
+                own = face.landmarks if face.raw is None else face.raw
                 pasted, _ = compose.paste(frame, sw, m, pts, self.paste_opts)
                 swap_lm = self.predictor(pasted, face.box)
                 ref = crop.astype(np.float32) / np.float32(255.0)  # as the model sees it
                 out.frames.append(i)
-                out.source_landmarks.append(face.landmarks.astype(np.float32))
+                out.source_landmarks.append(own.astype(np.float32))
                 out.swap_landmarks.append(swap_lm.astype(np.float32))
-                out.source_embeddings.append(self.embedder.from_landmarks(frame, face.landmarks))
+                out.source_embeddings.append(self.embedder.from_landmarks(frame, own))
                 out.swap_embeddings.append(self.embedder.from_landmarks(pasted, swap_lm))
                 out.psnr.append(metrics.psnr(ref, r))
-                sharp = align.align_matrix(face.landmarks, SHARPNESS_SIZE, self.coverage)
-                hull = masks.face_hull(align.transform_points(sharp, face.landmarks),
+                sharp = align.align_matrix(own, SHARPNESS_SIZE, self.coverage)
+                hull = masks.face_hull(align.transform_points(sharp, own),
                                        (SHARPNESS_SIZE, SHARPNESS_SIZE))
                 for image, values in ((pasted, out.sharp_swap), (frame, out.sharp_real)):
                     values.append(metrics.laplacian_variance(
@@ -162,9 +162,9 @@ class Evaluator:
                     out.samples.append((crop, sw, metrics.to_uint8(r)))
             pending.clear()
 
-        for i, frame, face, pasting in items:
-            m = align.align_matrix(pasting, self.size, self.coverage)
-            pending.append((i, frame, face, pasting, m, align.crop(frame, m, self.size)))
+        for i, frame, face in items:
+            m = align.align_matrix(face.landmarks, self.size, self.coverage)
+            pending.append((i, frame, face, m, align.crop(frame, m, self.size)))
             if len(pending) >= self.opts.batch:
                 flush()
         flush()
@@ -177,7 +177,8 @@ class Evaluator:
     def reference_set(self, path: str) -> np.ndarray:
         """Embeddings of the faces in a video, image or folder (a distractor identity)."""
         items, _ = self.faces(path)
-        emb = [self.embedder.from_landmarks(frame, face.landmarks) for _, frame, face, _ in items]
+        emb = [self.embedder.from_landmarks(frame, face.landmarks if face.raw is None else face.raw)
+               for _, frame, face in items]
         return np.array(emb, np.float32).reshape(-1, 128)
 
 

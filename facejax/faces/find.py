@@ -21,6 +21,7 @@ class Face:
     box: detect_lib.Box
     landmarks: np.ndarray  # float32 [68, 2], frame pixels
     distance: float | None = None  # to the target's references, when given
+    raw: np.ndarray | None = None  # the predictor's own landmarks, where `landmarks` are smoothed
 
 
 # How a face is chosen among several when no reference identity is given.
@@ -145,7 +146,7 @@ class FaceFinder:
             return None, reason
         self._previous = face.box
         if self._smoother:
-            face.landmarks = self._smoother(face.landmarks)
+            face.raw, face.landmarks = face.landmarks, self._smoother(face.landmarks)
         return face, None
 
     def __call__(self, rgb: np.ndarray) -> tuple[Face | None, str | None]:
