@@ -60,6 +60,7 @@ NUMBERS = {
     "model.gan_patch_size": ("int", 0, 640, False),
     "model.code_d_dims": ("int", 1, INF, False),
     "data.yaw_bins": ("int", 0, 4096, False),
+    "data.workers": ("int", -1, 256, False),
     "data.load_size": ("int", 16, 4096, False),
     "data.degrade.prob": ("float", 0, 1, False),
     "data.degrade.max_blur": ("float", 0, 100, False),

@@ -21,7 +21,7 @@ import numpy as np
 
 from facejax import files
 from facejax.data import extract as extract_lib
-from facejax.data import tfds_faces
+from facejax.data import source, tfds_faces
 from facejax.errors import UserError, warn
 from facejax.faces import align
 
@@ -33,23 +33,38 @@ def _absolute(path: str) -> str:
     return path if "://" in path else os.path.abspath(path)
 
 
-def describe(folder: str) -> dict:
-    """The record of one identity's extraction folder."""
-    size, records = tfds_faces.read_records(folder)
-    extraction = files.read_json(os.path.join(folder, extract_lib.CONFIG_FILE),
-                                 "extraction settings")
-    pts = np.mean([align.transform_points(np.asarray(r["affine"]), np.asarray(r["landmarks"]))
-                   for r in records], axis=0) / size
-    return {"folder": _absolute(folder),
-            "extraction": {"size": int(extraction["size"]),
-                           "coverage": float(extraction["coverage"])},
-            "faces": len(records), "mean_landmarks": pts.tolist()}
+def describe(spec: str, flag: str = "--config.data") -> dict:
+    """The record of one identity's extraction folders (a data setting: comma-separated
+    folders or glob patterns).
+
+    Raises:
+      UserError: a folder unusable, or folders cropped with different coverages (one model
+        cannot learn both framings).
+    """
+    points, sizes, coverages, faces = [], [], [], 0
+    for folder in source.folders(spec, flag):
+        size, records = tfds_faces.read_records(folder)
+        extraction = files.read_json(os.path.join(folder, extract_lib.CONFIG_FILE),
+                                     "extraction settings")
+        points += [align.transform_points(np.asarray(r["affine"]), np.asarray(r["landmarks"]))
+                   / size for r in records]
+        sizes.append(int(extraction["size"]))
+        coverages.append(float(extraction["coverage"]))
+        faces += len(records)
+    if len(set(coverages)) > 1:
+        raise UserError(f"{flag}={spec}: its folders were extracted with different "
+                        f"--coverage ({', '.join(f'{c:g}' for c in coverages)}); extract them "
+                        "alike")
+    return {"folder": ",".join(_absolute(f) for f in source.folders(spec, flag)),
+            "extraction": {"size": min(sizes), "coverage": coverages[0]},
+            "faces": faces, "mean_landmarks": np.mean(points, axis=0).tolist()}
 
 
 def from_data(config, identities) -> dict:
     """The record of a run's training data (its config.data folders)."""
     return {"version": VERSION,
-            "identities": {n: describe(config.data[n]) for n in identities}}
+            "identities": {n: describe(config.data[n], f"--config.data.{n}")
+                           for n in identities}}
 
 
 def write(workdir: str, info: dict) -> None:

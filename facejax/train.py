@@ -19,7 +19,7 @@ import numpy as np
 from facejax import checkpoint as ckpt_lib
 from facejax import (augment, config_check, files, inference, parallel, run_info, summaries,
                      tasks, trees)
-from facejax.data import pipeline, tfds_faces
+from facejax.data import pipeline, source, tfds_faces
 from facejax.errors import RunError, UserError, warn, write_failed
 from facejax.lock import FolderLock
 from facejax.progress import format_seconds
@@ -87,9 +87,10 @@ def with_absolute_data(config, task):
     config names them whatever folder a later command runs from."""
     config = copy.deepcopy(config)
     for name in task.identities:
-        folder = config.data.get(name)
-        if folder and "://" not in folder:
-            config.data[name] = os.path.abspath(folder)
+        if config.data.get(name):
+            config.data[name] = ",".join(
+                os.path.abspath(f) for f in source.folders(config.data[name],
+                                                            f"--config.data.{name}"))
     return config
 
 
@@ -124,26 +125,30 @@ def weights_from(source: str, source_config, task, state, sharding):
     return task.with_params(state, weights)
 
 
-def load_tables(config, task, split: str, per_process: bool):
-    """{identity: FaceTable} of `split` for this process."""
-    tables = {}
+def open_sources(config, task, split: str, per_process: bool):
+    """{identity: FaceSource} of `split` for this process."""
+    sources = {}
     for name in task.identities:
-        directory = config.data.get(name)
-        if not directory:
-            raise UserError(f"--config.data.{name}: no extraction directory given")
+        folders = source.folders(config.data.get(name), f"--config.data.{name}")
         if jax.process_count() > 1:
-            # One process prepares the TFDS dataset; the others wait and read it.
+            # One process prepares the TFDS datasets; the others wait and read them.
             from jax.experimental import multihost_utils
             if jax.process_index() == 0:
-                tfds_faces.builder(directory, config.data.get("data_dir") or None)
-            multihost_utils.sync_global_devices(f"tfds {directory}")
-        tables[name] = pipeline.load_table(
-            directory, split, config.data.load_size,
-            landmark_image="landmark_image" in task.fields,
+                for directory in folders:
+                    tfds_faces.builder(directory, config.data.get("data_dir") or None)
+            multihost_utils.sync_global_devices(f"tfds {name} {split}")
+        sources[name] = pipeline.FaceSource(
+            folders, split, config.data.load_size,
             process_index=jax.process_index(), process_count=jax.process_count(),
             per_process=per_process, data_dir=config.data.get("data_dir") or None)
-    _check_distinct(config, tables)
-    return tables
+    _check_distinct(config, sources)
+    return sources
+
+
+def data_workers(config) -> int:
+    """Input worker processes: --config.data.workers, or pipeline.default_workers() for -1."""
+    workers = config.data.get("workers", -1)
+    return pipeline.default_workers() if workers < 0 else workers
 
 
 def host_augment(config, task):
@@ -154,19 +159,21 @@ def host_augment(config, task):
     return None
 
 
-def _check_distinct(config, tables) -> None:
-    """Refuses one person's data given for two identities (same folder, same extracted inputs,
-    or the same non-empty identity label)."""
-    names = list(tables)
+def _check_distinct(config, sources) -> None:
+    """Refuses one person's data given for two identities (a shared folder, the same extracted
+    inputs, or the same non-empty identity label)."""
+    names = list(sources)
+    folders = {n: source.folders(config.data[n], f"--config.data.{n}") for n in names}
+    prints = {n: {tfds_faces.fingerprint(d) for d in folders[n]} for n in names}
+    real = {n: {os.path.realpath(d) for d in folders[n]} for n in names}
     for i, p in enumerate(names):
         for q in names[i + 1:]:
-            dp, dq = config.data[p], config.data[q]
-            same = (os.path.realpath(dp) == os.path.realpath(dq)
-                    or tfds_faces.fingerprint(dp) == tfds_faces.fingerprint(dq)
-                    or (tables[p].identity and tables[p].identity == tables[q].identity))
+            same = (real[p] & real[q] or prints[p] & prints[q]
+                    or (sources[p].identity and sources[p].identity == sources[q].identity))
             if same:
-                raise UserError(f"--config.data.{q}={dq}: the same faces as "
-                                f"--config.data.{p}={dp}; this experiment needs two people")
+                raise UserError(f"--config.data.{q}={config.data[q]}: the same faces as "
+                                f"--config.data.{p}={config.data[p]}; this experiment needs "
+                                "two people")
 
 
 def scaled_lr(config, scale: float):
@@ -276,16 +283,16 @@ def _train(config, workdir: str, task) -> dict:
         raise UserError(f"--config.model: {e}")
 
     per_process = config.data.get("per_process", True)
-    train_tables = load_tables(config, task, "train", per_process)
+    train_sources = open_sources(config, task, "train", per_process)
     info = run_info.from_data(config, task.identities)  # what inference will need
     if is_main:
         run_info.write(workdir, info)
     degrade = dict(config.data.degrade) if config.data.degrade.prob > 0 else None
-    batches = pipeline.FaceBatches(train_tables, config.batch_size, config.seed, task.fields,
+    batches = pipeline.FaceBatches(train_sources, config.batch_size, config.seed, task.fields,
                                    jax.process_index(), jax.process_count(), per_process, degrade,
                                    host_augment(config, task), config.data.get("yaw_bins", 0))
-    val_tables = load_tables(config, task, "validation", per_process)
-    val_batches = pipeline.FaceBatches(val_tables, config.batch_size, config.seed + 1,
+    val_sources = open_sources(config, task, "validation", per_process)
+    val_batches = pipeline.FaceBatches(val_sources, config.batch_size, config.seed + 1,
                                        task.fields, jax.process_index(), jax.process_count(),
                                        per_process)
     to_global = functools.partial(pipeline.to_global, sharding=data_sharding)
@@ -329,7 +336,8 @@ def _train(config, workdir: str, task) -> dict:
         num_steps = config.num_steps
         stop = _Stop()
         old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
-        prefetch = pipeline.Prefetcher(batches, start, num_steps)
+        workers = data_workers(config)
+        prefetch = pipeline.Loader(batches, start, num_steps, workers)
         images_per_step = config.batch_size * len(task.identities)
         preview_batch = to_global(val_batches(0))
         metrics = {}
@@ -371,7 +379,7 @@ def _train(config, workdir: str, task) -> dict:
                     step = int(state["step"])
                     step_fn = make_step(rollback.lr_scale)
                     prefetch.close()
-                    prefetch = pipeline.Prefetcher(batches, step, num_steps)
+                    prefetch = pipeline.Loader(batches, step, num_steps, workers)
                     continue
                 metrics = {k: float(v) for k, v in m.items()}
                 if step == start + 1 and not rollback.count:

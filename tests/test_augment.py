@@ -15,7 +15,8 @@ from facejax.tasks import autoencoder as ae_task
 
 
 def faces(grid_faces, size, n=4):
-    return pipeline.load_table(grid_faces["a"], "train", size).image[:n]
+    return pipeline.FaceSource([grid_faces["a"]], "train", size).take(np.arange(n),
+                                                                      ["image"])["image"]
 
 
 def test_interp_matrix_is_linear_resize():
@@ -93,7 +94,7 @@ def test_host_jitter_equals_device_jitter(grid_faces):
 def test_host_batches_are_deterministic_and_feed_the_step(grid_faces):
     config = deepfakes_original.get_config("tiny")
     config.augment.placement = "host"
-    tables = {k: pipeline.load_table(v, "train", config.data.load_size)
+    tables = {k: pipeline.FaceSource([v], "train", config.data.load_size)
               for k, v in grid_faces.items()}
     make = lambda: pipeline.FaceBatches(tables, 8, 0, ae_task.FIELDS,
                                         augment=train.host_augment(config, ae_task.TASK))

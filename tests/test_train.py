@@ -46,7 +46,7 @@ def assert_same_params(a, b, atol=1e-6):
 
 def test_sharded_step_equals_single_device_step(grid_faces):
     config = tiny(grid_faces)
-    tables = {k: pipeline.load_table(v, "train", config.data.load_size)
+    tables = {k: pipeline.FaceSource([v], "train", config.data.load_size)
               for k, v in grid_faces.items()}
     batches = pipeline.FaceBatches(tables, 8, 0, ae_task.FIELDS)
     results = []
@@ -96,7 +96,9 @@ def _start(cmd, env):
 @pytest.fixture(scope="module")
 def uninterrupted(grid_faces, tmp_path_factory):
     wd = str(tmp_path_factory.mktemp("straight"))
-    proc = subprocess.run(_train_cmd(grid_faces, wd), cwd=ROOT, env=_env(), capture_output=True,
+    # Batches prepared in this process's threads; the interrupted runs use worker processes:
+    # the batches are a function of the step alone, whoever prepares them.
+    proc = subprocess.run(_train_cmd(grid_faces, wd, "--config.data.workers=0"), cwd=ROOT, env=_env(), capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return params_of(wd)
@@ -123,17 +125,23 @@ def test_resume_after_sigterm_is_exact(grid_faces, uninterrupted, tmp_path):
 
 
 def test_resume_after_kill_9_is_exact(grid_faces, uninterrupted, tmp_path):
+    import psutil
     wd = str(tmp_path)
-    proc = _start(_train_cmd(grid_faces, wd), _env())
+    proc = _start(_train_cmd(grid_faces, wd, "--config.data.workers=2"), _env())
     ckdir = os.path.join(wd, "checkpoints", "4")
     deadline = time.time() + 240
     while not os.path.isdir(ckdir) and time.time() < deadline:
         time.sleep(0.02)
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert len(workers) >= 2  # the input pipeline's worker processes
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    # The killed run's workers end with it; none is left running.
+    gone, alive = psutil.wait_procs(workers, timeout=10)
+    assert not alive, alive
     assert checkpoint.Checkpointer(wd, read_only=True).latest_step() in (4, 6)
-    subprocess.run(_train_cmd(grid_faces, wd), cwd=ROOT, env=_env(), check=True,
-                   capture_output=True, timeout=300)
+    subprocess.run(_train_cmd(grid_faces, wd, "--config.data.workers=2"), cwd=ROOT, env=_env(),
+                   check=True, capture_output=True, timeout=300)
     assert_same_params(params_of(wd), uninterrupted)
 
 

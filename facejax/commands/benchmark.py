@@ -2,7 +2,7 @@ r"""Throughput benchmarks; each prints one JSON line.
 
     facejax benchmark extract [--clip=PATH]
     facejax benchmark train --config=deepfakes_original[:VARIANT] \
-        [--config.batch_size=16] [--steps=5]
+        [--config.batch_size=16] [--steps=5] [--faces=EXTRACTION_DIR]
     facejax benchmark convert [--clip=PATH]
     facejax benchmark conv --layer=stride1:16x32x32x128:3:256[:same|valid|pad1]
     facejax benchmark landmarks [--detector=NAME] [--max_upsample=N]
@@ -11,15 +11,17 @@ extract: frames/s of decode + detect + landmarks + align + write on a clip (defa
 driving_d6.mp4), and examples/s of the input pipeline reading the result.
 convert: frames/s swapping faces in the first 300 frames of a clip (default driving_d6.mp4,
 480×480) with the 64 px autoencoder: detect/track, landmarks, align, model, paste.
-train: median step time on random data, images/s, compile seconds, GFLOP per step from XLA's
+train: median step time (on one batch of real faces), images/s, compile seconds, GFLOP per step from XLA's
 cost analysis of the model built of plain layers (`ops.conv.plain_forms`; the faster forms that
 run count fewer: `executed_gflop_per_step`), achieved GFLOP/s (model GFLOP ÷ step time), and
 that as a fraction of a 2048² fp32 matmul peak measured in the same run (right before and
 right after the timed steps, which run back to back after --warmup untimed ones, as the
-references time theirs); the input pipeline's images/s and its ratio to
-what the step consumes; peak RSS; `loop_step_ms`, the median step fed by the prefetcher thread
-as in training (with --config.augment.placement=host the augmentation runs there, in the
-input pipeline, instead of inside the step).
+references time theirs); the input pipeline's images/s streaming real faces (--faces, or --clip
+extracted at the load size) through the Grain loader with the run's worker processes
+(`pipeline_workers`, --config.data.workers) and its ratio to what the step consumes
+(`pipeline_over_step`); peak RSS; `loop_step_ms`, the median step fed by the loader as in
+training (with --config.augment.placement=host the augmentation runs there, in the input
+pipeline, instead of inside the step).
   With --reference_python=PYTHON (an environment with torch), the family's PyTorch reference
   step from ../shared/bench runs at the same batch and size before and after facejax's timed
   steps (A B A), and `speedup` is its median step time over facejax's (above 1: facejax faster).
@@ -55,6 +57,8 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment file (train).", lock_config=True)
 flags.DEFINE_string("clip", os.path.join(samples.SHARED, "data", "videos",
                                          "liveportrait", "driving_d6.mp4"), "Clip (extract).")
+flags.DEFINE_string("faces", "", "train: an extraction folder the input pipeline reads "
+                    "(default: --clip's every 4th frame, extracted at the load size).")
 flags.DEFINE_integer("steps", 5, "Timed steps (train).",
                      lower_bound=1)
 flags.DEFINE_integer("warmup", 2, "train: untimed steps before the timed ones (after the first).",
@@ -144,7 +148,7 @@ def bench_extract():
         t = time.perf_counter()
         s = extract.extract([FLAGS.clip], d, extract.ExtractOptions(size=128), verbose=False)
         seconds = time.perf_counter() - t
-        table = pipeline.load_table(d, "train", 80)
+        table = pipeline.FaceSource([d], "train", 80)
         batches = pipeline.FaceBatches({"a": table}, 16, 0, ("image",))
         batches(0)
         t = time.perf_counter()
@@ -188,53 +192,64 @@ def bench_convert():
             "frames_per_s": round(counts["frames"] / seconds, 1)}
 
 
-def random_batches(config, task, n: int = 1024):
-    """The training input path on a table of n random crops per identity at the config's load
-    size: index sampling, gather, and the host augmentation when the run places it there."""
-    import numpy as np
+def face_folder(size: int) -> str:
+    """--faces, or --clip's every 4th frame extracted at `size` px into a temporary folder (kept
+    for the process), so the pipeline streams real faces as in training."""
+    if FLAGS.faces:
+        return FLAGS.faces
+    from facejax.data import extract
+    folder = tempfile.mkdtemp(prefix="facejax-bench-faces-")
+    extract.extract([FLAGS.clip], folder, extract.ExtractOptions(size=size, every_n=4),
+                    verbose=False)
+    return folder
+
+
+def input_batches(config, task):
+    """The training input path on real faces (`face_folder`) at the config's load size: index
+    sampling, reading and decoding records, resizing, and the host augmentation when the run
+    places it there."""
     from facejax import train
     from facejax.data import pipeline
-    rng = np.random.default_rng(1)
-    s = config.data.load_size
-
-    def table():
-        return pipeline.FaceTable(
-            rng.integers(0, 256, (n, s, s, 3), np.uint8), rng.integers(0, 256, (n, s, s), np.uint8),
-            rng.integers(0, 256, (n, s, s, 4), np.uint8),
-            rng.uniform(0, s, (n, 68, 2)).astype(np.float32),
-            rng.integers(0, 256, (n, s, s, 3), np.uint8), np.arange(n), "x")
-
-    return pipeline.FaceBatches({name: table() for name in task.identities}, config.batch_size,
-                                0, task.fields, augment=train.host_augment(config, task))
+    folder = face_folder(config.data.load_size)
+    sources = {name: pipeline.FaceSource([folder], "train", config.data.load_size)
+               for name in task.identities}
+    return pipeline.FaceBatches(sources, config.batch_size, 0, task.fields,
+                                augment=train.host_augment(config, task))
 
 
-def pipeline_images_per_s(config, task, batches, sharding, steps: int = 40) -> float:
-    """Images/s of the input path alone (one thread, as the prefetcher), transfer included."""
+def pipeline_images_per_s(config, task, batches, sharding, workers: int,
+                          steps: int = 40) -> float:
+    """Images/s of the input path alone, as training runs it (the Grain loader with `workers`
+    processes), transfer included; timed after the first batch arrives."""
     import jax
     from facejax.data import pipeline
-    jax.block_until_ready(pipeline.to_global(batches(0), sharding))
-    t = time.perf_counter()
-    for step in range(1, steps + 1):
-        jax.block_until_ready(pipeline.to_global(batches(step), sharding))
-    return steps * config.batch_size * len(task.identities) / (time.perf_counter() - t)
+    loader = pipeline.Loader(batches, 0, steps + 1, workers)
+    try:
+        jax.block_until_ready(pipeline.to_global(loader.next()[1], sharding))
+        t = time.perf_counter()
+        for _ in range(steps):
+            jax.block_until_ready(pipeline.to_global(loader.next()[1], sharding))
+        return steps * config.batch_size * len(task.identities) / (time.perf_counter() - t)
+    finally:
+        loader.close()
 
 
-def loop_step_ms(compiled, state, key, batches, sharding, steps: int):
-    """Median step time as in training: each step's batch comes from the prefetcher thread, so
-    the input path (and host augmentation) shares the machine with the step."""
+def loop_step_ms(compiled, state, key, batches, sharding, steps: int, workers: int):
+    """Median step time as in training: each step's batch comes from the Grain loader, so the
+    input path (and host augmentation) shares the machine with the step."""
     import jax
     from facejax.data import pipeline
-    prefetch = pipeline.Prefetcher(batches, 0, steps + 1)
+    loader = pipeline.Loader(batches, 0, steps + 1, workers)
     times = []
     try:
         for _ in range(steps + 1):
             t = time.perf_counter()
-            _, local = prefetch.next()
+            _, local = loader.next()
             state, m = compiled(state, pipeline.to_global(local, sharding), key)
             jax.block_until_ready(m)
             times.append(time.perf_counter() - t)
     finally:
-        prefetch.close()
+        loader.close()
     return state, statistics.median(times[1:]) * 1e3
 
 
@@ -257,7 +272,9 @@ def bench_train():
     from facejax.ops import conv
     mesh = parallel.make_mesh()
     rep, ds = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-    batches = random_batches(config, task)
+    from facejax import train
+    batches = input_batches(config, task)
+    workers = train.data_workers(config)
     batch = batches(0)
     with jax.set_mesh(mesh):
         gbatch = jax.device_put(batch, ds)
@@ -290,13 +307,14 @@ def bench_train():
             jax.block_until_ready(m)
             times.append(time.perf_counter() - t)
         peaks.append(matmul_gflops())
-        state, loop_ms = loop_step_ms(compiled, state, key, batches, ds, FLAGS.steps)
+        state, loop_ms = loop_step_ms(compiled, state, key, batches, ds, FLAGS.steps,
+                                       workers)
     if FLAGS.reference_python:
         reference.append(reference_step_ms(config))
     step_s = statistics.median(times)
     images = config.batch_size * len(task.identities)
     peak = max(peaks)
-    pipe = pipeline_images_per_s(config, task, batches, ds)
+    pipe = pipeline_images_per_s(config, task, batches, ds, workers)
     import resource
     return {"benchmark": "train", "task": config.task, "size": config.model.size,
             "batch_per_identity": config.batch_size, "devices": jax.device_count(),
@@ -311,7 +329,7 @@ def bench_train():
             "achieved_gflop_per_s": round(gflop / step_s, 1),
             "matmul_peak_gflop_per_s": round(peak, 1),
             "fraction_of_peak": round(gflop / step_s / peak, 3),
-            "pipeline_images_per_s": round(pipe, 1),
+            "pipeline_workers": workers, "pipeline_images_per_s": round(pipe, 1),
             "pipeline_over_step": round(pipe / (images / step_s), 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
             **({"reference": REFERENCES[config.task], "reference_step_ms": reference,

@@ -1,105 +1,35 @@
-"""Input pipeline: TFDS records -> per-process tables -> batches as a pure function of (seed, step).
+"""Input pipeline: faces streamed from disk -> batches as a pure function of (seed, step).
 
-TFDS and tf.data read and decode the prepared dataset once per process (resized to the load
-size) into an in-memory table. Every batch is then drawn by `indices(seed, step)`: the sample
-order of an epoch is a permutation seeded by (seed, epoch), so a resumed run sees exactly the
-batches an uninterrupted run would, with nothing to replay. A background thread prepares the next
-batches while the device trains; `to_global` turns each process's part into global jax.Arrays
+Each identity's faces are a `source.FaceSource`: the ArrayRecord files of the prepared dataset,
+read at random and decoded on demand, so memory does not grow with the dataset. Every batch is
+drawn by `indices(seed, step)`: the sample order of an epoch is a permutation seeded by (seed,
+epoch), so a resumed run sees exactly the batches an uninterrupted run would, with nothing to
+replay and no iterator state to checkpoint. `Loader` has Grain prepare the coming steps' batches
+(decode, resize, degrade, host augmentation) in worker processes, or in threads of this process
+(`workers=0`), in step order; `to_global` turns each process's part into global jax.Arrays
 sharded on the mesh's "data" axis.
 
 Two modes for several processes:
-- per-process slices (default): each process reads its own disjoint slice of the split
-  (`tfds.split_for_jax_process`) and draws its part of the global batch from it;
+- per-process slices (default): each process reads its own disjoint slice of each split and
+  draws its part of the global batch from it;
 - full (`per_process=False`): every process reads the whole split and takes its part of one
-  global batch, so results are the same for any process count (small datasets).
+  global batch, so results are the same for any process count.
 
-Memory: N × load_size² × (3 + 1) bytes per table, plus the landmark image when asked for.
+JAX is imported only where arrays go to devices: worker processes unpickle the batch function
+and need none of it.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import queue
-import threading
+import os
 
 import cv2
-import jax
 import numpy as np
 
-from facejax.data import tfds_faces
+from facejax.data.source import FaceSource
 from facejax.errors import UserError
-from facejax.faces import landmarks
 
-
-@dataclasses.dataclass
-class FaceTable:
-    """Decoded records of one split, resized to `size`."""
-    image: np.ndarray           # uint8 [N, S, S, 3]
-    mask: np.ndarray            # uint8 [N, S, S]
-    parts: np.ndarray           # uint8 [N, S, S, 4]
-    landmarks: np.ndarray       # float32 [N, 68, 2] in the resized crop's pixels
-    landmark_image: np.ndarray | None  # uint8 [N, S, S, 3]
-    frame: np.ndarray           # int64 [N]
-    identity: str
-
-    def __len__(self) -> int:
-        return len(self.image)
-
-    def take(self, idx: np.ndarray, fields) -> dict:
-        return {f: getattr(self, f)[idx] for f in fields}
-
-
-def load_table(extraction_dir: str, split: str, size: int, *, landmark_image: bool = False,
-               process_index: int = 0, process_count: int = 1, per_process: bool = True,
-               data_dir: str | None = None) -> FaceTable:
-    """Reads one split of an extraction directory into memory at `size`×`size`.
-
-    Raises:
-      UserError: the directory is not usable or the split is empty for this process.
-    """
-    import tensorflow as tf
-    import tensorflow_datasets as tfds
-
-    builder = tfds_faces.builder(extraction_dir, data_dir)
-    if builder.size < size:
-        raise UserError(f"{extraction_dir}: faces were extracted at {builder.size} px, smaller "
-                        f"than the {size} px this experiment loads (--config.data.load_size); "
-                        f"extract again with --size={size} or more")
-    if split not in builder.info.splits or builder.info.splits[split].num_examples == 0:
-        raise UserError(f"{extraction_dir}: split '{split}' holds no faces")
-    read = split
-    if per_process and process_count > 1:
-        read = tfds.split_for_jax_process(split, process_index=process_index,
-                                          process_count=process_count)
-    ds = builder.as_dataset(split=read, shuffle_files=False)
-
-    def resize(ex):
-        out = {"image": tf.image.resize(ex["image"], (size, size), "area"),
-               "mask": tf.image.resize(ex["mask"], (size, size), "area")[..., 0],
-               "parts": tf.image.resize(ex["parts"], (size, size), "area"),
-               "landmarks": ex["landmarks"] * (size / builder.size),
-               "frame": ex["frame"], "identity": ex["identity"]}
-        if landmark_image:
-            out["landmark_image"] = tf.image.resize(ex["landmark_image"], (size, size), "area")
-        for k in ("image", "mask", "parts", "landmark_image"):
-            if k in out:
-                out[k] = tf.cast(tf.round(out[k]), tf.uint8)
-        return out
-
-    ds = ds.map(resize, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).batch(256)
-    try:
-        parts = list(tfds.as_numpy(ds))
-    except tf.errors.OpError as e:  # a missing, truncated or corrupt shard
-        msg = " ".join(str(e.message).split())[:300]
-        raise UserError(f"{extraction_dir}: the prepared dataset at {builder.data_dir} is "
-                        f"unreadable ({msg}); delete that folder to rebuild it")
-    if not parts:
-        raise UserError(f"{extraction_dir}: split '{read}' holds no faces for process "
-                        f"{process_index}")
-    cat = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    ids = sorted(set(x.decode() for x in cat["identity"]))
-    return FaceTable(cat["image"], cat["mask"], cat["parts"], cat["landmarks"].astype(np.float32),
-                     cat.get("landmark_image"), cat["frame"], ",".join(ids))
+__all__ = ["FaceSource", "EpochSampler", "YawSampler", "FaceBatches", "Loader", "to_global"]
 
 
 class EpochSampler:
@@ -164,19 +94,20 @@ class YawSampler:
         return np.array([self.groups[g][rng.integers(len(self.groups[g]))] for g in groups])
 
 
-def sampler(table: FaceTable, batch: int, seed, yaw_bins: int = 0):
-    """The index sampler of a table: epochs of permutations, or even over yaw (yaw_bins > 0)."""
+def sampler(source: FaceSource, batch: int, seed, yaw_bins: int = 0):
+    """The index sampler of a source: epochs of permutations, or even over yaw (yaw_bins > 0)."""
     if yaw_bins:
-        yaws = landmarks.head_yaw(table.landmarks, table.image.shape[1])
+        from facejax.faces import landmarks  # dlib: not in the worker processes
+        yaws = landmarks.head_yaw(source.landmarks, source.size)
         return YawSampler(yaws, batch, seed, yaw_bins)
-    return EpochSampler(len(table), batch, seed)
+    return EpochSampler(len(source), batch, seed)
 
 
 class FaceBatches:
     """Batches of one or more identities, e.g. {"a": {...}, "b": {...}}, for a given step.
 
     Args:
-      tables: name -> FaceTable (this process's slice, or the whole split in full mode).
+      sources: name -> FaceSource (this process's slice, or the whole split in full mode).
       global_batch: examples per identity per step, over all processes.
       seed: data seed.
       fields: record fields put in each batch ("image", "mask", "parts", "landmarks", ...).
@@ -189,32 +120,32 @@ class FaceBatches:
       yaw_bins: > 0 draws samples evenly over head yaw in that many bins (`YawSampler`).
     """
 
-    def __init__(self, tables: dict, global_batch: int, seed: int, fields=("image", "mask"),
+    def __init__(self, sources: dict, global_batch: int, seed: int, fields=("image", "mask"),
                  process_index: int = 0, process_count: int = 1, per_process: bool = True,
                  degrade: dict | None = None, augment=None, yaw_bins: int = 0):
         if global_batch % process_count:
             raise UserError(f"--config.batch_size={global_batch}: must divide by the "
                             f"{process_count} processes")
-        self.tables, self.fields, self.seed = tables, tuple(fields), seed
+        self.sources, self.fields, self.seed = sources, tuple(fields), seed
         self.local = global_batch // process_count
         self.process_index, self.per_process = process_index, per_process
         self.degrade, self.augment = degrade, augment
         self._samplers = {}
-        for i, (name, table) in enumerate(sorted(tables.items())):
+        for i, (name, source) in enumerate(sorted(sources.items())):
             if per_process:
                 # Each process draws its part from its own slice, with its own stream.
-                self._samplers[name] = sampler(table, self.local, (seed, i, process_index),
+                self._samplers[name] = sampler(source, self.local, (seed, i, process_index),
                                                yaw_bins)
             else:
-                self._samplers[name] = sampler(table, global_batch, (seed, i), yaw_bins)
+                self._samplers[name] = sampler(source, global_batch, (seed, i), yaw_bins)
 
     def __call__(self, step: int) -> dict:
         out = {}
-        for i, (name, table) in enumerate(sorted(self.tables.items())):
+        for i, (name, source) in enumerate(sorted(self.sources.items())):
             idx = self._samplers[name].indices(step)
             if not self.per_process:
                 idx = idx[self.process_index * self.local:(self.process_index + 1) * self.local]
-            batch = table.take(idx, self.fields)
+            batch = source.take(idx, self.fields)
             if self.degrade and "image" in batch:
                 rng = np.random.default_rng([self.seed, step, i, 7])
                 batch["image"] = degrade(batch["image"], rng, **self.degrade)
@@ -225,41 +156,76 @@ class FaceBatches:
         return out
 
 
-def to_global(batch, sharding: jax.sharding.NamedSharding):
-    """Process-local numpy batch -> global jax.Arrays, batch axis sharded on the mesh."""
+def to_global(batch, sharding):
+    """Process-local numpy batch -> global jax.Arrays, batch axis sharded on the mesh
+    (a jax.sharding.NamedSharding)."""
+    import jax
     return jax.tree.map(lambda x: jax.make_array_from_process_local_data(sharding, x), batch)
 
 
-class Prefetcher:
-    """Prepares `batches(step)` for the next steps in a background thread."""
+def default_workers() -> int:
+    """Worker processes when the config leaves it to us (data.workers = -1): half the cores
+    this process may use, the other half left to the training step, at most 8."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, min(8, (cores or 2) // 2))
 
-    def __init__(self, batches, start_step: int, end_step: int, depth: int = 3):
-        self._queue: queue.Queue = queue.Queue(maxsize=depth)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, args=(batches, start_step, end_step),
-                                        daemon=True)
-        self._thread.start()
 
-    def _run(self, batches, start, end):
-        try:
-            for step in range(start, end):
-                item = (step, batches(step))
-                while not self._stop.is_set():
-                    try:
-                        self._queue.put(item, timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if self._stop.is_set():
-                    return
-        except BaseException as e:  # surfaced in the consumer
-            self._queue.put((None, e))
+class _Numbered:
+    """step -> (step, batches(step)): the map each Grain worker runs."""
+
+    def __init__(self, batches):
+        self.batches = batches
+
+    def __call__(self, step) -> tuple:
+        return int(step), self.batches(int(step))
+
+
+def _exit_with_parent(worker_index: int, worker_count: int) -> None:
+    """Runs in each worker: ends it when the training process is gone. Grain stops its workers
+    when the loader closes, but a killed (SIGKILL) training process closes nothing, and its
+    workers would live on."""
+    import threading
+    import time
+    parent = os.getppid()
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="facejax-parent-watch").start()
+
+
+class Loader:
+    """`batches(step)` for steps start..end-1, in order, prepared ahead by Grain.
+
+    workers > 0: that many worker processes, each preparing every workers-th step; 0: threads of
+    this process. `depth` batches are kept ready per worker (or in total, without workers).
+    Errors in a batch (an unreadable file) are raised by `next`.
+    """
+
+    def __init__(self, batches, start_step: int, end_step: int, workers: int = 0,
+                 depth: int = 2):
+        import grain
+        ds = grain.MapDataset.range(start_step, end_step).map(_Numbered(batches))
+        # Two threads per process: decoding and resizing in OpenCV release the GIL.
+        it = ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=depth))
+        if workers > 0:
+            from absl import flags
+            if not flags.FLAGS.is_parsed():
+                # Grain reads its absl flags when it starts workers; a program that is not an
+                # absl app (a test, a notebook) has not parsed them: their defaults then.
+                flags.FLAGS.mark_as_parsed()
+            it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers,
+                                                             per_worker_buffer_size=depth),
+                                worker_init_fn=_exit_with_parent)
+        self._it = iter(it)
 
     def next(self):
-        step, item = self._queue.get()
-        if step is None:
-            raise item
-        return step, item
+        """(step, batch) of the next step."""
+        return next(self._it)
 
     def close(self):
-        self._stop.set()
+        close = getattr(self._it, "close", None)
+        if close is not None:
+            close()

@@ -14,6 +14,7 @@ import hashlib
 import json
 import math
 import os
+import shutil
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -188,20 +189,33 @@ class FacejaxFaces(tfds.core.GeneratorBasedBuilder):
             }
 
 
+FILE_FORMAT = "array_record"  # random access: the pipeline reads the records a batch needs
+
+
 def builder(extraction_dir: str, data_dir: str | None = None) -> FacejaxFaces:
-    """The prepared builder for an extraction directory (prepares it on first use)."""
+    """The prepared builder for an extraction directory (prepares it on first use, as
+    ArrayRecord; a dataset an earlier facejax prepared as TFRecord is rebuilt, saying so)."""
     extraction_dir = os.path.abspath(extraction_dir)
     if data_dir is None:
         data_dir = os.path.join(extraction_dir, "tfds", fingerprint(extraction_dir))
     tfds.disable_progress_bar()
-    b = FacejaxFaces(extraction_dir=extraction_dir, data_dir=data_dir)  # a bad folder fails here
+
+    def make():  # a bad folder fails here
+        return FacejaxFaces(extraction_dir=extraction_dir, data_dir=data_dir,
+                            file_format=FILE_FORMAT)
+
+    b = make()
     try:
         # Two runs on one extraction folder would both prepare it and one would fail on the
         # other's rename; the second waits, then reads what the first prepared (a builder made
         # before that does not see it, so an unprepared one is made again).
         with lock.Turn(os.path.join(data_dir, ".prepare.lock")):
-            if not b.info.splits:
-                b = FacejaxFaces(extraction_dir=extraction_dir, data_dir=data_dir)
+            b = make()
+            if b.info.splits and _prepared_format(b.data_dir) != FILE_FORMAT:
+                print(f"{extraction_dir}: rebuilding the prepared dataset at {b.data_dir} as "
+                      f"ArrayRecord, which training streams from (it was TFRecord)", flush=True)
+                shutil.rmtree(b.data_dir)
+                b = make()
             b.download_and_prepare(
                 download_config=tfds.download.DownloadConfig(try_download_gcs=False))
     except UserError:
@@ -211,3 +225,13 @@ def builder(extraction_dir: str, data_dir: str | None = None) -> FacejaxFaces:
         raise RunError(f"{extraction_dir}: preparing the dataset in {data_dir} failed ({msg}); "
                        "nothing half-written is kept (TFDS writes to a temporary folder)")
     return b
+
+
+def _prepared_format(prepared: str) -> str:
+    """The file format recorded in a prepared dataset's dataset_info.json (TFRecord before
+    it was recorded)."""
+    try:
+        with open(os.path.join(prepared, "dataset_info.json")) as f:
+            return json.load(f).get("fileFormat", "tfrecord")
+    except (OSError, ValueError):
+        return ""

@@ -6,10 +6,15 @@ import ml_collections
 def data(load_size: int, identities=("a", "b")) -> ml_collections.ConfigDict:
     """Extraction directories per identity (facejax extract) and how they are loaded."""
     return ml_collections.ConfigDict(dict(
+        # Extraction folders (facejax extract): one, or several comma-separated (globs too),
+        # e.g. several clips of one person.
         **{name: f"runs/faces_{name}" for name in identities},
         load_size=load_size,       # crops are loaded at this side
         per_process=True,          # each process reads its own slice (see data/pipeline.py)
         data_dir="",               # TFDS data_dir; empty: inside each extraction directory
+        # Input worker processes that decode, resize and augment the coming batches; 0: threads
+        # of the training process; -1: half the cores (data/pipeline.py default_workers).
+        workers=-1,
         degrade=dict(prob=0.0, max_blur=0.0, jpeg_min=100),
     ))
 

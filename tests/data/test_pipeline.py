@@ -15,18 +15,19 @@ def test_builder_features_and_held_out_split(grid_faces):
     b = tfds_faces.builder(grid_faces["a"])
     assert b.info.splits["train"].num_examples == 67
     assert b.info.splits["validation"].num_examples == 8  # the last 10% of the clip's frames
-    ex = next(iter(b.as_dataset(split="validation").take(1)))
+    assert b.info.file_format.value == "array_record"  # random access, for streaming
+    ex = b.as_data_source("validation")[0]
     assert ex["image"].shape == (64, 64, 3) and ex["mask"].shape == (64, 64, 1)
     assert ex["parts"].shape == (64, 64, 4) and ex["landmarks"].shape == (68, 2)
-    assert ex["identity"].numpy() == b"a"
-    frames_val = [int(e["frame"]) for e in b.as_dataset(split="validation")]
-    frames_train = [int(e["frame"]) for e in b.as_dataset(split="train")]
+    assert ex["identity"] == b"a"
+    frames_val = [int(e["frame"]) for e in b.as_data_source("validation")]
+    frames_train = [int(e["frame"]) for e in b.as_data_source("train")]
     assert min(frames_val) > max(frames_train)
 
 
 def test_processes_cover_the_split_disjointly_and_completely(grid_faces):
-    whole = pipeline.load_table(grid_faces["a"], "train", 32)
-    parts = [pipeline.load_table(grid_faces["a"], "train", 32, process_index=i, process_count=2)
+    whole = pipeline.FaceSource([grid_faces["a"]], "train", 32)
+    parts = [pipeline.FaceSource([grid_faces["a"]], "train", 32, process_index=i, process_count=2)
              for i in range(2)]
     frames = [set(p.frame.tolist()) for p in parts]
     assert not frames[0] & frames[1]
@@ -34,7 +35,7 @@ def test_processes_cover_the_split_disjointly_and_completely(grid_faces):
 
 
 def test_batches_are_a_pure_function_of_seed_and_step(grid_faces):
-    tables = {k: pipeline.load_table(v, "train", 32) for k, v in grid_faces.items()}
+    tables = {k: pipeline.FaceSource([v], "train", 32) for k, v in grid_faces.items()}
     make = lambda seed: pipeline.FaceBatches(tables, 8, seed, ("image", "mask"))
     a, b = make(0), make(0)
     for step in (0, 5, 9, 40):  # 40·8 > 67: crosses epochs
@@ -50,7 +51,7 @@ def test_batches_are_a_pure_function_of_seed_and_step(grid_faces):
 
 
 def test_full_mode_splits_one_global_batch_across_processes(grid_faces):
-    tables = {"a": pipeline.load_table(grid_faces["a"], "train", 32)}
+    tables = {"a": pipeline.FaceSource([grid_faces["a"]], "train", 32)}
     one = pipeline.FaceBatches(tables, 8, 0, ("image",), per_process=False)(3)["a"]["image"]
     parts = [pipeline.FaceBatches(tables, 8, 0, ("image",), i, 2, per_process=False)(3)
              for i in range(2)]
@@ -58,7 +59,7 @@ def test_full_mode_splits_one_global_batch_across_processes(grid_faces):
 
 
 def test_global_arrays_are_sharded_on_the_mesh(grid_faces):
-    tables = {"a": pipeline.load_table(grid_faces["a"], "train", 32)}
+    tables = {"a": pipeline.FaceSource([grid_faces["a"]], "train", 32)}
     batch = pipeline.FaceBatches(tables, 8, 0, ("image",))(0)
     mesh = parallel.make_mesh()
     g = pipeline.to_global(batch, parallel.batch_sharding(mesh))
@@ -68,7 +69,7 @@ def test_global_arrays_are_sharded_on_the_mesh(grid_faces):
 
 
 def test_degradation_is_deterministic_and_changes_images(grid_faces):
-    tables = {"a": pipeline.load_table(grid_faces["a"], "train", 32)}
+    tables = {"a": pipeline.FaceSource([grid_faces["a"]], "train", 32)}
     deg = dict(prob=1.0, max_blur=1.5, jpeg_min=20)
     x = pipeline.FaceBatches(tables, 4, 0, ("image",), degrade=deg)(2)["a"]["image"]
     y = pipeline.FaceBatches(tables, 4, 0, ("image",), degrade=deg)(2)["a"]["image"]
@@ -98,7 +99,7 @@ def test_yaw_sampling_draws_every_pose_as_often():
 
 
 def test_yaw_sampling_through_the_batches(grid_faces):
-    table = pipeline.load_table(grid_faces["a"], "train", 32)
+    table = pipeline.FaceSource([grid_faces["a"]], "train", 32)
     batches = pipeline.FaceBatches({"a": table}, 8, 0, ("landmarks",), yaw_bins=128)
     assert isinstance(batches._samplers["a"], pipeline.YawSampler)
     np.testing.assert_array_equal(batches(3)["a"]["landmarks"],

@@ -3,6 +3,7 @@ workdirs, all checked before or without losing work."""
 
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -183,25 +184,31 @@ def test_one_persons_data_for_two_identities_is_refused(grid_faces, tmp_path):
 def test_other_crop_size_and_corrupt_or_missing_shards(grid_faces, tmp_path):
     from facejax.data import pipeline, tfds_faces
     with pytest.raises(UserError, match="extracted at 64 px, smaller than the 128 px"):
-        pipeline.load_table(grid_faces["a"], "train", 128)
+        pipeline.FaceSource([grid_faces["a"]], "train", 128)
     d = str(tmp_path / "faces")
     shutil.copytree(grid_faces["a"], d, ignore=shutil.ignore_patterns("tfds"))
     prepared = tfds_faces.builder(d).data_dir
-    shard = [f for f in os.listdir(prepared) if "-train.tfrecord" in f][0]
+    shard = [f for f in os.listdir(prepared) if "-train.array_record" in f][0]
     path = os.path.join(prepared, shard)
     data = open(path, "rb").read()
+    bad = f"{re.escape(path)} is unreadable .*; delete {re.escape(prepared)} to rebuild it$"
     with open(path, "wb") as f:  # truncated mid-record
         f.write(data[: len(data) // 2])
-    with pytest.raises(UserError, match="prepared dataset .* is unreadable.*delete that"):
-        pipeline.load_table(d, "train", 40)
+    with pytest.raises(UserError, match=bad):
+        pipeline.FaceSource([d], "train", 40)
     os.unlink(path)
-    with pytest.raises(UserError, match="prepared dataset .* is unreadable"):
-        pipeline.load_table(d, "train", 40)
-    with open(path, "wb") as f:  # same length, flipped bytes: the record checksums fail
+    with pytest.raises(UserError, match=bad):
+        pipeline.FaceSource([d], "train", 40)
+    with open(path, "wb") as f:  # one byte flipped in the middle: a chunk's checksum fails
+        mid = len(data) // 3
+        f.write(data[:mid] + bytes([data[mid] ^ 0xFF]) + data[mid + 1:])
+    with pytest.raises(UserError, match=bad):  # found when the source opens, not mid-run
+        pipeline.FaceSource([d], "train", 40)
+    with open(path, "wb") as f:  # same length, every byte flipped
         f.write(bytes(b ^ 0x5A for b in data))
-    with pytest.raises(UserError, match="prepared dataset .* is unreadable"):
-        pipeline.load_table(d, "train", 40)
+    with pytest.raises(UserError, match=bad):
+        pipeline.FaceSource([d], "train", 40)
     shutil.rmtree(prepared)  # what the message says to do: the dataset is rebuilt
-    assert len(pipeline.load_table(d, "train", 40)) == len(
-        pipeline.load_table(grid_faces["a"], "train", 40))
+    assert len(pipeline.FaceSource([d], "train", 40)) == len(
+        pipeline.FaceSource([grid_faces["a"]], "train", 40))
 

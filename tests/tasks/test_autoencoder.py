@@ -15,7 +15,7 @@ def test_one_encoder_pass_over_both_faces_equals_two(grid_faces):
     per identity, on real faces."""
     from facejax.data import pipeline
     config = deepfakes_original.get_config("tiny")
-    tables = {n: pipeline.load_table(grid_faces[n], "train", config.data.load_size)
+    tables = {n: pipeline.FaceSource([grid_faces[n]], "train", config.data.load_size)
               for n in ae_task.IDENTITIES}
     batch = jax.tree.map(jnp.asarray, pipeline.FaceBatches(tables, 3, 0, ae_task.FIELDS)(0))
     a, b = (ae_task.views(batch, n, config) for n in ae_task.IDENTITIES)

@@ -28,8 +28,7 @@ def test_bfloat16_compute_tracks_float32(experiment, grid_faces):
         config = importlib.import_module(f"facejax.experiments.{experiment}").get_config("tiny")
         config.model.compute_dtype = dtype
         task = tasks.get(config.task)
-        tables = {n: pipeline.load_table(grid_faces[n], "train", config.data.load_size,
-                                         landmark_image="landmark_image" in task.fields)
+        tables = {n: pipeline.FaceSource([grid_faces[n]], "train", config.data.load_size)
                   for n in task.identities}
         batches = pipeline.FaceBatches(tables, 4, 0, task.fields)
         state, metrics = train_steps_on(jax.devices()[:1], task, config, batches, 3)

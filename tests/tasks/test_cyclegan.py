@@ -133,16 +133,16 @@ def test_external_part_masks_replace_landmark_parts(grid_faces, tmp_path):
     m = np.zeros((64, 64), np.uint8)
     m[10:20, 10:20] = 255
     cv2.imwrite(os.path.join(d, "inputs", key, "parts", "000070.png"), m)
-    ex = [e for e in tfds_faces.builder(d).as_dataset(split="validation")
+    ex = [e for e in tfds_faces.builder(d).as_data_source("validation")
           if int(e["frame"]) == 70][0]
-    parts = ex["parts"].numpy()
+    parts = ex["parts"]
     assert (parts[10:20, 10:20] == 255).all() and parts.sum() == 100 * 255 * 4
 
 
 def test_sharded_step_equals_single_device_step(grid_faces):
     config = cyclegan_faces.get_config("tiny")
     config.batch_size = 8
-    tables = {k: pipeline.load_table(v, "train", 32) for k, v in grid_faces.items()}
+    tables = {k: pipeline.FaceSource([v], "train", 32) for k, v in grid_faces.items()}
     batches = pipeline.FaceBatches(tables, 8, 0, cyclegan.FIELDS)
     results = [train_steps_on(devices, cyclegan, config, batches, 1)
                for devices in (jax.devices()[:1], jax.devices())]

@@ -17,7 +17,7 @@ from tests.conftest import GRID, run_tool, train_steps_on
 def test_generator_loss_weights_l1_by_lambda(grid_faces):
     config = face2face_pix2pix.get_config("tiny")
     config.data.a = grid_faces["a"]
-    table = pipeline.load_table(grid_faces["a"], "train", 32, landmark_image=True)
+    table = pipeline.FaceSource([grid_faces["a"]], "train", 32)
     batch = jax.tree.map(jnp.asarray, pipeline.FaceBatches({"a": table}, 4, 0,
                                                            pix2pix.FIELDS)(0))
     state = jax.jit(lambda k: pix2pix.init(k, config))(jax.random.key(0))
@@ -58,7 +58,7 @@ def test_inference_uses_running_statistics(grid_faces):
 def test_sharded_step_equals_single_device_step(grid_faces):
     config = face2face_pix2pix.get_config("tiny")
     config.batch_size = 8
-    table = pipeline.load_table(grid_faces["a"], "train", 32, landmark_image=True)
+    table = pipeline.FaceSource([grid_faces["a"]], "train", 32)
     batches = pipeline.FaceBatches({"a": table}, 8, 0, pix2pix.FIELDS)
     results = []
     for devices in (jax.devices()[:1], jax.devices()):

@@ -49,7 +49,7 @@ def test_side_loss_is_the_reference_formula():
 
 
 def _batches(grid_faces, config, n=8):
-    tables = {k: pipeline.load_table(grid_faces[k], "train", config.data.load_size)
+    tables = {k: pipeline.FaceSource([grid_faces[k]], "train", config.data.load_size)
               for k in saehd.IDENTITIES}
     return pipeline.FaceBatches(tables, n, 0, saehd.FIELDS)
 

@@ -1,0 +1,207 @@
+"""Faces read from disk on demand: one split of one or more prepared extraction folders.
+
+A `FaceSource` is what the input pipeline draws batches from. It opens the ArrayRecord files of
+the TFDS dataset (`tfds_faces.builder`) for random access and decodes only the records and
+fields a batch asks for, resized to the load size. What stays in memory is small per record:
+the landmarks (for yaw sampling), frame number and identity, read once when the source opens.
+That read touches every record, so a truncated or corrupted file is found before training
+starts, named, with the folder to delete.
+
+No JAX here: the pipeline's worker processes unpickle sources and import only this, TFDS's data
+source (no TensorFlow) and OpenCV.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+
+import cv2
+import numpy as np
+
+from facejax.data import tfds_faces
+from facejax.errors import UserError
+
+IMAGE_FIELDS = ("image", "mask", "parts", "landmark_image")
+# PNG channel order as OpenCV decodes it -> RGB(A) as the records were written.
+_TO_RGB = {3: cv2.COLOR_BGR2RGB, 4: cv2.COLOR_BGRA2RGBA}
+
+
+def folders(spec: str, flag: str) -> list[str]:
+    """The extraction folders a data setting names: comma-separated, each a folder or a glob
+    pattern (its matches in sorted order).
+
+    Raises:
+      UserError: none given, or a pattern that matches nothing; named by `flag`.
+    """
+    out = []
+    for item in (x.strip() for x in str(spec or "").split(",")):
+        if not item:
+            continue
+        matches = sorted(glob.glob(item)) if glob.has_magic(item) else [item]
+        if not matches:
+            raise UserError(f"{flag}: {item} matches no folder")
+        out += matches
+    if not out:
+        raise UserError(f"{flag}: no extraction directory given")
+    return out
+
+
+def _unreadable(folder: str, prepared: str, e: Exception, path: str = "") -> UserError:
+    msg = " ".join(str(e).split())[:200]
+    return UserError(f"{folder}: {path or 'the prepared dataset'} is unreadable ({msg}); delete "
+                     f"{prepared} to rebuild it")
+
+
+def _bad_file(info_split, record: int | None = None) -> str:
+    """The file of a split at fault: the one holding `record`, or else the first that is
+    missing or does not open ("" if all open)."""
+    from array_record.python import array_record_data_source
+    paths = [str(p) for p in info_split.filepaths]
+    if record is not None:
+        ends = np.cumsum(info_split.shard_lengths)
+        return paths[min(int(np.searchsorted(ends, record, side="right")), len(paths) - 1)]
+    for path in paths:
+        try:
+            array_record_data_source.ArrayRecordDataSource([path]).__len__()
+        except Exception:  # noqa: BLE001 (any failure names this file)
+            return path
+    return ""
+
+
+@dataclasses.dataclass
+class _Part:
+    """One extraction folder's records in a source: the data source and the index range."""
+    folder: str
+    prepared: str           # the TFDS data folder, named in errors
+    records: object         # TFDS ArrayRecord data source, images left encoded
+    split: object           # its tfds SplitInfo: files and records per file
+    index: np.ndarray       # record numbers in the split that this source uses
+    extracted: int          # crop size the folder was extracted at
+
+
+class FaceSource:
+    """Records of `split` from extraction folders, decoded on demand at `size`×`size`.
+
+    Args:
+      folders: extraction directories (their records follow one another in this order).
+      split: "train" or "validation".
+      size: the load size; every folder must have been extracted at this size or larger.
+      process_index, process_count: with per_process, this process reads the
+        `process_index`-th of `process_count` contiguous, disjoint slices of each folder's split.
+      data_dir: TFDS data_dir for a single folder; None: inside each extraction folder.
+
+    Raises:
+      UserError: a folder not usable, too small, an empty split, or unreadable prepared files.
+    """
+
+    def __init__(self, folders, split: str, size: int, *, process_index: int = 0,
+                 process_count: int = 1, per_process: bool = True, data_dir: str | None = None):
+        self.size = size
+        self.parts: list[_Part] = []
+        landmarks, frames, identities = [], [], []
+        for folder in folders:
+            part = _open(folder, split, size, data_dir,
+                         (process_index, process_count) if per_process else (0, 1))
+            marks, frame, ident = _metadata(part)
+            landmarks.append(marks * (size / part.extracted))
+            frames.append(frame)
+            identities.append(ident)
+            self.parts.append(part)
+        self.landmarks = np.concatenate(landmarks).astype(np.float32)  # [N, 68, 2] at `size`
+        self.frame = np.concatenate(frames)                              # [N] int64
+        self.record_identity = np.concatenate(identities)               # [N] str
+        self.identity = ",".join(sorted({str(x) for x in self.record_identity}))
+        self._starts = np.cumsum([0] + [len(p.index) for p in self.parts])
+        if len(self) == 0:
+            raise UserError(f"{','.join(folders)}: split '{split}' holds no faces for process "
+                            f"{process_index}")
+
+    def __len__(self) -> int:
+        return int(self._starts[-1])
+
+    def part_sizes(self) -> list[int]:
+        """Records per folder, in the order given."""
+        return [len(p.index) for p in self.parts]
+
+    def take(self, idx: np.ndarray, fields) -> dict:
+        """The records at `idx` (numbers in this source), each field stacked: images uint8
+        [n, S, S, C] (mask [n, S, S]), landmarks float32 [n, 68, 2], frame int64 [n]."""
+        idx = np.asarray(idx)
+        images = [f for f in fields if f in IMAGE_FIELDS]
+        out = {f: np.empty((len(idx), self.size, self.size, *_channels(f)), np.uint8)
+               for f in images}
+        for row, i in enumerate(idx):
+            k = int(np.searchsorted(self._starts, i, side="right") - 1)
+            part = self.parts[k]
+            record = int(part.index[i - self._starts[k]])
+            try:
+                example = part.records[record]
+            except Exception as e:  # ArrayRecord's I/O and checksum errors
+                raise _unreadable(part.folder, part.prepared, e, _bad_file(part.split, record))
+            for f in images:
+                out[f][row] = self._decode(example[f], part, record, f)
+        for f in fields:
+            if f == "landmarks":
+                out[f] = self.landmarks[idx]
+            elif f == "frame":
+                out[f] = self.frame[idx]
+            elif f not in IMAGE_FIELDS:
+                raise KeyError(f"no field {f!r} in face records")
+        return out
+
+    def _decode(self, png: bytes, part: _Part, record: int, field: str) -> np.ndarray:
+        img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
+        if img is None:
+            raise _unreadable(part.folder, part.prepared,
+                              ValueError(f"record {record}: its {field} is not an image"),
+                              _bad_file(part.split, record))
+        if img.ndim == 3:
+            img = cv2.cvtColor(img, _TO_RGB[img.shape[2]])
+        if img.shape[0] != self.size:
+            img = cv2.resize(img, (self.size, self.size), interpolation=cv2.INTER_AREA)
+        return img
+
+
+def _channels(field: str) -> tuple:
+    return {"image": (3,), "mask": (), "parts": (4,), "landmark_image": (3,)}[field]
+
+
+def _open(folder: str, split: str, size: int, data_dir, slice_of) -> _Part:
+    import tensorflow_datasets as tfds
+    builder = tfds_faces.builder(folder, data_dir)
+    if builder.size < size:
+        raise UserError(f"{folder}: faces were extracted at {builder.size} px, smaller "
+                        f"than the {size} px this experiment loads (--config.data.load_size); "
+                        f"extract again with --size={size} or more")
+    if split not in builder.info.splits or builder.info.splits[split].num_examples == 0:
+        raise UserError(f"{folder}: split '{split}' holds no faces")
+    skip = {f: tfds.decode.SkipDecoding() for f in IMAGE_FIELDS}
+    try:
+        # Read through a read-only builder of the prepared folder: it pickles small to the
+        # pipeline's workers, where ours would read the whole extraction folder again.
+        records = tfds.builder_from_directory(builder.data_dir).as_data_source(split,
+                                                                               decoders=skip)
+        n = len(records)
+    except Exception as e:  # a missing or truncated file fails when it is opened
+        raise _unreadable(folder, builder.data_dir, e, _bad_file(builder.info.splits[split]))
+    i, count = slice_of
+    index = np.arange(n * i // count, n * (i + 1) // count)
+    return _Part(os.path.abspath(folder), builder.data_dir, records, builder.info.splits[split],
+                 index, builder.size)
+
+
+def _metadata(part: _Part):
+    """Landmarks, frame and identity of every record of the part, reading each record once."""
+    marks = np.zeros((len(part.index), 68, 2), np.float32)
+    frames = np.zeros(len(part.index), np.int64)
+    identity = np.empty(len(part.index), object)
+    for row, record in enumerate(part.index):
+        try:
+            ex = part.records[int(record)]
+        except Exception as e:  # ArrayRecord's I/O and checksum errors
+            raise _unreadable(part.folder, part.prepared, e, _bad_file(part.split, int(record)))
+        marks[row], frames[row] = ex["landmarks"], ex["frame"]
+        identity[row] = ex["identity"].decode()
+    return marks, frames, identity.astype(str)
