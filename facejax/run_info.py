@@ -63,8 +63,7 @@ def describe(spec: str, flag: str = "--config.data") -> dict:
 def from_data(config, identities) -> dict:
     """The record of a run's training data (its config.data folders)."""
     return {"version": VERSION,
-            "identities": {n: describe(config.data[n], f"--config.data.{n}")
-                           for n in identities}}
+            "identities": {n: describe(*source.setting(config.data, n)) for n in identities}}
 
 
 def write(workdir: str, info: dict) -> None:

@@ -86,11 +86,11 @@ def with_absolute_data(config, task):
     """`config` (a copy) with its identities' data folders as absolute paths, so the saved
     config names them whatever folder a later command runs from."""
     config = copy.deepcopy(config)
-    for name in task.identities:
+    for name in (*task.identities, "pretrain"):
         if config.data.get(name):
             config.data[name] = ",".join(
-                os.path.abspath(f) for f in source.folders(config.data[name],
-                                                            f"--config.data.{name}"))
+                os.path.abspath(f) + ("" if w is None else f"@{w:g}")
+                for f, w in source.entries(config.data[name], f"--config.data.{name}"))
     return config
 
 
@@ -129,7 +129,8 @@ def open_sources(config, task, split: str, per_process: bool):
     """{identity: FaceSource} of `split` for this process."""
     sources = {}
     for name in task.identities:
-        folders = source.folders(config.data.get(name), f"--config.data.{name}")
+        spec, flag = source.setting(config.data, name)
+        folders = source.folders(spec, flag)
         if jax.process_count() > 1:
             # One process prepares the TFDS datasets; the others wait and read them.
             from jax.experimental import multihost_utils
@@ -140,8 +141,10 @@ def open_sources(config, task, split: str, per_process: bool):
         sources[name] = pipeline.FaceSource(
             folders, split, config.data.load_size,
             process_index=jax.process_index(), process_count=jax.process_count(),
-            per_process=per_process, data_dir=config.data.get("data_dir") or None)
-    _check_distinct(config, sources)
+            per_process=per_process, data_dir=config.data.get("data_dir") or None,
+            weights=source.weights(spec, flag) if split == "train" else None)
+    if not config.data.get("pretrain"):
+        _check_distinct(config, sources)
     return sources
 
 

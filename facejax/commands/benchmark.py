@@ -6,6 +6,8 @@ r"""Throughput benchmarks; each prints one JSON line.
     facejax benchmark convert [--clip=PATH]
     facejax benchmark conv --layer=stride1:16x32x32x128:3:256[:same|valid|pad1]
     facejax benchmark landmarks [--detector=NAME] [--max_upsample=N]
+    facejax benchmark memory [--faces=EXTRACTION_DIR] [--records=1000,20000] \
+        [--memory_config=face2face_pix2pix] [--memory_flags=--config.batch_size=4] [--steps=50]
 
 extract: frames/s of decode + detect + landmarks + align + write on a clip (default
 driving_d6.mp4), and examples/s of the input pipeline reading the result.
@@ -33,6 +35,9 @@ imglab XML): per set the recall of annotated faces, the NME (outer-eye-corner di
 found faces (mean, median, max) and of the face extraction keeps per image; then the landmark
 jitter (second difference per eye distance) and frames/s on --landmark_videos. Prints the JSON
 line, then the benchmark record's table.
+memory: peak RSS of --steps training steps (`facejax train --config=--memory_config` with
+--memory_flags) on datasets of each --records count, made by repeating the faces of --faces
+(default: --clip extracted at 256 px); see facejax/commands/benchmark_memory.py.
 conv: one convolution layer (KIND:BxHxWxC:K:O[:PADDING], KIND strided, transposed or stride1)
 in every registered form (facejax/ops/conv/registry.py) that computes its kernel: the median
 ms of its value and both gradients, the forms alternated in --rounds rounds of --steps calls,
@@ -59,6 +64,9 @@ flags.DEFINE_string("clip", os.path.join(samples.SHARED, "data", "videos",
                                          "liveportrait", "driving_d6.mp4"), "Clip (extract).")
 flags.DEFINE_string("faces", "", "train: an extraction folder the input pipeline reads "
                     "(default: --clip's every 4th frame, extracted at the load size).")
+flags.DEFINE_list("records", ["1000", "20000"], "memory: dataset sizes, in records.")
+flags.DEFINE_string("memory_config", "face2face_pix2pix", "memory: the experiment trained.")
+flags.DEFINE_list("memory_flags", ["--config.batch_size=4"], "memory: more flags of the run.")
 flags.DEFINE_integer("steps", 5, "Timed steps (train).",
                      lower_bound=1)
 flags.DEFINE_integer("warmup", 2, "train: untimed steps before the timed ones (after the first).",
@@ -161,6 +169,19 @@ def bench_extract():
             "pipeline_examples_per_s": round(pipe, 1)}
 
 
+def bench_memory():
+    from facejax.commands import benchmark_memory
+    try:
+        counts = [int(n) for n in FLAGS.records]
+        if min(counts) < 1:
+            raise ValueError
+    except ValueError:
+        raise UserError(f"--records={','.join(FLAGS.records)}: expected positive counts")
+    return benchmark_memory.bench_memory(face_folder(256), counts,
+                                         [f"--config={FLAGS.memory_config}",
+                                          *FLAGS.memory_flags], FLAGS.steps)
+
+
 def bench_convert():
     """frames/s converting a 480×480 clip with the 64 px autoencoder (random weights: speed does
     not depend on them), after compilation."""
@@ -193,12 +214,15 @@ def bench_convert():
 
 
 def face_folder(size: int) -> str:
-    """--faces, or --clip's every 4th frame extracted at `size` px into a temporary folder (kept
-    for the process), so the pipeline streams real faces as in training."""
+    """--faces, or --clip's every 4th frame extracted at `size` px into a temporary folder
+    (removed when the process ends), so the pipeline streams real faces as in training."""
     if FLAGS.faces:
         return FLAGS.faces
+    import atexit
+    import shutil
     from facejax.data import extract
     folder = tempfile.mkdtemp(prefix="facejax-bench-faces-")
+    atexit.register(shutil.rmtree, folder, True)
     extract.extract([FLAGS.clip], folder, extract.ExtractOptions(size=size, every_n=4),
                     verbose=False)
     return folder
@@ -436,7 +460,7 @@ def landmarks_table(result: dict) -> str:
 def main(argv):
     logging.set_verbosity(logging.WARNING)
     commands = {"extract": bench_extract, "train": bench_train, "convert": bench_convert,
-                "conv": bench_conv, "landmarks": bench_landmarks}
+                "conv": bench_conv, "landmarks": bench_landmarks, "memory": bench_memory}
     if len(argv) != 2 or argv[1] not in commands:
         raise UserError(f"usage: benchmark.py {'|'.join(commands)} [flags]")
     if argv[1] == "train" and FLAGS.config is None:

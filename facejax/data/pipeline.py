@@ -29,7 +29,8 @@ import numpy as np
 from facejax.data.source import FaceSource
 from facejax.errors import UserError
 
-__all__ = ["FaceSource", "EpochSampler", "YawSampler", "FaceBatches", "Loader", "to_global"]
+__all__ = ["FaceSource", "EpochSampler", "YawSampler", "WeightedSampler", "FaceBatches", "Loader",
+           "to_global"]
 
 
 class EpochSampler:
@@ -94,8 +95,33 @@ class YawSampler:
         return np.array([self.groups[g][rng.integers(len(self.groups[g]))] for g in groups])
 
 
+class WeightedSampler:
+    """Sample indices over a source's folders in given shares: each example draws a folder with
+    probability proportional to its weight, then one of its records uniformly, both as a pure
+    function of (seed, step). A small folder of rare poses or a pretraining set weighs what
+    the run says, not what its record count says."""
+
+    def __init__(self, sizes, weights, batch: int, seed):
+        self.starts = np.cumsum([0] + list(sizes))[:-1]
+        self.sizes = np.asarray(sizes)
+        self.p = np.asarray(weights, np.float64) / np.sum(weights)
+        self.batch = batch
+        self.seed = tuple(seed) if isinstance(seed, (tuple, list)) else (seed,)
+
+    def indices(self, step: int) -> np.ndarray:
+        rng = np.random.default_rng([*self.seed, step])
+        part = rng.choice(len(self.p), size=self.batch, p=self.p)
+        return self.starts[part] + rng.integers(self.sizes[part])
+
+
 def sampler(source: FaceSource, batch: int, seed, yaw_bins: int = 0):
-    """The index sampler of a source: epochs of permutations, or even over yaw (yaw_bins > 0)."""
+    """The index sampler of a source: epochs of permutations, in the folders' given shares
+    (`source.weights`), or even over yaw (yaw_bins > 0)."""
+    if yaw_bins and source.weights:
+        raise UserError("--config.data.yaw_bins: draws evenly over yaw, which folder weights "
+                        "(@WEIGHT) would override; use one of them")
+    if source.weights:
+        return WeightedSampler(source.part_sizes(), source.weights, batch, seed)
     if yaw_bins:
         from facejax.faces import landmarks  # dlib: not in the worker processes
         yaws = landmarks.head_yaw(source.landmarks, source.size)

@@ -28,24 +28,57 @@ IMAGE_FIELDS = ("image", "mask", "parts", "landmark_image")
 _TO_RGB = {3: cv2.COLOR_BGR2RGB, 4: cv2.COLOR_BGRA2RGBA}
 
 
-def folders(spec: str, flag: str) -> list[str]:
-    """The extraction folders a data setting names: comma-separated, each a folder or a glob
-    pattern (its matches in sorted order).
+def entries(spec: str, flag: str) -> list[tuple[str, float | None]]:
+    """(folder, weight) of each extraction folder a data setting names: comma-separated
+    items, each a folder or a glob pattern (its matches in sorted order), optionally followed
+    by @WEIGHT, which each folder it names gets (None where no weight is given).
 
     Raises:
-      UserError: none given, or a pattern that matches nothing; named by `flag`.
+      UserError: none given, a pattern that matches nothing, or a bad weight; named by `flag`.
     """
     out = []
     for item in (x.strip() for x in str(spec or "").split(",")):
         if not item:
             continue
-        matches = sorted(glob.glob(item)) if glob.has_magic(item) else [item]
+        path, weight = item, None
+        if "@" in item:
+            path, _, text = item.rpartition("@")
+            try:
+                weight = float(text)
+                if not weight > 0 or weight == float("inf"):
+                    raise ValueError
+            except ValueError:
+                raise UserError(f"{flag}: {item}: the weight after @ must be a positive number")
+        matches = sorted(glob.glob(path)) if glob.has_magic(path) else [path]
         if not matches:
-            raise UserError(f"{flag}: {item} matches no folder")
-        out += matches
+            raise UserError(f"{flag}: {path} matches no folder")
+        out += [(m, weight) for m in matches]
     if not out:
         raise UserError(f"{flag}: no extraction directory given")
     return out
+
+
+def setting(data, name: str) -> tuple[str, str]:
+    """(folders setting, its flag) that identity `name` reads from a config's data block: its
+    own (--config.data.NAME), or the pretraining set every identity reads when
+    --config.data.pretrain is given."""
+    if data.get("pretrain"):
+        return data.pretrain, "--config.data.pretrain"
+    return data.get(name), f"--config.data.{name}"
+
+
+def folders(spec: str, flag: str) -> list[str]:
+    """The extraction folders a data setting names (`entries` without the weights)."""
+    return [path for path, _ in entries(spec, flag)]
+
+
+def weights(spec: str, flag: str) -> list[float] | None:
+    """Per folder, the share of draws (`entries`' weights, 1 where none is given), or None
+    where the setting gives no weight: then every record is drawn equally often."""
+    given = [w for _, w in entries(spec, flag)]
+    if all(w is None for w in given):
+        return None
+    return [1.0 if w is None else w for w in given]
 
 
 def _unreadable(folder: str, prepared: str, e: Exception, path: str = "") -> UserError:
@@ -91,14 +124,19 @@ class FaceSource:
       process_index, process_count: with per_process, this process reads the
         `process_index`-th of `process_count` contiguous, disjoint slices of each folder's split.
       data_dir: TFDS data_dir for a single folder; None: inside each extraction folder.
+      weights: per folder, its share of the draws (see `weights`); None: every record alike.
 
     Raises:
       UserError: a folder not usable, too small, an empty split, or unreadable prepared files.
     """
 
     def __init__(self, folders, split: str, size: int, *, process_index: int = 0,
-                 process_count: int = 1, per_process: bool = True, data_dir: str | None = None):
-        self.size = size
+                 process_count: int = 1, per_process: bool = True, data_dir: str | None = None,
+                 weights=None):
+        if data_dir and len(folders) > 1:
+            raise UserError(f"--config.data.data_dir={data_dir}: holds the dataset of one "
+                            "extraction folder; leave it empty to train on several")
+        self.size, self.weights = size, None if weights is None else list(weights)
         self.parts: list[_Part] = []
         landmarks, frames, identities = [], [], []
         for folder in folders:
@@ -117,6 +155,10 @@ class FaceSource:
         if len(self) == 0:
             raise UserError(f"{','.join(folders)}: split '{split}' holds no faces for process "
                             f"{process_index}")
+        for part, w in zip(self.parts, self.weights or ()):
+            if not len(part.index):
+                raise UserError(f"{part.folder}@{w:g}: split '{split}' holds no faces for "
+                                f"process {process_index}")
 
     def __len__(self) -> int:
         return int(self._starts[-1])

@@ -7,8 +7,11 @@ def data(load_size: int, identities=("a", "b")) -> ml_collections.ConfigDict:
     """Extraction directories per identity (facejax extract) and how they are loaded."""
     return ml_collections.ConfigDict(dict(
         # Extraction folders (facejax extract): one, or several comma-separated (globs too),
-        # e.g. several clips of one person.
+        # e.g. several clips of one person; FOLDER@W draws that folder's faces in share W.
         **{name: f"runs/faces_{name}" for name in identities},
+        # Folders of many people's faces that every identity reads instead: a run that trains
+        # the shared parts on generic faces, to start the real runs from (--config.init_from).
+        pretrain="",
         load_size=load_size,       # crops are loaded at this side
         per_process=True,          # each process reads its own slice (see data/pipeline.py)
         data_dir="",               # TFDS data_dir; empty: inside each extraction directory

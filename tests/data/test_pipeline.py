@@ -1,6 +1,7 @@
 """TFDS builder and batches: splits, per-process slices, determinism in (seed, step)."""
 
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 from facejax import parallel
 from facejax.data import pipeline, tfds_faces
 from facejax.errors import UserError
+from facejax.faces import masks, video
 
 
 def test_builder_features_and_held_out_split(grid_faces):
@@ -20,6 +22,13 @@ def test_builder_features_and_held_out_split(grid_faces):
     assert ex["image"].shape == (64, 64, 3) and ex["mask"].shape == (64, 64, 1)
     assert ex["parts"].shape == (64, 64, 4) and ex["landmarks"].shape == (68, 2)
     assert ex["identity"] == b"a"
+    # The records hold the crops and masks as extracted, channels in RGB order.
+    key, frame = ex["record"].decode().split("/")
+    crop = video.read_image(os.path.join(grid_faces["a"], "inputs", key, "faces", f"{frame}.png"))
+    np.testing.assert_array_equal(ex["image"], crop)
+    np.testing.assert_array_equal(ex["mask"][..., 0], masks.face_hull(ex["landmarks"], (64, 64)))
+    np.testing.assert_array_equal(ex["landmark_image"],
+                                  masks.landmark_image(ex["landmarks"], 64))
     frames_val = [int(e["frame"]) for e in b.as_data_source("validation")]
     frames_train = [int(e["frame"]) for e in b.as_data_source("train")]
     assert min(frames_val) > max(frames_train)
@@ -135,3 +144,43 @@ def test_two_runs_preparing_one_dataset_wait_for_each_other(grid_faces, tmp_path
         f"preparing dataset for {grid_faces['a']}: 75 faces at 64 px (once; kept in {data_dir}"), said
     assert not [n for n in os.listdir(os.path.join(data_dir, "facejax_faces"))
                 if n.startswith("incomplete")]
+
+
+def test_source_decodes_the_records_on_demand(grid_faces):
+    """FaceSource's decoding equals TFDS's own, at the extracted size and resized."""
+    import cv2
+    records = tfds_faces.builder(grid_faces["a"]).as_data_source("train")
+    fields = ("image", "mask", "parts", "landmark_image", "landmarks", "frame")
+    idx = np.array([5, 0, 66, 5])
+    full = pipeline.FaceSource([grid_faces["a"]], "train", 64).take(idx, fields)
+    small = pipeline.FaceSource([grid_faces["a"]], "train", 40).take(idx, fields)
+    for row, i in enumerate(idx):
+        ex = records[int(i)]
+        for f in ("image", "parts", "landmark_image", "mask"):
+            want = ex[f][..., 0] if f == "mask" else ex[f]
+            np.testing.assert_array_equal(full[f][row], want, err_msg=f)
+            np.testing.assert_array_equal(
+                small[f][row], cv2.resize(want, (40, 40), interpolation=cv2.INTER_AREA))
+        np.testing.assert_allclose(small["landmarks"][row], ex["landmarks"] * 40 / 64, rtol=1e-6)
+        assert full["frame"][row] == ex["frame"]
+    assert set(full) == set(fields) and full["image"].dtype == np.uint8
+
+
+def test_a_tfrecord_dataset_is_rebuilt_as_array_record(grid_faces, tmp_path, capsys):
+    import tensorflow_datasets as tfds
+    d = str(tmp_path / "faces")
+    shutil.copytree(grid_faces["a"], d, ignore=shutil.ignore_patterns("tfds"))
+    old = os.path.join(d, "tfds", tfds_faces.fingerprint(d))
+    tfds_faces.FacejaxFaces(extraction_dir=d, data_dir=old, file_format="tfrecord") \
+        .download_and_prepare(download_config=tfds.download.DownloadConfig(
+            try_download_gcs=False))
+    capsys.readouterr()
+    b = tfds_faces.builder(d)
+    said = capsys.readouterr().out.splitlines()
+    assert said[0] == (f"{d}: rebuilding the prepared dataset at {b.data_dir} as ArrayRecord, "
+                       "which training streams from (it was TFRecord)")
+    assert b.info.file_format.value == "array_record"
+    assert not [f for f in os.listdir(b.data_dir) if "tfrecord" in f]
+    assert len(pipeline.FaceSource([d], "train", 64)) == 67
+    tfds_faces.builder(d)  # once: the next run reads it as it is
+    assert "rebuilding" not in capsys.readouterr().out
