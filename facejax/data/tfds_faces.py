@@ -117,8 +117,9 @@ def fingerprint(extraction_dir: str) -> str:
 
 
 def _png(rgb: np.ndarray) -> bytes:
-    """An RGB(A) or gray uint8 image as PNG bytes. TFDS takes encoded images as they are; its
-    own encoder (TensorFlow, one image per call) takes 25 times as long as OpenCV's."""
+    """An RGB(A) or gray uint8 image as PNG bytes. TFDS stores encoded images as they are; its
+    own encoder (a TensorFlow call per image) made preparing a dataset many times slower
+    (docs/benchmarks.md)."""
     import cv2
     if rgb.ndim == 3:
         rgb = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR if rgb.shape[2] == 3 else cv2.COLOR_RGBA2BGRA)
