@@ -88,9 +88,9 @@ def _env(devices=1):
     return dict(os.environ, JAX_NUM_CPU_DEVICES=str(devices), JAX_PLATFORMS="cpu")
 
 
-def _start(cmd, env):
+def _start(cmd, env, **kwargs):
     return subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+                            stderr=subprocess.STDOUT, text=True, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -106,10 +106,13 @@ def uninterrupted(grid_faces, tmp_path_factory):
 
 def test_resume_after_sigterm_is_exact(grid_faces, uninterrupted, tmp_path):
     wd = str(tmp_path)
-    proc = _start(_train_cmd(grid_faces, wd), _env())
+    # As a cluster stops a job: SIGTERM to every process, the input workers too, which leave
+    # it to the training process to stop at a step and save.
+    proc = _start(_train_cmd(grid_faces, wd, "--config.data.workers=2"), _env(),
+                  start_new_session=True)
     for line in proc.stdout:
         if line.startswith("step 3/"):
-            proc.send_signal(signal.SIGTERM)
+            os.killpg(proc.pid, signal.SIGTERM)
             t0 = time.monotonic()
             break
     out = proc.communicate(timeout=120)[0]

@@ -15,8 +15,8 @@ Two modes for several processes:
 - full (`per_process=False`): every process reads the whole split and takes its part of one
   global batch, so results are the same for any process count.
 
-JAX is imported only where arrays go to devices: worker processes unpickle the batch function
-and need none of it.
+JAX is imported only where arrays go to devices: the worker processes that unpickle the batch
+function load it only when the task's host augmentation they run does.
 """
 
 from __future__ import annotations
@@ -206,12 +206,16 @@ class _Numbered:
         return int(step), self.batches(int(step))
 
 
-def _exit_with_parent(worker_index: int, worker_count: int) -> None:
-    """Runs in each worker: ends it when the training process is gone. Grain stops its workers
-    when the loader closes, but a killed (SIGKILL) training process closes nothing, and its
-    workers would live on."""
+def _worker_setup(worker_index: int, worker_count: int) -> None:
+    """Runs in each worker process. Interrupts (Ctrl-C reaches the whole process group; a
+    cluster's SIGTERM, every process of the job) are the training process's to handle: it
+    stops at a step, saves, and closes the loader, which stops the workers. A killed (SIGKILL)
+    training process closes nothing, so each worker also ends when its parent is gone."""
+    import signal
     import threading
     import time
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.SIG_IGN)
     parent = os.getppid()
 
     def watch():
@@ -237,6 +241,11 @@ class Loader:
         # Two threads per process: decoding and resizing in OpenCV release the GIL.
         it = ds.to_iter_dataset(grain.ReadOptions(num_threads=2, prefetch_buffer_size=depth))
         if workers > 0:
+            # Batches come back pickled through a pipe rather than in shared memory: no
+            # segments left for the resource tracker to reclaim (and warn of) when a run ends,
+            # and no limit from a container's small /dev/shm.
+            it = grain.experimental.WithOptionsIterDataset(
+                it, grain.experimental.DatasetOptions(min_shm_size=2**62))
             from absl import flags
             if not flags.FLAGS.is_parsed():
                 # Grain reads its absl flags when it starts workers; a program that is not an
@@ -244,7 +253,7 @@ class Loader:
                 flags.FLAGS.mark_as_parsed()
             it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=workers,
                                                              per_worker_buffer_size=depth),
-                                worker_init_fn=_exit_with_parent)
+                                worker_init_fn=_worker_setup)
         self._it = iter(it)
 
     def next(self):

@@ -40,6 +40,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     elif variant == "tiny":
         c.model.update(size=32, g_base=8, d_base=8, max_width=32, n_blocks=2)
         c.data.load_size = 32
+        c.data.workers = 0  # batches of a few tiny faces: threads, no worker processes
         c.pool_size = 8
         c.batch_size = 4
         c.num_steps = 20

@@ -49,6 +49,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         c.model.update(size=32, encoder_widths=(16, 32, 64, 128), latent=64, code_channels=64,
                        decoder_widths=(32, 16, 8))
         c.data.load_size = 40
+        c.data.workers = 0  # batches of a few tiny faces: threads, no worker processes
         c.optim.learning_rate = 5e-4
         c.batch_size = 8
         c.num_steps = 20

@@ -64,6 +64,7 @@ def get_config(variant: str = "df128") -> ml_collections.ConfigDict:
         c.model.update(size=32, ae_dims=32, e_dims=8, d_dims=8, d_mask_dims=4, gan_dims=4,
                        code_d_dims=8)
         c.data.load_size = 40
+        c.data.workers = 0  # batches of a few tiny faces: threads, no worker processes
         c.optim.learning_rate = 5e-4
         c.num_steps = 20
         c.log_every, c.eval_every, c.preview_every, c.checkpoint_every = 5, 10, 10, 5
