@@ -41,23 +41,24 @@ def describe(spec: str, flag: str = "--config.data") -> dict:
       UserError: a folder unusable, or folders cropped with different coverages (one model
         cannot learn both framings).
     """
-    points, sizes, coverages, faces = [], [], [], 0
+    total, sizes, coverages, faces = np.zeros((68, 2)), [], [], 0
     for folder in source.folders(spec, flag):
-        size, records = tfds_faces.read_records(folder)
+        size = tfds_faces.crop_size(folder)
         extraction = files.read_json(os.path.join(folder, extract_lib.CONFIG_FILE),
                                      "extraction settings")
-        points += [align.transform_points(np.asarray(r["affine"]), np.asarray(r["landmarks"]))
-                   / size for r in records]
+        for r in tfds_faces.iter_records(folder):
+            total += align.transform_points(np.asarray(r["affine"]),
+                                            np.asarray(r["landmarks"])) / size
+            faces += 1
         sizes.append(int(extraction["size"]))
         coverages.append(float(extraction["coverage"]))
-        faces += len(records)
     if len(set(coverages)) > 1:
         raise UserError(f"{flag}={spec}: its folders were extracted with different "
                         f"--coverage ({', '.join(f'{c:g}' for c in coverages)}); extract them "
                         "alike")
     return {"folder": ",".join(_absolute(f) for f in source.folders(spec, flag)),
             "extraction": {"size": min(sizes), "coverage": coverages[0]},
-            "faces": faces, "mean_landmarks": np.mean(points, axis=0).tolist()}
+            "faces": faces, "mean_landmarks": (total / faces).tolist()}
 
 
 def from_data(config, identities) -> dict:

@@ -18,11 +18,12 @@ def _bench(*args):
 
 def test_train_and_conv_report_their_figures():
     r = _bench("train", "--config=experiments/deepfakes_original.py:tiny", "--steps=2",
-               "--warmup=0")
+               "--warmup=0", f"--clip={CLIP}")
     assert r["task"] == "autoencoder" and len(r["times_ms"]) == 2
     assert r["step_ms"] > 0 and 0 < r["fraction_of_peak"] < 5
     assert r["executed_gflop_per_step"] > 0 and r["gflop_per_step"] > 0
     assert r["pipeline_over_step"] > 0 and r["peak_rss_mb"] > 100
+    assert r["pipeline_workers"] == 0  # as the tiny variant sets it
     r = _bench("conv", "--layer=stride1:2x8x8x64:3:64", "--rounds=1", "--steps=1")
     assert set(r["ms"]) == {"xla", "im2col", "thin", "winograd2", "winograd3", "winograd4"}
     from facejax.ops.conv import rules
@@ -47,3 +48,31 @@ def test_bad_commands_are_one_line():
                           (["conv", "--layer=stride2:1x8x8x4:3:4"], "--layer=stride2:1x8x8x4:3:4")):
         proc = run_tool("tools/benchmark.py", *args)
         assert proc.returncode == 2 and message in proc.stderr.strip().splitlines()[-1], args
+
+
+def test_memory_datasets_repeat_the_faces_under_new_numbers(grid_faces, tmp_path):
+    import os
+    from facejax.commands import benchmark_memory
+    from facejax.data import pipeline, tfds_faces
+    out = str(tmp_path / "big")
+    benchmark_memory.repeated_faces(grid_faces["a"], 160, out)
+    size, records = tfds_faces.read_records(out)
+    assert size == 64 and len(records) == 160
+    assert sorted(r["frame"] for r in records) == list(range(160))
+    _, originals = tfds_faces.read_records(grid_faces["a"])
+    faces = pipeline.FaceSource([out], "train", 64)
+    assert len(faces) == 144  # 160 records, the last 10% held out
+    first = records[0]
+    assert os.path.realpath(os.path.join(out, "inputs", first["key"], "faces", "000000.png")) \
+        == os.path.join(grid_faces["a"], "inputs", originals[0]["key"], "faces",
+                        f"{originals[0]['frame']:06d}.png")
+
+
+@pytest.mark.slow  # two short training runs
+def test_memory_reports_its_figures(grid_faces):
+    r = _bench("memory", f"--faces={grid_faces['a']}", "--records=30,90", "--steps=2",
+               "--memory_config=experiments/deepfakes_original.py:tiny",
+               "--memory_flags=--config.batch_size=4")
+    assert [run["records"] for run in r["runs"]] == [30, 90]
+    assert all(run["peak_rss_mb"] > 100 and run["peak_tree_rss_mb"] >= run["peak_rss_mb"]
+               for run in r["runs"])

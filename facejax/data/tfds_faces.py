@@ -15,6 +15,7 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Iterator
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -42,19 +43,31 @@ def _checked_record(line: str, where: str) -> dict:
     return rec
 
 
-def read_records(extraction_dir: str) -> tuple[int, list[dict]]:
-    """Returns (crop size, records of every finished input), checking the directory.
+def crop_size(extraction_dir: str) -> int:
+    """The crop size an extraction directory was made at, checking it is one.
 
     Raises:
-      UserError: not an extraction directory, or no finished input with faces.
+      UserError: not an extraction directory.
     """
     config_path = os.path.join(extraction_dir, extract_lib.CONFIG_FILE)
     inputs_dir = os.path.join(extraction_dir, extract_lib.INPUTS)
     if not os.path.isfile(config_path) or not os.path.isdir(inputs_dir):
         raise UserError(f"{extraction_dir}: not an extraction directory (run facejax extract)")
     with open(config_path) as f:
-        size = int(json.load(f)["size"])
-    records = []
+        return int(json.load(f)["size"])
+
+
+def iter_records(extraction_dir: str) -> Iterator[dict]:
+    """The checked records of every finished input, one at a time (a large folder's records
+    are never all in memory at once, as parsed JSON they take kilobytes each).
+
+    Raises:
+      UserError: not an extraction directory, an incomplete input, a bad record, or no
+        finished input with faces.
+    """
+    crop_size(extraction_dir)
+    inputs_dir = os.path.join(extraction_dir, extract_lib.INPUTS)
+    count = 0
     for key in sorted(os.listdir(inputs_dir)):
         path = os.path.join(inputs_dir, key, "alignments.jsonl")
         if not os.path.isfile(path):
@@ -63,10 +76,16 @@ def read_records(extraction_dir: str) -> tuple[int, list[dict]]:
             for n, line in enumerate(f, 1):
                 rec = _checked_record(line, f"{path}:{n}")
                 rec["key"] = key
-                records.append(rec)
-    if not records:
+                count += 1
+                yield rec
+    if not count:
         raise UserError(f"{extraction_dir}: holds no face records")
-    return size, records
+
+
+def read_records(extraction_dir: str) -> tuple[int, list[dict]]:
+    """Returns (crop size, records of every finished input), checking the directory
+    (`iter_records`)."""
+    return crop_size(extraction_dir), list(iter_records(extraction_dir))
 
 
 def assign_splits(records: list[dict], val_fraction: float = VAL_FRACTION) -> None:
@@ -104,9 +123,8 @@ def external_parts(extraction_dir: str, rec: dict, size: int) -> np.ndarray | No
 
 def fingerprint(extraction_dir: str) -> str:
     """Changes whenever the set of finished inputs or their record counts change."""
-    size, records = read_records(extraction_dir)
-    counts = {}
-    for rec in records:
+    size, counts = crop_size(extraction_dir), {}
+    for rec in iter_records(extraction_dir):
         counts[rec["key"]] = counts.get(rec["key"], 0) + 1
     for key in list(counts):
         parts = os.path.join(extraction_dir, extract_lib.INPUTS, key, "parts")
@@ -137,8 +155,16 @@ class FacejaxFaces(tfds.core.GeneratorBasedBuilder):
 
     def __init__(self, *, extraction_dir: str, **kwargs):
         self.extraction_dir = extraction_dir
-        self.size, self._records = read_records(extraction_dir)
+        self.size = crop_size(extraction_dir)
+        self._read: list[dict] | None = None
         super().__init__(**kwargs)
+
+    @property
+    def _records(self) -> list[dict]:
+        """Every record, read when the dataset is prepared (not by a run that only reads it)."""
+        if self._read is None:
+            self._read = read_records(self.extraction_dir)[1]
+        return self._read
 
     # TFDS's own lines ("Downloading and preparing dataset Unknown size (download: Unknown
     # size, ...)", then "Dataset ... downloaded and prepared") describe downloads there are none
@@ -212,7 +238,7 @@ def builder(extraction_dir: str, data_dir: str | None = None) -> FacejaxFaces:
     if data_dir is None:
         data_dir = os.path.join(extraction_dir, "tfds", fingerprint(extraction_dir))
     else:
-        read_records(extraction_dir)  # a bad folder fails before anything is written
+        crop_size(extraction_dir)  # a bad folder fails before anything is written
     tfds.disable_progress_bar()
     prepared = os.path.join(data_dir, FacejaxFaces.name, str(FacejaxFaces.VERSION))
     try:
