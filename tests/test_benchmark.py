@@ -52,7 +52,7 @@ def test_bad_commands_are_one_line():
 
 def test_memory_datasets_repeat_the_faces_under_new_numbers(grid_faces, tmp_path):
     import os
-    from facejax.commands import benchmark_memory
+    from facejax.commands import _benchmark_memory as benchmark_memory
     from facejax.data import pipeline, tfds_faces
     out = str(tmp_path / "big")
     benchmark_memory.repeated_faces(grid_faces["a"], 160, out)

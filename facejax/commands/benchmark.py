@@ -37,7 +37,7 @@ jitter (second difference per eye distance) and frames/s on --landmark_videos. P
 line, then the benchmark record's table.
 memory: peak RSS of --steps training steps (`facejax train --config=--memory_config` with
 --memory_flags) on datasets of each --records count, made by repeating the faces of --faces
-(default: --clip extracted at 256 px); see facejax/commands/benchmark_memory.py.
+(default: --clip extracted at 256 px); see facejax/commands/_benchmark_memory.py.
 conv: one convolution layer (KIND:BxHxWxC:K:O[:PADDING], KIND strided, transposed or stride1)
 in every registered form (facejax/ops/conv/registry.py) that computes its kernel: the median
 ms of its value and both gradients, the forms alternated in --rounds rounds of --steps calls,
@@ -170,7 +170,7 @@ def bench_extract():
 
 
 def bench_memory():
-    from facejax.commands import benchmark_memory
+    from facejax.commands import _benchmark_memory as benchmark_memory
     try:
         counts = [int(n) for n in FLAGS.records]
         if min(counts) < 1:
