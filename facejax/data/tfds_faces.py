@@ -2,7 +2,8 @@
 
 The prepared dataset lives under `<extraction dir>/tfds/<fingerprint>/` unless `data_dir` is
 given; the fingerprint covers the finished inputs and the crop size, so extracting more inputs
-makes a fresh dataset instead of silently reusing a stale one.
+makes a fresh dataset instead of silently reusing a stale one. It is written as ArrayRecord,
+which `data/source.py` reads at random; images are stored as PNG.
 
 Split: per input, the last `val_fraction` of its records by frame index go to "validation", the
 rest to "train" (inputs of one record, e.g. a still image, go to "train"). Deterministic.
