@@ -184,3 +184,48 @@ def test_a_tfrecord_dataset_is_rebuilt_as_array_record(grid_faces, tmp_path, cap
     assert len(pipeline.FaceSource([d], "train", 64)) == 67
     tfds_faces.builder(d)  # once: the next run reads it as it is
     assert "rebuilding" not in capsys.readouterr().out
+
+
+class _FailsAt:
+    """A batch function that raises a UserError at one step (pickled to the workers)."""
+
+    def __init__(self, step):
+        self.step = step
+
+    def __call__(self, step):
+        if step == self.step:
+            raise UserError(f"{self.step}: cannot read this step's faces")
+        return {"a": {"step": np.full((2,), step)}}
+
+
+def test_loader_workers_prepare_the_steps_batches_in_order(grid_faces):
+    """Worker processes give exactly the in-process batches, host augmentation included, in
+    step order from any start; an error in a worker reaches the training process."""
+    from facejax import tasks, train
+    from facejax.experiments import deepfakes_original
+    c = deepfakes_original.get_config("tiny")
+    c.augment.placement = "host"
+    task = tasks.get(c.task)
+    sources = {n: pipeline.FaceSource([grid_faces[n]], "train", c.data.load_size)
+               for n in task.identities}
+    batches = pipeline.FaceBatches(sources, 4, 0, task.fields,
+                                   augment=train.host_augment(c, task))
+    loader = pipeline.Loader(batches, 5, 9, workers=2)
+    try:
+        for want_step in range(5, 9):
+            step, got = loader.next()
+            assert step == want_step
+            want = batches(step)
+            for n in want:
+                assert set(got[n]) == {"warped", "target"}
+                for k in want[n]:
+                    np.testing.assert_array_equal(got[n][k], want[n][k])
+    finally:
+        loader.close()
+    loader = pipeline.Loader(_FailsAt(2), 0, 4, workers=1)
+    try:
+        assert loader.next()[0] == 0 and loader.next()[0] == 1
+        with pytest.raises(UserError, match="^2: cannot read this step's faces$"):  # one line
+            loader.next()
+    finally:
+        loader.close()
