@@ -140,7 +140,7 @@ class Evaluator:
             rec = np.clip(np.asarray(self.rec[identity](crops), np.float32), 0, 1)
             for (i, frame, face, m, crop), sw, r in zip(pending, swapped, rec):
                 pts = align.transform_points(m, face.landmarks)
-                own = face.landmarks if face.raw is None else face.raw
+                own = face.predicted
                 pasted, _ = compose.paste(frame, sw, m, pts, self.paste_opts)
                 swap_lm = self.predictor(pasted, face.box)
                 ref = crop.astype(np.float32) / np.float32(255.0)  # as the model sees it
@@ -177,8 +177,7 @@ class Evaluator:
     def reference_set(self, path: str) -> np.ndarray:
         """Embeddings of the faces in a video, image or folder (a distractor identity)."""
         items, _ = self.faces(path)
-        emb = [self.embedder.from_landmarks(frame, face.landmarks if face.raw is None else face.raw)
-               for _, frame, face in items]
+        emb = [self.embedder.from_landmarks(frame, face.predicted) for _, frame, face in items]
         return np.array(emb, np.float32).reshape(-1, 128)
 
 

@@ -41,8 +41,9 @@ def describe(spec: str, flag: str = "--config.data") -> dict:
       UserError: a folder unusable, or folders cropped with different coverages (one model
         cannot learn both framings).
     """
+    folders = source.folders(spec, flag)
     total, sizes, coverages, faces = np.zeros((68, 2)), [], [], 0
-    for folder in source.folders(spec, flag):
+    for folder in folders:
         size = tfds_faces.crop_size(folder)
         extraction = files.read_json(os.path.join(folder, extract_lib.CONFIG_FILE),
                                      "extraction settings")
@@ -56,7 +57,7 @@ def describe(spec: str, flag: str = "--config.data") -> dict:
         raise UserError(f"{flag}={spec}: its folders were extracted with different "
                         f"--coverage ({', '.join(f'{c:g}' for c in coverages)}); extract them "
                         "alike")
-    return {"folder": ",".join(_absolute(f) for f in source.folders(spec, flag)),
+    return {"folder": ",".join(_absolute(f) for f in folders),
             "extraction": {"size": min(sizes), "coverage": coverages[0]},
             "faces": faces, "mean_landmarks": (total / faces).tolist()}
 

@@ -166,7 +166,7 @@ def _check_distinct(config, sources) -> None:
     """Refuses one person's data given for two identities (a shared folder, the same extracted
     inputs, or the same non-empty identity label)."""
     names = list(sources)
-    folders = {n: source.folders(config.data[n], f"--config.data.{n}") for n in names}
+    folders = {n: [part.folder for part in sources[n].parts] for n in names}
     prints = {n: {tfds_faces.fingerprint(d) for d in folders[n]} for n in names}
     real = {n: {os.path.realpath(d) for d in folders[n]} for n in names}
     for i, p in enumerate(names):

@@ -49,8 +49,8 @@ def main(argv):
     opts = convert.ConvertOptions(
         direction=FLAGS.direction, mask=FLAGS.mask, erode=FLAGS.erode, blur=FLAGS.blur,
         color=FLAGS.color, blend=FLAGS.blend, smooth=FLAGS.smooth, select=FLAGS.select,
-        batch=FLAGS.batch,
-        preview=FLAGS.preview, detector=FLAGS.detector, confirm_every=FLAGS.confirm_every)
+        batch=FLAGS.batch, preview=FLAGS.preview, detector=FLAGS.detector,
+        confirm_every=FLAGS.confirm_every)
     opts.check()
     from facejax.faces import compose, video
     video.FrameSource(FLAGS.input)  # bad input fails before the model loads

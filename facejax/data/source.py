@@ -3,7 +3,8 @@
 A `FaceSource` is what the input pipeline draws batches from. It opens the ArrayRecord files of
 the TFDS dataset (`tfds_faces.builder`) for random access and decodes only the records and
 fields a batch asks for, resized to the load size. What stays in memory is small per record:
-the landmarks (for yaw sampling), frame number and identity, read once when the source opens.
+each record's landmarks (for yaw sampling) and frame number, and the identity labels, read once
+when the source opens.
 That read touches every record, so a truncated or corrupted file is found before training
 starts, named, with the folder to delete.
 
@@ -149,8 +150,7 @@ class FaceSource:
             self.parts.append(part)
         self.landmarks = np.concatenate(landmarks).astype(np.float32)  # [N, 68, 2] at `size`
         self.frame = np.concatenate(frames)                              # [N] int64
-        self.record_identity = np.concatenate(identities)               # [N] str
-        self.identity = ",".join(sorted({str(x) for x in self.record_identity}))
+        self.identity = ",".join(sorted(set().union(*identities)))  # the records' labels
         self._starts = np.cumsum([0] + [len(p.index) for p in self.parts])
         if len(self) == 0:
             raise UserError(f"{','.join(folders)}: split '{split}' holds no faces for process "
@@ -235,15 +235,16 @@ def _open(folder: str, split: str, size: int, data_dir, slice_of) -> _Part:
 
 
 def _metadata(part: _Part):
-    """Landmarks, frame and identity of every record of the part, reading each record once."""
+    """Landmarks and frame of every record of the part, and the set of their identity labels,
+    reading each record once."""
     marks = np.zeros((len(part.index), 68, 2), np.float32)
     frames = np.zeros(len(part.index), np.int64)
-    identity = np.empty(len(part.index), object)
+    identity = set()
     for row, record in enumerate(part.index):
         try:
             ex = part.records[int(record)]
         except Exception as e:  # ArrayRecord's I/O and checksum errors
             raise _unreadable(part.folder, part.prepared, e, _bad_file(part.split, int(record)))
         marks[row], frames[row] = ex["landmarks"], ex["frame"]
-        identity[row] = ex["identity"].decode()
-    return marks, frames, identity.astype(str)
+        identity.add(ex["identity"].decode())
+    return marks, frames, identity

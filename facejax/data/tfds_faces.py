@@ -58,6 +58,21 @@ def crop_size(extraction_dir: str) -> int:
         return int(json.load(f)["size"])
 
 
+def _alignment_files(extraction_dir: str) -> Iterator[tuple[str, str]]:
+    """(input key, its alignments.jsonl) of every finished input, checking the directory.
+
+    Raises:
+      UserError: not an extraction directory, or an incomplete input.
+    """
+    crop_size(extraction_dir)
+    inputs_dir = os.path.join(extraction_dir, extract_lib.INPUTS)
+    for key in sorted(os.listdir(inputs_dir)):
+        path = os.path.join(inputs_dir, key, "alignments.jsonl")
+        if not os.path.isfile(path):
+            raise UserError(f"{path}: missing; the extraction of {key} is incomplete")
+        yield key, path
+
+
 def iter_records(extraction_dir: str) -> Iterator[dict]:
     """The checked records of every finished input, one at a time (a large folder's records
     are never all in memory at once, as parsed JSON they take kilobytes each).
@@ -66,13 +81,8 @@ def iter_records(extraction_dir: str) -> Iterator[dict]:
       UserError: not an extraction directory, an incomplete input, a bad record, or no
         finished input with faces.
     """
-    crop_size(extraction_dir)
-    inputs_dir = os.path.join(extraction_dir, extract_lib.INPUTS)
     count = 0
-    for key in sorted(os.listdir(inputs_dir)):
-        path = os.path.join(inputs_dir, key, "alignments.jsonl")
-        if not os.path.isfile(path):
-            raise UserError(f"{path}: missing; the extraction of {key} is incomplete")
+    for key, path in _alignment_files(extraction_dir):
         with open(path) as f:
             for n, line in enumerate(f, 1):
                 rec = _checked_record(line, f"{path}:{n}")
@@ -123,14 +133,24 @@ def external_parts(extraction_dir: str, rec: dict, size: int) -> np.ndarray | No
 
 
 def fingerprint(extraction_dir: str) -> str:
-    """Changes whenever the set of finished inputs or their record counts change."""
+    """Changes whenever the set of finished inputs or their record counts change. Counts lines
+    without parsing them: every run start asks for it, and the records are checked where they
+    are read (preparing the dataset, the run record).
+
+    Raises:
+      UserError: not an extraction directory, an incomplete input, or no face records.
+    """
     size, counts = crop_size(extraction_dir), {}
-    for rec in iter_records(extraction_dir):
-        counts[rec["key"]] = counts.get(rec["key"], 0) + 1
-    for key in list(counts):
+    for key, path in _alignment_files(extraction_dir):
+        with open(path, "rb") as f:
+            n = sum(1 for _ in f)
+        if n:
+            counts[key] = n
         parts = os.path.join(extraction_dir, extract_lib.INPUTS, key, "parts")
-        if os.path.isdir(parts):  # externally supplied part masks change the dataset too
+        if n and os.path.isdir(parts):  # externally supplied part masks change the dataset too
             counts[key + "/parts"] = len(os.listdir(parts))
+    if not counts:
+        raise UserError(f"{extraction_dir}: holds no face records")
     blob = json.dumps({"size": size, "counts": counts, "val": VAL_FRACTION}, sort_keys=True)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 

@@ -23,6 +23,11 @@ class Face:
     distance: float | None = None  # to the target's references, when given
     raw: np.ndarray | None = None  # the predictor's own landmarks, where `landmarks` are smoothed
 
+    @property
+    def predicted(self) -> np.ndarray:
+        """The predictor's own landmarks of this frame, before any smoothing."""
+        return self.landmarks if self.raw is None else self.raw
+
 
 # How a face is chosen among several when no reference identity is given.
 SELECT = ("largest", "central")
