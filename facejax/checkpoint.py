@@ -8,7 +8,6 @@ installed.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
@@ -49,7 +48,11 @@ class Checkpointer:
             enable_async_checkpointing=False)
         try:
             with _ReadOnlyNoteDropped():
-                self._manager = ocp.CheckpointManager(self.directory, options=options)
+                # The handler named, so that orbax can read a checkpoint's layout
+                # (item_metadata) before anything is restored from it.
+                self._manager = ocp.CheckpointManager(
+                    self.directory, options=options,
+                    item_handlers=ocp.StandardCheckpointHandler())
         except (OSError, ValueError) as e:
             raise UserError(f"{self.directory}: cannot use as a checkpoint folder ({e})")
 
@@ -59,21 +62,12 @@ class Checkpointer:
     def all_steps(self) -> list[int]:
         return list(self._manager.all_steps())
 
-    def _shapes_file(self):
-        return self.directory / "shapes.json"
-
     def save(self, step: int, state) -> None:
         """Saves `state` at `step`. Raises NonFiniteState rather than write NaN/Inf."""
         if not bool(all_finite(state)):
             raise NonFiniteState(f"state at step {step} is not finite; not saved")
         quiet = _QuietOrbaxErrors()
         try:
-            if jax.process_index() == 0 and not self._shapes_file().exists():
-                # Shapes of every leaf, so a restore into another model fails with a clear
-                # message before orbax reads anything.
-                tmp = self.directory / f".shapes.json.tmp-{os.getpid()}"
-                tmp.write_text(json.dumps(shapes_of(state), indent=0))
-                tmp.rename(self._shapes_file())
             self._manager.save(step, args=ocp.args.StandardSave(state), force=True)
             self._manager.wait_until_finished()
         except Exception as e:  # orbax and the filesystem raise many kinds
@@ -86,8 +80,26 @@ class Checkpointer:
             if quiet is not None:
                 quiet.close()
 
-    def restore(self, abstract_state, step: int | None = None):
-        """Restores into the structure, dtypes and shardings of `abstract_state`.
+    def _layout(self, step: int) -> dict:
+        """{state part: tree of orbax's array metadata} of the checkpoint at `step` (no array
+        is read)."""
+        try:
+            return dict(self._manager.item_metadata(step).tree)
+        except (OSError, ValueError, KeyError, AttributeError) as e:
+            raise UserError(f"{self.directory}/{step}: cannot read the checkpoint's layout "
+                            f"({one_line(e)[:200]})")
+
+    def saved_parts(self, step: int | None = None) -> list[str]:
+        """The top-level state parts the checkpoint at `step` (default: the latest) holds."""
+        return sorted(self._layout(self.latest_step() if step is None else step))
+
+    def restore(self, abstract_state, step: int | None = None, partial: bool = False):
+        """Restores into the structure, dtypes and shardings of `abstract_state` (a dict of
+        state parts).
+
+        With `partial`, the checkpoint may hold other top-level parts than `abstract_state`
+        (an option that adds one, such as a discriminator, switched on or off since it was
+        saved): the parts both hold are restored and returned, the others left out.
 
         Raises:
           UserError: no checkpoint, or one whose structure or shapes differ (another model).
@@ -95,20 +107,27 @@ class Checkpointer:
         step = self.latest_step() if step is None else step
         if step is None:
             raise UserError(f"{self.directory}: no checkpoint to restore")
-        if self._shapes_file().exists():
-            saved = json.loads(self._shapes_file().read_text())
-            wanted = shapes_of(abstract_state)
-            for key in sorted(set(saved) | set(wanted)):
-                if saved.get(key) != wanted.get(key):
-                    raise UserError(
-                        f"{self.directory}/{step}: does not fit this model: {key} is "
-                        f"{saved.get(key, 'absent')} in the checkpoint, "
-                        f"{wanted.get(key, 'absent')} in the config")
+        saved = self._layout(step)
+        target = dict(abstract_state)
+        if partial:
+            sharding = jax.tree.leaves(abstract_state)[0].sharding
+            target = {part: target[part] if part in target else jax.tree.map(
+                          lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype, sharding=sharding),
+                          sub)  # read, then left out: orbax restores whole trees
+                      for part, sub in saved.items()}
+        theirs, mine = shapes_of(saved), shapes_of(target)
+        for key in sorted(set(theirs) | set(mine)):
+            if theirs.get(key) != mine.get(key):
+                raise UserError(
+                    f"{self.directory}/{step}: does not fit this model: {key} is "
+                    f"{theirs.get(key, 'absent')} in the checkpoint, "
+                    f"{mine.get(key, 'absent')} in the config")
         try:
-            return self._manager.restore(step, args=ocp.args.StandardRestore(abstract_state))
+            state = self._manager.restore(step, args=ocp.args.StandardRestore(target))
         except (ValueError, KeyError, TypeError) as e:
             msg = " ".join(str(e).split())[:300]
             raise UserError(f"{self.directory}/{step}: does not fit this model ({msg})")
+        return {part: v for part, v in state.items() if part in abstract_state}
 
     def restore_local(self, shapes, step: int | None = None):
         """Restores into `shapes` (a tree of shapes/dtypes) on this process's first device.

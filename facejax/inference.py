@@ -47,7 +47,9 @@ def configure_xla(workdir: str) -> None:
 def restore_state(workdir: str, config, task, sharding=None, step: int | None = None,
                   flag: str = "--model"):
     """The state of a run's latest (or given) checkpoint, on `sharding` (default: this
-    process's first device, whatever layout saved it)."""
+    process's first device, whatever layout saved it): the parts of it that the run's config
+    has (an option switched on or off between a run's sessions adds or removes a part, such as
+    a discriminator; the weights are in every checkpoint)."""
     shapes = jax.eval_shape(functools.partial(task.init, config=config), jax.random.key(0))
     if sharding is None:
         sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
@@ -55,7 +57,7 @@ def restore_state(workdir: str, config, task, sharding=None, step: int | None = 
     try:
         if ck.latest_step() is None and step is None:
             raise UserError(f"{flag} {workdir}: holds no checkpoint yet")
-        return ck.restore(trees.abstract_of(shapes, sharding), step)
+        return ck.restore(trees.abstract_of(shapes, sharding), step, partial=True)
     finally:
         ck.close()
 

@@ -125,6 +125,28 @@ def weights_from(source: str, source_config, task, state, sharding):
     return task.with_params(state, weights)
 
 
+def restore_run(ckpt, abstract: dict, task, fresh) -> dict:
+    """The latest checkpoint's state, for this run's config. Options that add a part to the
+    state (SAEHD's discriminators, its weight average) may be switched on or off between
+    runs, as DeepFaceLab's users do late in training: a part the checkpoint lacks starts from
+    `fresh()` (this config's initial state), or as the task's `resumed` says; a part this
+    config has no use for is left out. Either is said on one line."""
+    state = ckpt.restore(abstract, partial=True)
+    added = sorted(set(abstract) - set(state))
+    dropped = sorted(set(ckpt.saved_parts()) - set(abstract))
+    if added:
+        new = fresh()
+        state = dict(state, **{part: new[part] for part in added})
+        if task.resumed is not None:
+            state = task.resumed(state, added)
+        _say(f"state part(s) {', '.join(added)} not in the checkpoint (an option switched on "
+             "since): started fresh")
+    if dropped:
+        _say(f"state part(s) {', '.join(dropped)} of the checkpoint unused by this config (an "
+             "option switched off): left out, and fresh if it is switched on again")
+    return state
+
+
 def open_sources(config, task, split: str, per_process: bool):
     """{identity: FaceSource} of `split` for this process."""
     sources = {}
@@ -304,11 +326,12 @@ def _train(config, workdir: str, task) -> dict:
     abstract = trees.abstract_of(shapes, rep)
     ckpt = ckpt_lib.Checkpointer(workdir, keep=config.keep_checkpoints)
     with jax.set_mesh(mesh):
+        fresh = lambda: jax.jit(init_fn, out_shardings=rep)(key)
         if ckpt.latest_step() is not None:
-            state = ckpt.restore(abstract)
+            state = restore_run(ckpt, abstract, task, fresh)
             _say(f"resumed from {ckpt.directory} at step {int(state['step'])}")
         else:
-            state = jax.jit(init_fn, out_shardings=rep)(key)
+            state = fresh()
             if source_config is not None:
                 state = weights_from(config.init_from, source_config, task, state, rep)
                 _say(f"initialised weights from {config.init_from}")
@@ -378,7 +401,7 @@ def _train(config, workdir: str, task) -> dict:
                     _say(f"non-finite loss or gradient at step {step}: rolled back to step "
                          f"{last}, learning rate x{rollback.lr_scale:g} "
                          f"(rollback {rollback.count} of {config.rollback})")
-                    state = ckpt.restore(abstract)
+                    state = restore_run(ckpt, abstract, task, fresh)
                     step = int(state["step"])
                     step_fn = make_step(rollback.lr_scale)
                     prefetch.close()

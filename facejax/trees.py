@@ -21,8 +21,10 @@ def all_finite(tree) -> jax.Array:
 
 
 def shapes_of(tree) -> dict:
-    """{leaf path: shape list} of a state or abstract state."""
-    return {jax.tree_util.keystr(path): list(leaf.shape)
+    """{leaf path ("opt/1/0/mu/w"): shape list} of a state, an abstract state or orbax's
+    metadata of one (which names a named tuple's fields as dict keys: the plain path is the
+    same for both)."""
+    return {jax.tree_util.keystr(path, simple=True, separator="/"): list(leaf.shape)
             for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 

@@ -53,6 +53,10 @@ class Task:
         the input pipeline instead of the step.
       swap_with_mask: (state, faces, direction, config) -> (faces, learned mask [N, S, S, 1]),
         for a family whose model predicts its own mask (convert.py's --mask learned).
+      resumed: (state, added part names) -> state, for a family whose options add top-level
+        state parts that are not simply initialised (a weight average starts at the
+        weights): a resumed run's parts that its checkpoint lacked, put right; the others
+        start from the config's initial state (facejax.train.restore_run).
     """
     name: str
     fields: tuple
@@ -72,6 +76,7 @@ class Task:
     generate: Optional[Callable] = None
     host_augment: Optional[Callable] = None
     swap_with_mask: Optional[Callable] = None
+    resumed: Optional[Callable] = None
 
     def __post_init__(self):
         swapping = (self.swap, self.reconstruct, self.views, self.model_region)

@@ -315,8 +315,19 @@ def params_of(state: dict) -> dict:
     return state["ema"] if "ema" in state else state["params"]
 
 
+def _copy(tree):
+    """New buffers: the train step donates the state, and a buffer that stood for both the
+    weights and their average would be handed over twice (a crash, not an error)."""
+    return jax.tree.map(lambda x: x.copy(), tree)
+
+
+def resumed(state: dict, added: list) -> dict:
+    """A resumed run that switched the weight average on starts it at the weights."""
+    return dict(state, ema=_copy(state["params"])) if "ema" in added else state
+
+
 def with_params(state: dict, params: dict) -> dict:
-    return dict(state, params=params, **({"ema": params} if "ema" in state else {}))
+    return dict(state, params=params, **({"ema": _copy(params)} if "ema" in state else {}))
 
 
 TASK = Task(
@@ -325,5 +336,5 @@ TASK = Task(
     preview_columns=("input", "reconstruction", "swap to {other}", "learned mask"),
     params_of=params_of, with_params=with_params,
     swap=swap, reconstruct=reconstruct, views=views, model_region=model_region,
-    swap_with_mask=swap_with_mask,
+    swap_with_mask=swap_with_mask, resumed=resumed,
     cpu_convolutions="ynnpack")  # faster than Eigen for these layers (docs/benchmarks.md)

@@ -128,6 +128,59 @@ def test_exact_resume_and_the_nan_guard(grid_faces, tmp_path, capfd):
         train.train(bad, str(tmp_path / "bad"))
 
 
+def test_options_that_add_state_switch_on_and_off_in_a_resumed_run(short_run, grid_faces,
+                                                                    tmp_path, capfd):
+    """DeepFaceLab's late-training switches: a run resumed with the GAN and the weight average
+    switched on starts its discriminator fresh and its average at the weights; switched off
+    again, they are left out; the tools read every checkpoint whichever options its config
+    names."""
+    import shutil
+    wd = str(tmp_path / "run")
+    shutil.copytree(short_run[0], wd)
+    plain = tiny(grid_faces)
+    before = inference.restore_state(wd, plain, saehd.TASK)
+    assert int(before["step"]) == 60
+
+    on = tiny(grid_faces, num_steps=61, eval_every=0, checkpoint_every=1, ema=0.999)
+    on.loss.gan_power = 0.1
+    assert saehd.TASK.params_of(inference.restore_state(wd, on, saehd.TASK)) is not None
+    capfd.readouterr()
+    train.train(on, wd)
+    out = "".join(capfd.readouterr())
+    assert "state part(s) d, ema not in the checkpoint" in out and "at step 60" in out
+    after = inference.restore_state(wd, on, saehd.TASK)
+    assert int(after["step"]) == 61 and {"d", "ema"} <= set(after)
+    # The average started at the step-60 weights: one step of decay 0.999 from them.
+    jax.tree.map(lambda e, old, new: np.testing.assert_allclose(
+        e, old + 0.001 * (new - old), rtol=1e-5, atol=1e-6),
+        after["ema"], before["params"], after["params"])
+    fresh = saehd.init(jax.random.key(on.seed), on)["d"]["params"]
+    assert max(float(jnp.abs(x - y).max()) for x, y in zip(
+        jax.tree.leaves(after["d"]["params"]), jax.tree.leaves(fresh))) < 1e-2
+
+    off = tiny(grid_faces, num_steps=62, eval_every=0, checkpoint_every=1)
+    capfd.readouterr()
+    train.train(off, wd)
+    assert "state part(s) d, ema of the checkpoint unused" in "".join(capfd.readouterr())
+    last = inference.restore_state(wd, off, saehd.TASK)
+    assert int(last["step"]) == 62 and not {"d", "ema"} & set(last)
+
+
+def test_the_weight_average_never_shares_the_weights_buffers():
+    """The train step donates the state: a weight average put in as the very arrays of the
+    weights (--config.init_from, or switched on in a resumed run) made XLA refuse to donate a
+    buffer twice, and the process crash."""
+    c = tiny({"a": "", "b": ""})
+    c.ema = 0.99
+    state = jax.jit(lambda k: saehd.init(k, c))(jax.random.key(0))
+    params = jax.tree.map(lambda x: x + 1, state["params"])
+    for new in (saehd.with_params(state, params),
+                saehd.resumed(dict(state, params=params), ["ema"])):
+        for w, e in zip(jax.tree.leaves(new["params"]), jax.tree.leaves(new["ema"])):
+            assert w.unsafe_buffer_pointer() != e.unsafe_buffer_pointer()
+            np.testing.assert_array_equal(w, e)
+
+
 def test_discriminators_learn_real_faces_from_reconstructions(grid_faces):
     """With gan_power and true_face_power the step trains both discriminators beside the
     autoencoder: their losses start at chance (2·ln 2 for the U-Net's two heads, ln 2 for the
