@@ -120,7 +120,8 @@ def run_main(main: Callable, argv: list[str] | None = None, doc: str = "",
     """Like absl's `app.run(main)` on `argv` (default sys.argv), with bad flags and UserError
     printed on one line, exit 2; a RunError on one line with its own exit status; --help
     (the flags of `module`, after `doc`) and --helpfull printed, exit 0. First restarts the
-    process with huge pages for large allocations (`xla_setup.use_huge_pages`)."""
+    process with huge pages for large allocations (`xla_setup.use_huge_pages`) and turns on
+    the compilation cache (`xla_setup.use_compilation_cache`)."""
     from absl import app, flags
 
     argv = list(sys.argv if argv is None else argv)
@@ -134,6 +135,7 @@ def run_main(main: Callable, argv: list[str] | None = None, doc: str = "",
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from facejax import xla_setup
     xla_setup.use_huge_pages()
+    xla_setup.use_compilation_cache()
 
     # Parse first, so a misspelt or ill-typed flag (config_flags raises plain AttributeError,
     # KeyError, TypeError or ValueError for `--config.key=value`) is one line, not a traceback.

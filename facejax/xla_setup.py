@@ -6,7 +6,8 @@ the U-Net) YNNPACK's; figures in docs/benchmarks.md. The setting is one per proc
 family names its choice (`Task.cpu_convolutions`) and the tools apply it; an XLA_FLAGS that
 already names it wins. Matrix products stay with YNNPACK either way.
 
-`use_huge_pages` is the one setting below XLA: the C library's allocator (see there).
+`use_huge_pages` is the one setting below XLA: the C library's allocator (see there);
+`use_compilation_cache` keeps compiled programs on disk between processes.
 """
 
 from __future__ import annotations
@@ -27,6 +28,52 @@ def configure(cpu_convolutions: str) -> None:
     current = os.environ.get("XLA_FLAGS", "")
     if extra and _FLAG not in current:
         os.environ["XLA_FLAGS"] = f"{current} {extra}".strip()
+
+
+CACHE_DIR = "JAX_COMPILATION_CACHE_DIR"
+CACHE_SWITCH = "FACEJAX_XLA_CACHE"  # "off": no compilation cache
+CACHE_MAX_BYTES = 4 << 30
+
+
+def compilation_cache_dir(environ=os.environ) -> str | None:
+    """Where compiled programs are kept: a JAX_COMPILATION_CACHE_DIR the user set, else
+    $XDG_CACHE_HOME/facejax/xla (~/.cache/facejax/xla); None with FACEJAX_XLA_CACHE=off."""
+    if environ.get(CACHE_SWITCH) == "off":
+        return None
+    if environ.get(CACHE_DIR):
+        return environ[CACHE_DIR]
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "facejax", "xla")
+
+
+def use_compilation_cache(environ=os.environ) -> None:
+    """Turns on JAX's persistent compilation cache (compilations over a second, at most
+    CACHE_MAX_BYTES, least recently used dropped first): a resumed run, or an evaluate or
+    convert of it, loads the step compiled before instead of compiling it again (minutes on a
+    CPU for the large families). Set in the environment, so JAX reads it when it starts, and
+    in JAX's config where JAX has already started (for this process's own environment). The
+    cache runs what it holds, so it lives in the user's own cache folder (JAX's advice: never
+    a folder others can write)."""
+    path = compilation_cache_dir(environ)
+    if path is None:
+        return
+    environ[CACHE_DIR] = path
+    environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(CACHE_MAX_BYTES))
+    if environ is os.environ and "jax" in sys.modules:
+        import jax
+        jax.config.update("jax_compilation_cache_dir", path)
+        jax.config.update("jax_compilation_cache_max_size",
+                          int(environ["JAX_COMPILATION_CACHE_MAX_SIZE"]))
+
+
+def no_compilation_cache(environ=os.environ) -> None:
+    """Compiles everything afresh, in this process and the ones it starts (benchmarks time
+    compilations and measure their memory)."""
+    environ[CACHE_SWITCH] = "off"
+    environ.pop(CACHE_DIR, None)
+    if environ is os.environ and "jax" in sys.modules:
+        import jax
+        jax.config.update("jax_enable_compilation_cache", False)
 
 
 # XLA:CPU allocates each execution's temporaries as one block (close to a GB for the

@@ -125,3 +125,49 @@ run_main(main)
     if "[never]" not in thp and thp:
         # 256 MB is 65,536 small pages; in 2 MiB pages, 128.
         assert float(mains[0][4]) < 8000, out.stdout
+
+
+def test_tools_keep_compiled_programs_in_the_users_cache(tmp_path):
+    """A tool's compilation lands in $XDG_CACHE_HOME/facejax/xla and the next process loads it
+    from there instead of compiling; FACEJAX_XLA_CACHE=off (what the benchmarks set for
+    themselves and their children) compiles afresh and keeps nothing."""
+    code = """
+from facejax.cli import run_main
+
+def main(argv):
+    import jax, jax.numpy as jnp
+    from jax import monitoring
+    events = []
+    monitoring.register_event_listener(lambda name, **kw: events.append(name))
+    jax.jit(lambda x: jnp.sin(x) @ jnp.cos(x).T)(jnp.ones((64, 64))).block_until_ready()
+    print("hits", events.count("/jax/compilation_cache/cache_hits"))
+
+run_main(main)
+"""
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT, XDG_CACHE_HOME=str(tmp_path),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)  # the suite's own cache
+    cache = tmp_path / "facejax" / "xla"
+
+    def hits(**extra):
+        out = subprocess.run([sys.executable, "-c", code], env=dict(env, **extra),
+                             capture_output=True, text=True, timeout=120)
+        assert out.returncode == 0, out.stderr[-2000:]
+        return int(out.stdout.split("hits")[-1])
+
+    assert hits() == 0 and any(cache.iterdir())
+    assert hits() >= 1
+    off = tmp_path / "off"
+    assert hits(FACEJAX_XLA_CACHE="off", XDG_CACHE_HOME=str(off)) == 0 and not off.exists()
+
+
+def test_a_users_cache_folder_wins_and_the_benchmarks_turn_it_off():
+    """(On a dict: JAX's own config is touched only for this process's environment.)"""
+    env = {"XDG_CACHE_HOME": "/x"}
+    assert xla_setup.compilation_cache_dir(env) == "/x/facejax/xla"
+    env = {"JAX_COMPILATION_CACHE_DIR": "/mine", "XDG_CACHE_HOME": "/x"}
+    xla_setup.use_compilation_cache(env)
+    assert env["JAX_COMPILATION_CACHE_DIR"] == "/mine"
+    assert env["JAX_COMPILATION_CACHE_MAX_SIZE"] == str(xla_setup.CACHE_MAX_BYTES)
+    xla_setup.no_compilation_cache(env)
+    assert "JAX_COMPILATION_CACHE_DIR" not in env and xla_setup.compilation_cache_dir(env) is None
