@@ -46,34 +46,29 @@ def compilation_cache_dir(environ=os.environ) -> str | None:
     return os.path.join(base, "facejax", "xla")
 
 
-def use_compilation_cache(environ=os.environ) -> None:
+def use_compilation_cache(environ=os.environ) -> dict:
     """Turns on JAX's persistent compilation cache (compilations over a second, at most
     CACHE_MAX_BYTES, least recently used dropped first): a resumed run, or an evaluate or
     convert of it, loads the step compiled before instead of compiling it again (minutes on a
-    CPU for the large families). Set in the environment, so JAX reads it when it starts, and
-    in JAX's config where JAX has already started (for this process's own environment). The
+    CPU for the large families). Set in the environment, so JAX reads it when it starts. The
     cache runs what it holds, so it lives in the user's own cache folder (JAX's advice: never
-    a folder others can write)."""
+    a folder others can write). Returns {JAX config name: value} for a JAX that has already
+    started (this module never imports JAX), or {} with the cache off."""
     path = compilation_cache_dir(environ)
     if path is None:
-        return
+        return {}
     environ[CACHE_DIR] = path
     environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(CACHE_MAX_BYTES))
-    if environ is os.environ and "jax" in sys.modules:
-        import jax
-        jax.config.update("jax_compilation_cache_dir", path)
-        jax.config.update("jax_compilation_cache_max_size",
-                          int(environ["JAX_COMPILATION_CACHE_MAX_SIZE"]))
+    return {"jax_compilation_cache_dir": path,
+            "jax_compilation_cache_max_size": int(environ["JAX_COMPILATION_CACHE_MAX_SIZE"])}
 
 
-def no_compilation_cache(environ=os.environ) -> None:
-    """Compiles everything afresh, in this process and the ones it starts (benchmarks time
-    compilations and measure their memory)."""
+def no_compilation_cache(environ=os.environ) -> dict:
+    """Compiles everything afresh, in the processes this one starts; returns the JAX config
+    that does it in this one (benchmarks time compilations and measure their memory)."""
     environ[CACHE_SWITCH] = "off"
     environ.pop(CACHE_DIR, None)
-    if environ is os.environ and "jax" in sys.modules:
-        import jax
-        jax.config.update("jax_enable_compilation_cache", False)
+    return {"jax_enable_compilation_cache": False}
 
 
 # XLA:CPU allocates each execution's temporaries as one block (close to a GB for the

@@ -132,10 +132,10 @@ def test_tools_keep_compiled_programs_in_the_users_cache(tmp_path):
     from there instead of compiling; FACEJAX_XLA_CACHE=off (what the benchmarks set for
     themselves and their children) compiles afresh and keeps nothing."""
     code = """
+import jax, jax.numpy as jnp  # before run_main, as a command's module imports it
 from facejax.cli import run_main
 
 def main(argv):
-    import jax, jax.numpy as jnp
     from jax import monitoring
     events = []
     monitoring.register_event_listener(lambda name, **kw: events.append(name))
@@ -162,12 +162,14 @@ run_main(main)
 
 
 def test_a_users_cache_folder_wins_and_the_benchmarks_turn_it_off():
-    """(On a dict: JAX's own config is touched only for this process's environment.)"""
     env = {"XDG_CACHE_HOME": "/x"}
     assert xla_setup.compilation_cache_dir(env) == "/x/facejax/xla"
     env = {"JAX_COMPILATION_CACHE_DIR": "/mine", "XDG_CACHE_HOME": "/x"}
-    xla_setup.use_compilation_cache(env)
+    assert xla_setup.use_compilation_cache(env) == {
+        "jax_compilation_cache_dir": "/mine",
+        "jax_compilation_cache_max_size": xla_setup.CACHE_MAX_BYTES}
     assert env["JAX_COMPILATION_CACHE_DIR"] == "/mine"
     assert env["JAX_COMPILATION_CACHE_MAX_SIZE"] == str(xla_setup.CACHE_MAX_BYTES)
-    xla_setup.no_compilation_cache(env)
+    assert xla_setup.no_compilation_cache(env) == {"jax_enable_compilation_cache": False}
     assert "JAX_COMPILATION_CACHE_DIR" not in env and xla_setup.compilation_cache_dir(env) is None
+    assert xla_setup.use_compilation_cache(env) == {}
