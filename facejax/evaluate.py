@@ -14,7 +14,10 @@ source's outer-eye-corner distance) and the correlation of mouth opening over th
 Steadiness is the frame-to-frame landmark jitter of the swapped video against the source's.
 Sharpness is the variance of the Laplacian inside the face hull of a 128 px aligned crop of the
 swapped frame, against the same figure on the real faces of the swap's target (the other clip):
-a ratio of 1 is as sharp as the real person; a blurry swap scores well below.
+a ratio of 1 is as sharp as the real person; a blurry swap scores well below. High-frequency
+error counts as sharpness there too, so the reconstructions also report their detail
+correlation: the correlation of their Laplacian with the input crop's inside the face hull
+(detail where the real face has it: towards 1; blur or noise: towards 0).
 The figures are computed in facejax/metrics.py, the report written by facejax/report.py.
 """
 
@@ -73,6 +76,7 @@ class ClipResult:
     samples: list           # (source crop, swap crop, reconstruction) uint8
     sharp_swap: list = dataclasses.field(default_factory=list)  # laplacian_variance per face
     sharp_real: list = dataclasses.field(default_factory=list)
+    detail: list = dataclasses.field(default_factory=list)  # detail_correlation per face
     frames_read: int = 0
     no_face: int = 0
 
@@ -150,6 +154,8 @@ class Evaluator:
                 out.source_embeddings.append(self.embedder.from_landmarks(frame, own))
                 out.swap_embeddings.append(self.embedder.from_landmarks(pasted, swap_lm))
                 out.psnr.append(metrics.psnr(ref, r))
+                out.detail.append(metrics.detail_correlation(
+                    crop, metrics.to_uint8(r), masks.face_hull(pts, crop.shape[:2])))
                 sharp = align.align_matrix(own, SHARPNESS_SIZE, self.coverage)
                 hull = masks.face_hull(align.transform_points(sharp, own),
                                        (SHARPNESS_SIZE, SHARPNESS_SIZE))
@@ -198,6 +204,7 @@ def clip_metrics(res: ClipResult, identity: str, sets: dict, every: int,
         "reconstruction": {
             "psnr_mean": float(np.mean(finite_psnr)) if finite_psnr else math.inf,
             "ssim_mean": float(np.mean(res.ssim)),
+            "detail_correlation": metrics.mean_finite(res.detail),
             "per_frame_psnr": res.psnr, "per_frame_ssim": res.ssim,
         },
         "identity": metrics.identity_metrics(

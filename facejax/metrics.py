@@ -42,15 +42,38 @@ def ssim(x: np.ndarray, y: np.ndarray, data_range: float = 1.0) -> float:
     return float(s[5:-5, 5:-5].mean())
 
 
-def laplacian_variance(rgb: np.ndarray, mask: np.ndarray, erode: int = 2) -> float:
-    """Sharpness: the variance of the Laplacian (3×3) of the grey image inside `mask` (uint8,
-    > 127), shrunk by `erode` pixels so a blend edge does not count. nan on an empty mask."""
+def _laplacian(rgb: np.ndarray) -> np.ndarray:
+    """The 3×3 Laplacian of the grey image of uint8 RGB."""
     grey = cv2.cvtColor(np.asarray(rgb, np.uint8), cv2.COLOR_RGB2GRAY).astype(np.float64)
-    lap = cv2.Laplacian(grey, cv2.CV_64F)
+    return cv2.Laplacian(grey, cv2.CV_64F)
+
+
+def _inside(mask: np.ndarray, erode: int) -> np.ndarray:
+    """`mask` (uint8, > 127) shrunk by `erode` pixels, so a blend edge does not count."""
     inside = np.asarray(mask) > 127
     if erode:
         inside = cv2.erode(inside.astype(np.uint8), np.ones((2 * erode + 1,) * 2, np.uint8)) > 0
-    return float(lap[inside].var()) if inside.any() else math.nan
+    return inside
+
+
+def laplacian_variance(rgb: np.ndarray, mask: np.ndarray, erode: int = 2) -> float:
+    """Sharpness: the variance of the Laplacian (3×3) of the grey image inside `mask` (uint8,
+    > 127), shrunk by `erode` pixels. nan on an empty mask."""
+    inside = _inside(mask, erode)
+    return float(_laplacian(rgb)[inside].var()) if inside.any() else math.nan
+
+
+def detail_correlation(real: np.ndarray, rendered: np.ndarray, mask: np.ndarray,
+                       erode: int = 2) -> float:
+    """How much of a rendering's fine detail is the real face's: the Pearson correlation of
+    the two images' Laplacians (as `laplacian_variance`) inside `mask`. Detail in the right
+    places scores towards 1; blur towards 0 with a small Laplacian, high-frequency error
+    towards 0 with a large one (which `laplacian_variance` counts as sharpness). nan on an
+    empty mask or a flat image."""
+    inside = _inside(mask, erode)
+    if not inside.any():
+        return math.nan
+    return correlation(_laplacian(real)[inside], _laplacian(rendered)[inside])
 
 
 def mouth_opening(landmarks: np.ndarray) -> float:

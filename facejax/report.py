@@ -39,6 +39,7 @@ def summary(metrics: dict) -> dict:
         out[d] = {
             "faces": m["faces"],
             "psnr": m["reconstruction"]["psnr_mean"], "ssim": m["reconstruction"]["ssim_mean"],
+            "detail_correlation": m["reconstruction"]["detail_correlation"],
             "identity_retrieval": m["identity"]["retrieval_accuracy"],
             "distance_to_target": m["identity"]["mean_distance_to_target"],
             "distance_to_source": m["identity"]["mean_distance_to_source"],
@@ -138,7 +139,10 @@ def write_report(folder: str, metrics: dict, results: dict, config) -> None:
         "face-recognition embedding distances to the nearest reference face (same person "
         f"below {metrics['same_person_threshold']}). landmark_nme: source vs swap landmarks / "
         "outer-eye-corner distance. jitter: frame-to-frame landmark acceleration in eye "
-        "distances.</p>",
+        "distances. sharpness_ratio: Laplacian variance in the swapped face over the target's "
+        "real faces' (high-frequency error counts too); detail_correlation: of the "
+        "reconstructions' Laplacian with the input's, in the face (noise and blur score low)."
+        "</p>",
     ]
     for (d, g), (_, p) in zip(grids, plots):
         parts += [f"<h2>{d}: source | swap | reconstruction</h2>", f"<img src='{g}'>",

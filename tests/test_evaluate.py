@@ -48,6 +48,7 @@ def test_evaluation_of_a_passthrough_model_on_real_faces():
     assert m["faces"] == 20 and m["no_face"] == 0
     assert m["reconstruction"]["psnr_mean"] == math.inf
     assert m["reconstruction"]["ssim_mean"] == pytest.approx(1.0)
+    assert m["reconstruction"]["detail_correlation"] == pytest.approx(1.0)
     assert m["expression"]["landmark_nme_mean"] < 0.02
     assert m["expression"]["mouth_opening_correlation"] > 0.95
     assert m["steadiness"]["jitter_ratio"] == pytest.approx(1.0, abs=0.25)
@@ -78,6 +79,7 @@ def test_tool_report_and_bad_inputs(tiny_ae_run, tmp_path):
         assert m["faces"] == 10
         assert 5 < m["reconstruction"]["psnr_mean"] < 40
         assert 0 < m["reconstruction"]["ssim_mean"] < 1
+        assert -1 < m["reconstruction"]["detail_correlation"] < 1
         assert 0 <= m["identity"]["retrieval_accuracy"] <= 1
         assert sum(m["identity"]["nearest_counts"].values()) == 10
         assert m["expression"]["landmark_nme_mean"] > 0

@@ -49,6 +49,30 @@ def _reference_ssim(x, y, data_range=1.0):
     return float(np.mean(out))
 
 
+def test_detail_correlation_tells_detail_from_noise(grid_face):
+    """Against numpy's correlation of the written-out Laplacians; the face itself scores 1,
+    blur less, and noise with more Laplacian variance than the face's own scores near 0
+    (where laplacian_variance calls it the sharper)."""
+    x, _, _ = grid_face
+    face = (x * 255 + 0.5).astype(np.uint8)
+    mask = np.zeros((96, 96), np.uint8)
+    mask[20:70, 25:75] = 255
+
+    def lap(im):
+        g = cv2.cvtColor(im, cv2.COLOR_RGB2GRAY).astype(np.float64)
+        return (g[:-2, 1:-1] + g[2:, 1:-1] + g[1:-1, :-2] + g[1:-1, 2:] - 4 * g[1:-1, 1:-1])
+
+    blurred = cv2.GaussianBlur(face, (0, 0), 1.5)
+    ref = np.corrcoef(lap(face)[21:67, 26:72].ravel(), lap(blurred)[21:67, 26:72].ravel())[0, 1]
+    assert metrics.detail_correlation(face, blurred, mask) == pytest.approx(ref, rel=1e-9)
+    assert metrics.detail_correlation(face, face, mask) == pytest.approx(1.0)
+    noise = np.random.default_rng(0).normal(0, 12, face.shape)
+    noisy = np.clip(cv2.GaussianBlur(face, (0, 0), 2.0) + noise, 0, 255).astype(np.uint8)
+    assert metrics.laplacian_variance(noisy, mask) > metrics.laplacian_variance(face, mask)
+    assert abs(metrics.detail_correlation(face, noisy, mask)) < 0.5 * ref
+    assert math.isnan(metrics.detail_correlation(face, face, np.zeros_like(mask)))
+
+
 def test_laplacian_variance_against_numpy_and_under_blur(grid_face):
     """The 4-neighbour Laplacian written out in numpy (inside a mask away from the border);
     blur lowers it, and more blur lowers it more."""
