@@ -130,10 +130,10 @@ def test_exact_resume_and_the_nan_guard(grid_faces, tmp_path, capfd):
 
 def test_options_that_add_state_switch_on_and_off_in_a_resumed_run(short_run, grid_faces,
                                                                     tmp_path, capfd):
-    """DeepFaceLab's late-training switches: a run resumed with the GAN and the weight average
-    switched on starts its discriminator fresh and its average at the weights; switched off
-    again, they are left out; the tools read every checkpoint whichever options its config
-    names."""
+    """DeepFaceLab's late-training switches: a run resumed with a discriminator (true face; the
+    GAN's takes the same path) and the weight average switched on starts the discriminator
+    fresh and the average at the weights; switched off again, they are left out; the tools
+    read every checkpoint whichever options its config names."""
     import shutil
     wd = str(tmp_path / "run")
     shutil.copytree(short_run[0], wd)
@@ -142,21 +142,21 @@ def test_options_that_add_state_switch_on_and_off_in_a_resumed_run(short_run, gr
     assert int(before["step"]) == 60
 
     on = tiny(grid_faces, num_steps=61, eval_every=0, checkpoint_every=1, ema=0.999)
-    on.loss.gan_power = 0.1
+    on.loss.true_face_power = 0.01
     assert saehd.TASK.params_of(inference.restore_state(wd, on, saehd.TASK)) is not None
     capfd.readouterr()
     train.train(on, wd)
     out = "".join(capfd.readouterr())
-    assert "state part(s) d, ema not in the checkpoint" in out and "at step 60" in out
+    assert "state part(s) code_d, ema not in the checkpoint" in out and "at step 60" in out
     after = inference.restore_state(wd, on, saehd.TASK)
-    assert int(after["step"]) == 61 and {"d", "ema"} <= set(after)
+    assert int(after["step"]) == 61 and {"code_d", "ema"} <= set(after)
     # The average started at the step-60 weights: one step of decay 0.999 from them.
     jax.tree.map(lambda e, old, new: np.testing.assert_allclose(
         e, old + 0.001 * (new - old), rtol=1e-5, atol=1e-6),
         after["ema"], before["params"], after["params"])
-    fresh = saehd.init(jax.random.key(on.seed), on)["d"]["params"]
+    fresh = jax.jit(lambda k: saehd.init(k, on))(jax.random.key(on.seed))["code_d"]["params"]
     assert max(float(jnp.abs(x - y).max()) for x, y in zip(
-        jax.tree.leaves(after["d"]["params"]), jax.tree.leaves(fresh))) < 1e-2
+        jax.tree.leaves(after["code_d"]["params"]), jax.tree.leaves(fresh))) < 1e-2
 
     # Switched off again: what the next run resumes from (its step is the one above).
     off = tiny(grid_faces)
@@ -166,7 +166,7 @@ def test_options_that_add_state_switch_on_and_off_in_a_resumed_run(short_run, gr
     capfd.readouterr()
     last = train.restore_run(checkpoint.Checkpointer(wd, read_only=True), abstract, saehd.TASK,
                              fresh=lambda: pytest.fail("nothing is new to this run"))
-    assert "state part(s) d, ema of the checkpoint unused" in "".join(capfd.readouterr())
+    assert "state part(s) code_d, ema of the checkpoint unused" in "".join(capfd.readouterr())
     assert set(last) == set(abstract) and int(last["step"]) == 61
     jax.tree.map(np.testing.assert_array_equal, last["params"], after["params"])
 
