@@ -55,6 +55,7 @@ class Checkpointer:
                     item_handlers=ocp.StandardCheckpointHandler())
         except (OSError, ValueError) as e:
             raise UserError(f"{self.directory}: cannot use as a checkpoint folder ({e})")
+        self._layouts: dict[int, dict] = {}
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -82,12 +83,14 @@ class Checkpointer:
 
     def _layout(self, step: int) -> dict:
         """{state part: tree of orbax's array metadata} of the checkpoint at `step` (no array
-        is read)."""
-        try:
-            return dict(self._manager.item_metadata(step).tree)
-        except (OSError, ValueError, KeyError, AttributeError) as e:
-            raise UserError(f"{self.directory}/{step}: cannot read the checkpoint's layout "
-                            f"({one_line(e)[:200]})")
+        is read; read once per step, as a finished checkpoint does not change)."""
+        if step not in self._layouts:
+            try:
+                self._layouts[step] = dict(self._manager.item_metadata(step).tree)
+            except (OSError, ValueError, KeyError, AttributeError) as e:
+                raise UserError(f"{self.directory}/{step}: cannot read the checkpoint's layout "
+                                f"({one_line(e)[:200]})")
+        return self._layouts[step]
 
     def saved_parts(self, step: int | None = None) -> list[str]:
         """The top-level state parts the checkpoint at `step` (default: the latest) holds."""

@@ -115,7 +115,7 @@ def _print_help(program: str, doc: str, module: str, full: bool) -> None:
         print(f"\n{program} --helpfull also lists the flags of the libraries (absl, JAX).")
 
 
-def _set_started_jax(settings: dict) -> None:
+def set_started_jax(settings: dict) -> None:
     """JAX config `settings` for a JAX this process has already imported (a command's module
     imports it before its flags are parsed), which no longer reads the environment."""
     if settings and "jax" in sys.modules:
@@ -144,7 +144,7 @@ def run_main(main: Callable, argv: list[str] | None = None, doc: str = "",
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     from facejax import xla_setup
     xla_setup.use_huge_pages()
-    _set_started_jax(xla_setup.use_compilation_cache())
+    set_started_jax(xla_setup.use_compilation_cache())
 
     # Parse first, so a misspelt or ill-typed flag (config_flags raises plain AttributeError,
     # KeyError, TypeError or ValueError for `--config.key=value`) is one line, not a traceback.

@@ -55,7 +55,7 @@ import time
 from absl import flags, logging
 from ml_collections import config_flags
 
-from facejax import samples, xla_setup
+from facejax import cli, samples, xla_setup
 from facejax.errors import UserError
 
 FLAGS = flags.FLAGS
@@ -459,10 +459,8 @@ def landmarks_table(result: dict) -> str:
 
 def main(argv):
     logging.set_verbosity(logging.WARNING)
-    import jax
     # compile_s and peak RSS are of real compilations, here and in the runs it starts.
-    for name, value in xla_setup.no_compilation_cache().items():
-        jax.config.update(name, value)
+    cli.set_started_jax(xla_setup.no_compilation_cache())
     commands = {"extract": bench_extract, "train": bench_train, "convert": bench_convert,
                 "conv": bench_conv, "landmarks": bench_landmarks, "memory": bench_memory}
     if len(argv) != 2 or argv[1] not in commands:
