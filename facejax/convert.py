@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from facejax import files
+from facejax import files, images
 from facejax.errors import UserError, one_line, write_failed
 from facejax.faces import align, compose, detect, find, video, video_writer
 from facejax.inference import SwapModel
@@ -184,7 +184,7 @@ def _convert(model, input_path: str, output: str, opts: ConvertOptions, verbose:
         def emit(i, frame):
             name = output if single else os.path.join(
                 out_dir, os.path.basename(source.name_of(i)))
-            video.write_image(name, frame)
+            images.write_image(name, frame)
 
         counts, track = process_frames(source.frames(), model, opts, emit, progress)
         summary_path = (os.path.splitext(output)[0] + ".summary.json" if single

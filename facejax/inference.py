@@ -4,33 +4,15 @@ the batched swap function conversion and evaluation call."""
 from __future__ import annotations
 
 import dataclasses
-import functools
-import os
 from typing import Any, Callable
 
 import jax
 import ml_collections
 import numpy as np
 
-from facejax import checkpoint as ckpt_lib
-from facejax import files, run_info, tasks, trees, xla_setup
+from facejax import run_info, runs, tasks, xla_setup
 from facejax.errors import UserError
 from facejax.ops.conv import rules
-
-CONFIG_FILE = "config.json"
-
-
-def load_config(workdir: str, flag: str = "--model") -> ml_collections.ConfigDict:
-    """The config a run was trained with (WORKDIR/config.json)."""
-    if not os.path.isdir(workdir):
-        raise UserError(f"{flag} {workdir}: no such workdir")
-    path = os.path.join(workdir, CONFIG_FILE)
-    if not os.path.isfile(path):
-        raise UserError(f"{flag} {workdir}: no {CONFIG_FILE}; not a facejax workdir or incomplete")
-    config = files.read_json(path, "the run's config")
-    if not isinstance(config, dict) or "task" not in config:
-        raise UserError(f"{path}: not a facejax run config")
-    return ml_collections.ConfigDict(config)
 
 
 def configure_xla(workdir: str) -> None:
@@ -38,28 +20,10 @@ def configure_xla(workdir: str) -> None:
     load a model; call before JAX computes anything. A missing or unreadable run changes
     nothing here: loading the model reports it."""
     try:
-        task = tasks.get(load_config(workdir).task)
+        task = tasks.get(runs.load_config(workdir).task)
     except UserError:
         return
     xla_setup.configure(task.cpu_convolutions)
-
-
-def restore_state(workdir: str, config, task, sharding=None, step: int | None = None,
-                  flag: str = "--model"):
-    """The state of a run's latest (or given) checkpoint, on `sharding` (default: this
-    process's first device, whatever layout saved it): the parts of it that the run's config
-    has (an option switched on or off between a run's sessions adds or removes a part, such as
-    a discriminator; the weights are in every checkpoint)."""
-    shapes = jax.eval_shape(functools.partial(task.init, config=config), jax.random.key(0))
-    if sharding is None:
-        sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    ck = ckpt_lib.Checkpointer(workdir, read_only=True)
-    try:
-        if ck.latest_step() is None and step is None:
-            raise UserError(f"{flag} {workdir}: holds no checkpoint yet")
-        return ck.restore(trees.abstract_of(shapes, sharding), step, partial=True)
-    finally:
-        ck.close()
 
 
 @dataclasses.dataclass
@@ -92,15 +56,15 @@ def load_run(workdir: str, step: int | None = None) -> Run:
     Raises:
       UserError: missing or incomplete workdir, or a checkpoint that does not fit its config.
     """
-    config = load_config(workdir)
+    config = runs.load_config(workdir)
     task = tasks.get(config.task)
-    state = restore_state(workdir, config, task, step=step)
-    return Run(workdir, config, task, state, run_info.read(workdir, config, task.identities))
+    info = run_info.read(workdir)  # before the slow restore
+    return Run(workdir, config, task, runs.restore_state(workdir, config, task, step=step), info)
 
 
 def load_swapper(workdir: str) -> Run:
     """A trained run of a family that swaps faces, its layers set up for inference."""
-    config = load_config(workdir)
+    config = runs.load_config(workdir)
     task = tasks.get(config.task)
     if not task.swaps:
         raise UserError(f"--model {workdir}: a {config.task} run has no swap direction "

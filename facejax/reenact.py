@@ -14,7 +14,7 @@ import time
 import jax
 import numpy as np
 
-from facejax import files, inference, run_info, tasks
+from facejax import files, inference, run_info, runs, tasks
 from facejax.errors import UserError
 from facejax.faces import align, detect, find, landmarks as lm, masks, video, video_writer
 from facejax.progress import Progress
@@ -43,7 +43,7 @@ def reenact(model_dir: str, driver_path: str, output: str, batch: int = 8,
     Returns a summary dict (frames, frames with a face, seconds, fps).
     """
     files.check_output(output, [driver_path, model_dir])
-    config = inference.load_config(model_dir)
+    config = runs.load_config(model_dir)
     if tasks.get(config.task).generate is None:
         raise UserError(f"--model {model_dir}: a {config.task} run; reenactment needs a "
                         "face2face (pix2pix) run")

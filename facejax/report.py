@@ -10,25 +10,7 @@ import os
 import cv2
 import numpy as np
 
-from facejax.faces import video
-
-
-def with_header(image: np.ndarray, labels: list[str]) -> np.ndarray:
-    """uint8 [H, W, 3] -> the same under a white strip naming its equal-width columns, left to
-    right (the text shrinks to fit its column)."""
-    width = image.shape[1] // len(labels)
-    strip = max(12, min(24, width // 5))
-    head = np.full((strip, image.shape[1], 3), 255, np.uint8)
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    scale = strip / 30  # one size for every label: the largest at which each fits its column
-    for text in labels:
-        w = cv2.getTextSize(text, font, scale, 1)[0][0]
-        scale *= min(1.0, (width - 2) / max(w, 1))
-    for i, text in enumerate(labels):
-        (w, h), _ = cv2.getTextSize(text, font, scale, 1)
-        x = i * width + max(1, (width - w) // 2)
-        cv2.putText(head, text, (x, (strip + h) // 2), font, scale, (0, 0, 0), 1, cv2.LINE_AA)
-    return np.concatenate([head, image], axis=0)
+from facejax import images
 
 
 def summary(metrics: dict) -> dict:
@@ -112,10 +94,10 @@ def write_report(folder: str, metrics: dict, results: dict, config) -> None:
         g = cv2.resize(g, (g.shape[1] * scale, g.shape[0] * scale),
                        interpolation=cv2.INTER_NEAREST)
         source, target = d[0].upper(), d[2].upper()
-        g = with_header(g, [f"{source} (source)", f"swapped to {target}",
+        g = images.with_header(g, [f"{source} (source)", f"swapped to {target}",
                             f"{source} reconstructed"])
         file = f"samples_{d}.png"
-        video.write_image(os.path.join(folder, file), g)
+        images.write_image(os.path.join(folder, file), g)
         grids.append((d, file))
     plots = _plots(folder, metrics)
     head = summary(metrics)

@@ -6,8 +6,7 @@ import os
 
 import numpy as np
 
-from facejax import report
-from facejax.faces import video
+from facejax import images as images_lib
 
 
 def grid(images: dict, columns: tuple = ()) -> np.ndarray:
@@ -22,7 +21,7 @@ def grid(images: dict, columns: tuple = ()) -> np.ndarray:
             other = "".join(n for n in sorted(images) if n != name).upper()
             labels = [c.format(other=other) for c in columns]
             labels[0] = f"{name.upper()}: {labels[0]}"
-            col = report.with_header(col, labels)
+            col = images_lib.with_header(col, labels)
         cols.append(col)
     rows = max(c.shape[0] for c in cols)
     cols = [np.pad(c, ((0, rows - c.shape[0]), (0, 4), (0, 0))) for c in cols]
@@ -60,8 +59,8 @@ class Writer:
             self._tf.summary.image("preview", g[None], max_outputs=1)
         self._tb.flush()
         path = os.path.join(self.workdir, "previews", f"step_{step:07d}.png")
-        video.write_image(path, g)
-        video.write_image(os.path.join(self.workdir, "previews", "latest.png"), g)
+        images_lib.write_image(path, g)
+        images_lib.write_image(os.path.join(self.workdir, "previews", "latest.png"), g)
         return path
 
     def close(self) -> None:

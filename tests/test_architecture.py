@@ -11,19 +11,21 @@ from tests.conftest import ROOT
 LEVELS = {
     "facejax.errors": 0, "facejax.files": 0, "facejax.progress": 0, "facejax.lock": 0,
     "facejax.config_check": 0, "facejax.samples": 0,
-    "facejax.faces": 1, "facejax.metrics": 1, "facejax.report": 1, "facejax.xla_setup": 1,
+    "facejax.faces": 1, "facejax.images": 1, "facejax.run_info": 1, "facejax.metrics": 1,
+    "facejax.report": 1, "facejax.xla_setup": 1,
     "facejax.supervise": 1, "facejax.cli": 1, "facejax.trees": 1, "facejax.ops": 1,
     "facejax.losses": 1, "facejax.augment": 1, "facejax.parallel": 1, "facejax.jaxpr_onnx": 1,
     "facejax.checkpoint": 2, "facejax.summaries": 2, "facejax.quality": 2, "facejax.data": 2,
     "facejax.models": 2, "facejax.experiments": 2,
-    "facejax.tasks": 3, "facejax.run_info": 3,
-    "facejax.inference": 4,
+    "facejax.tasks": 3, "facejax.runs": 3,
+    "facejax.inference": 4, "facejax.training": 4,
     "facejax.train": 5, "facejax.convert": 5, "facejax.reenact": 5, "facejax.evaluate": 5,
     "facejax.export": 5, "facejax.commands": 6, "facejax.__main__": 6,
 }
 JOBS = 5
 NO_JAX = ("facejax.errors", "facejax.files", "facejax.progress", "facejax.faces",
-          "facejax.metrics", "facejax.report", "facejax.data.extract", "facejax.xla_setup")
+          "facejax.metrics", "facejax.report", "facejax.data.extract", "facejax.xla_setup",
+          "facejax.images", "facejax.run_info")
 JAX_PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax", "chex")
 
 

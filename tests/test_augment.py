@@ -8,10 +8,11 @@ import numpy as np
 import pytest
 
 from facejax.experiments import cyclegan_faces, deepfakes_original
-from facejax import augment, losses, train
+from facejax import augment, losses
 from facejax.data import pipeline
 from facejax.errors import UserError
 from facejax.tasks import autoencoder as ae_task
+from facejax.training import inputs
 
 
 def faces(grid_faces, size, n=4):
@@ -96,8 +97,8 @@ def test_host_batches_are_deterministic_and_feed_the_step(grid_faces):
     config.augment.placement = "host"
     tables = {k: pipeline.FaceSource([v], "train", config.data.load_size)
               for k, v in grid_faces.items()}
-    make = lambda: pipeline.FaceBatches(tables, 8, 0, ae_task.FIELDS,
-                                        augment=train.host_augment(config, ae_task.TASK))
+    make = lambda: pipeline.FaceBatches(tables, global_batch=8, seed=0, fields=ae_task.FIELDS,
+                                        augment=inputs.host_augment(config, ae_task.TASK))
     a, b = make(), make()
     x = a(3)
     assert set(x["a"]) == {"warped", "target"}
@@ -109,9 +110,9 @@ def test_host_batches_are_deterministic_and_feed_the_step(grid_faces):
     still = deepfakes_original.get_config("tiny")
     still.augment.update(placement="host", rotation=0.0, zoom=0.0, shift=0.0, shear=0.0,
                          flip=0.0, warp=0.0, lightness=0.0, color=0.0, contrast=0.0)
-    y = pipeline.FaceBatches(tables, 8, 0, ae_task.FIELDS,
-                             augment=train.host_augment(still, ae_task.TASK))(3)
-    plain = pipeline.FaceBatches(tables, 8, 0, ae_task.FIELDS)(3)
+    y = pipeline.FaceBatches(tables, global_batch=8, seed=0, fields=ae_task.FIELDS,
+                             augment=inputs.host_augment(still, ae_task.TASK))(3)
+    plain = pipeline.FaceBatches(tables, global_batch=8, seed=0, fields=ae_task.FIELDS)(3)
     for name in ("a", "b"):
         centre = np.asarray(ae_task.views(plain, name, still))
         np.testing.assert_allclose(y[name]["target"], centre, atol=1e-5)
@@ -140,7 +141,7 @@ def test_placement_per_backend_and_bad_values():
     # Families without a host path keep theirs on the device.
     c = cyclegan_faces.get_config()
     from facejax.tasks import cyclegan
-    assert train.host_augment(c, cyclegan.TASK) is None
+    assert inputs.host_augment(c, cyclegan.TASK) is None
 
 
 def test_lab_round_trip_and_reference_values():

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from facejax import files, inference
+from facejax import files, runs
 from facejax.data import extract
 from facejax.errors import UserError
 from tests.conftest import GRID, run_tool
@@ -19,7 +19,7 @@ def _sha(path):
 
 def test_marker_names_are_the_ones_the_code_writes():
     assert files.MANAGED["extraction folder"][0] == extract.CONFIG_FILE
-    assert files.MANAGED["training workdir"][0] == inference.CONFIG_FILE
+    assert files.MANAGED["training workdir"][0] == runs.CONFIG_FILE
 
 
 def test_outputs_that_are_inputs_or_inside_managed_folders(grid_faces, tiny_ae_run, tmp_path):

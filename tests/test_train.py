@@ -16,6 +16,7 @@ from facejax import checkpoint, train
 from facejax.data import pipeline, tfds_faces
 from facejax.faces import video
 from facejax.tasks import autoencoder as ae_task
+from facejax.training import run_files
 from tests.conftest import ROOT, assert_params_agree, run_tool, train_steps_on
 
 CONFIG = "--config=experiments/deepfakes_original.py:tiny"
@@ -48,7 +49,7 @@ def test_sharded_step_equals_single_device_step(grid_faces):
     config = tiny(grid_faces)
     tables = {k: pipeline.FaceSource([v], "train", config.data.load_size)
               for k, v in grid_faces.items()}
-    batches = pipeline.FaceBatches(tables, 8, 0, ae_task.FIELDS)
+    batches = pipeline.FaceBatches(tables, global_batch=8, seed=0, fields=ae_task.FIELDS)
     results = []
     for devices in (jax.devices()[:1], jax.devices()):
         state, metrics = train_steps_on(devices, ae_task, config, batches, 2)
@@ -62,7 +63,7 @@ def test_short_run_lowers_held_out_l1(grid_faces, tmp_path):
     config = tiny(grid_faces)
     config.num_steps, config.eval_every, config.checkpoint_every = 60, 30, 30
     metrics = train.train(config, str(tmp_path))
-    history = train.read_history(str(tmp_path))
+    history = run_files.read_history(str(tmp_path))
     first, last = history[0], history[-1]
     print(f"held-out L1: A {first['val_l1_a']:.4f} -> {last['val_l1_a']:.4f}, "
           f"B {first['val_l1_b']:.4f} -> {last['val_l1_b']:.4f} in 60 steps")

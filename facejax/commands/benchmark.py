@@ -157,7 +157,7 @@ def bench_extract():
         s = extract.extract([FLAGS.clip], d, extract.ExtractOptions(size=128), verbose=False)
         seconds = time.perf_counter() - t
         table = pipeline.FaceSource([d], "train", 80)
-        batches = pipeline.FaceBatches({"a": table}, 16, 0, ("image",))
+        batches = pipeline.FaceBatches({"a": table}, global_batch=16, seed=0, fields=("image",))
         batches(0)
         t = time.perf_counter()
         for step in range(50):
@@ -232,13 +232,13 @@ def input_batches(config, task):
     """The training input path on real faces (`face_folder`) at the config's load size: index
     sampling, reading and decoding records, resizing, and the host augmentation when the run
     places it there."""
-    from facejax import train
     from facejax.data import pipeline
+    from facejax.training import inputs
     folder = face_folder(config.data.load_size)
     sources = {name: pipeline.FaceSource([folder], "train", config.data.load_size)
                for name in task.identities}
-    return pipeline.FaceBatches(sources, config.batch_size, 0, task.fields,
-                                augment=train.host_augment(config, task))
+    return pipeline.FaceBatches(sources, global_batch=config.batch_size, seed=0,
+                                fields=task.fields, augment=inputs.host_augment(config, task))
 
 
 def pipeline_images_per_s(config, task, batches, sharding, workers: int,
@@ -296,9 +296,9 @@ def bench_train():
     from facejax.ops import conv
     mesh = parallel.make_mesh()
     rep, ds = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-    from facejax import train
+    from facejax.training import inputs
     batches = input_batches(config, task)
-    workers = train.data_workers(config)
+    workers = inputs.data_workers(config)
     batch = batches(0)
     with jax.set_mesh(mesh):
         gbatch = jax.device_put(batch, ds)

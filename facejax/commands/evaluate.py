@@ -22,7 +22,7 @@ flags.DEFINE_string("output", None, "Output folder (replaced when complete).")
 flags.DEFINE_integer("max_frames", 150, "Frames used per clip.",
                      lower_bound=1)
 flags.DEFINE_float("tail", 0.0, "Use only the last fraction of each clip; --held_out sets it "
-                   "to the share extraction holds out for validation.",
+                   "to the share the run held out for validation.",
                    lower_bound=0.0, upper_bound=0.99)
 flags.DEFINE_bool("held_out", False, "Use only the frames a training run on the same clips "
                   "held out (the last part of each clip).")
@@ -46,9 +46,9 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
     from facejax import inference
     inference.configure_xla(FLAGS.model)  # the run's XLA:CPU settings, before JAX starts
-    from facejax import evaluate, report
-    from facejax.data import tfds_faces
-    tail = tfds_faces.VAL_FRACTION if FLAGS.held_out else FLAGS.tail
+    from facejax import evaluate, report, run_info
+    tail = (run_info.held_out_fraction(run_info.read(FLAGS.model), FLAGS.model)
+            if FLAGS.held_out else FLAGS.tail)
     opts = evaluate.EvalOptions(tail=tail, max_frames=FLAGS.max_frames, every=FLAGS.every,
                                 batch=FLAGS.batch, detector=FLAGS.detector,
                                 samples=FLAGS.samples, blur=FLAGS.blur, color=FLAGS.color,

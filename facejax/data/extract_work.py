@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from facejax import files
+from facejax import files, images
 from facejax.faces import align, detect, find, identity, video
 
 CHUNKS = ".chunks"
@@ -188,8 +188,8 @@ def extract_span(span: Span, out_dir: str) -> list[dict]:
                 continue
             points = face.landmarks
             affine = align.align_matrix(points, opts.size, opts.coverage)
-            video.write_image(os.path.join(chunk.partial, "faces", f"{index:06d}.png"),
-                              align.crop(frame, affine, opts.size))
+            images.write_image(os.path.join(chunk.partial, "faces", f"{index:06d}.png"),
+                               align.crop(frame, affine, opts.size))
             chunk.lines.append({
                 "record": f"{span.key}/{index:06d}", "source": source.name_of(index),
                 "input": span.path, "frame": index, "box": face.box.as_list(),

@@ -132,7 +132,7 @@ def sampler(source: FaceSource, batch: int, seed, yaw_bins: int = 0):
 class FaceBatches:
     """Batches of one or more identities, e.g. {"a": {...}, "b": {...}}, for a given step.
 
-    Args:
+    Args (all but `sources` by keyword):
       sources: name -> FaceSource (this process's slice, or the whole split in full mode).
       global_batch: examples per identity per step, over all processes.
       seed: data seed.
@@ -146,7 +146,7 @@ class FaceBatches:
       yaw_bins: > 0 draws samples evenly over head yaw in that many bins (`YawSampler`).
     """
 
-    def __init__(self, sources: dict, global_batch: int, seed: int, fields=("image", "mask"),
+    def __init__(self, sources: dict, *, global_batch: int, seed: int, fields=("image", "mask"),
                  process_index: int = 0, process_count: int = 1, per_process: bool = True,
                  degrade: dict | None = None, augment=None, yaw_bins: int = 0):
         if global_batch % process_count:

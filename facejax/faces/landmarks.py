@@ -10,17 +10,6 @@ from OneEuroFilter import OneEuroFilter
 from facejax.faces.detect import Box
 from facejax.faces.model_files import LANDMARKS_68, model_path
 
-# Index ranges of the 68-point (iBUG 300-W) scheme.
-JAW = range(0, 17)
-RIGHT_BROW = range(17, 22)   # the subject's right: image left
-LEFT_BROW = range(22, 27)
-NOSE_BRIDGE = range(27, 31)
-NOSE_BOTTOM = range(31, 36)
-RIGHT_EYE = range(36, 42)
-LEFT_EYE = range(42, 48)
-OUTER_LIPS = range(48, 60)
-INNER_LIPS = range(60, 68)
-
 # The point each point becomes when the face is mirrored left-right.
 MIRROR = np.array(
     list(range(16, -1, -1)) + list(range(26, 16, -1)) + [27, 28, 29, 30] + [35, 34, 33, 32, 31]

@@ -6,26 +6,21 @@ import cv2
 import numpy as np
 
 from facejax.faces import landmarks as lm
+from facejax.faces.parts import (INNER_LIPS, JAW, LEFT_BROW, LEFT_EYE, NOSE_BRIDGE, OUTER_LIPS,
+                                 PART_NAMES, PART_POINTS, RIGHT_BROW, RIGHT_EYE)
 
-PART_NAMES = ("eyes", "brows", "nose", "mouth")
-_PARTS = {
-    "eyes": (lm.RIGHT_EYE, lm.LEFT_EYE),
-    "brows": (lm.RIGHT_BROW, lm.LEFT_BROW),
-    "nose": (range(27, 36),),
-    "mouth": (lm.OUTER_LIPS,),
-}
 # Contours drawn for the face2face input: (indices, closed, RGB colour). Distinct colours per part
 # tell the generator which line is which.
 CONTOURS = (
-    (lm.JAW, False, (255, 255, 255)),
-    (lm.RIGHT_BROW, False, (255, 128, 0)),
-    (lm.LEFT_BROW, False, (255, 128, 0)),
-    (lm.NOSE_BRIDGE, False, (0, 255, 0)),
+    (JAW, False, (255, 255, 255)),
+    (RIGHT_BROW, False, (255, 128, 0)),
+    (LEFT_BROW, False, (255, 128, 0)),
+    (NOSE_BRIDGE, False, (0, 255, 0)),
     (range(30, 36), True, (0, 255, 0)),
-    (lm.RIGHT_EYE, True, (0, 128, 255)),
-    (lm.LEFT_EYE, True, (0, 128, 255)),
-    (lm.OUTER_LIPS, True, (255, 0, 128)),
-    (lm.INNER_LIPS, True, (255, 0, 255)),
+    (RIGHT_EYE, True, (0, 128, 255)),
+    (LEFT_EYE, True, (0, 128, 255)),
+    (OUTER_LIPS, True, (255, 0, 128)),
+    (INNER_LIPS, True, (255, 0, 255)),
 )
 _SHIFT = 4  # sub-pixel precision bits for OpenCV drawing
 
@@ -54,7 +49,7 @@ def part_masks(landmarks: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     out = np.zeros((h, w, len(PART_NAMES)), np.uint8)
     for c, name in enumerate(PART_NAMES):
         m = np.zeros((h, w), np.uint8)
-        for idx in _PARTS[name]:
+        for idx in PART_POINTS[name]:
             cv2.fillConvexPoly(m, cv2.convexHull(_fixed(landmarks[list(idx)])), 255, cv2.LINE_AA,
                                _SHIFT)
         out[:, :, c] = cv2.dilate(m, kernel)

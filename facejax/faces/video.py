@@ -15,7 +15,6 @@ import cv2
 import numpy as np
 
 from facejax.errors import UserError
-from facejax.files import atomic_write_bytes
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".mpg", ".mpeg", ".webm", ".m4v", ".wmv")
@@ -72,22 +71,6 @@ def read_image(path: str) -> np.ndarray:
         return to_rgb8(image)
     except ValueError as e:
         raise UserError(f"{path}: {e}")
-
-
-def write_image(path: str, rgb: np.ndarray) -> None:
-    """Writes an RGB(A) or gray uint8 image atomically (temporary name, then rename)."""
-    ext = os.path.splitext(path)[1] or ".png"
-    if rgb.ndim == 3 and rgb.shape[2] == 3:
-        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    elif rgb.ndim == 3 and rgb.shape[2] == 4:
-        bgr = cv2.cvtColor(rgb, cv2.COLOR_RGBA2BGRA)
-    else:
-        bgr = rgb
-    params = [cv2.IMWRITE_PNG_COMPRESSION, 1] if ext.lower() == ".png" else []
-    ok, buf = cv2.imencode(ext, bgr, params)
-    if not ok:
-        raise UserError(f"{path}: cannot encode image")
-    atomic_write_bytes(path, buf.tobytes())
 
 
 @dataclasses.dataclass

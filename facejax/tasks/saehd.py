@@ -33,7 +33,7 @@ import jax.numpy as jnp
 import optax
 
 from facejax import augment, losses
-from facejax.faces import masks as masks_lib
+from facejax.faces.parts import PART_NAMES
 from facejax.models import saehd as saehd_model
 from facejax.models import saehd_discriminators as discriminators
 from facejax.tasks import common
@@ -41,7 +41,7 @@ from facejax.tasks.protocol import Task
 
 FIELDS = ("image", "mask", "parts")
 IDENTITIES = ("a", "b")
-EYES, MOUTH = masks_lib.PART_NAMES.index("eyes"), masks_lib.PART_NAMES.index("mouth")
+EYES, MOUTH = PART_NAMES.index("eyes"), PART_NAMES.index("mouth")
 
 
 def optimizer(config):

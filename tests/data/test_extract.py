@@ -126,8 +126,9 @@ def test_bad_inputs_through_the_tool(tmp_path):
 
 def test_reference_keeps_only_the_target(tmp_path):
     ref = str(tmp_path / "ref.png")
+    from facejax import images
     from facejax.faces import video
-    video.write_image(ref, video.FrameSource(f"{GRID}/GRID_bbaf2n.mpg").read(10))
+    images.write_image(ref, video.FrameSource(f"{GRID}/GRID_bbaf2n.mpg").read(10))
     opts = extract.ExtractOptions(size=48, reference=(ref,), every_n=5)
     s = extract.extract([f"{GRID}/GRID_bbaf2n.mpg", f"{GRID}/GRID_brbk7n.mpg"],
                         str(tmp_path / "x"), opts, verbose=False)

@@ -45,7 +45,8 @@ def test_processes_cover_the_split_disjointly_and_completely(grid_faces):
 
 def test_batches_are_a_pure_function_of_seed_and_step(grid_faces):
     tables = {k: pipeline.FaceSource([v], "train", 32) for k, v in grid_faces.items()}
-    make = lambda seed: pipeline.FaceBatches(tables, 8, seed, ("image", "mask"))
+    make = lambda seed: pipeline.FaceBatches(tables, global_batch=8, seed=seed,
+                                             fields=("image", "mask"))
     a, b = make(0), make(0)
     for step in (0, 5, 9, 40):  # 40·8 > 67: crosses epochs
         x, y = a(step), b(step)
@@ -61,15 +62,16 @@ def test_batches_are_a_pure_function_of_seed_and_step(grid_faces):
 
 def test_full_mode_splits_one_global_batch_across_processes(grid_faces):
     tables = {"a": pipeline.FaceSource([grid_faces["a"]], "train", 32)}
-    one = pipeline.FaceBatches(tables, 8, 0, ("image",), per_process=False)(3)["a"]["image"]
-    parts = [pipeline.FaceBatches(tables, 8, 0, ("image",), i, 2, per_process=False)(3)
+    full = dict(global_batch=8, seed=0, fields=("image",), per_process=False)
+    one = pipeline.FaceBatches(tables, **full)(3)["a"]["image"]
+    parts = [pipeline.FaceBatches(tables, process_index=i, process_count=2, **full)(3)
              for i in range(2)]
     np.testing.assert_array_equal(np.concatenate([p["a"]["image"] for p in parts]), one)
 
 
 def test_global_arrays_are_sharded_on_the_mesh(grid_faces):
     tables = {"a": pipeline.FaceSource([grid_faces["a"]], "train", 32)}
-    batch = pipeline.FaceBatches(tables, 8, 0, ("image",))(0)
+    batch = pipeline.FaceBatches(tables, global_batch=8, seed=0, fields=("image",))(0)
     mesh = parallel.make_mesh()
     g = pipeline.to_global(batch, parallel.batch_sharding(mesh))
     assert g["a"]["image"].shape == (8, 32, 32, 3)
@@ -80,9 +82,10 @@ def test_global_arrays_are_sharded_on_the_mesh(grid_faces):
 def test_degradation_is_deterministic_and_changes_images(grid_faces):
     tables = {"a": pipeline.FaceSource([grid_faces["a"]], "train", 32)}
     deg = dict(prob=1.0, max_blur=1.5, jpeg_min=20)
-    x = pipeline.FaceBatches(tables, 4, 0, ("image",), degrade=deg)(2)["a"]["image"]
-    y = pipeline.FaceBatches(tables, 4, 0, ("image",), degrade=deg)(2)["a"]["image"]
-    z = pipeline.FaceBatches(tables, 4, 0, ("image",))(2)["a"]["image"]
+    plain = dict(global_batch=4, seed=0, fields=("image",))
+    x = pipeline.FaceBatches(tables, degrade=deg, **plain)(2)["a"]["image"]
+    y = pipeline.FaceBatches(tables, degrade=deg, **plain)(2)["a"]["image"]
+    z = pipeline.FaceBatches(tables, **plain)(2)["a"]["image"]
     np.testing.assert_array_equal(x, y)
     assert np.abs(x.astype(int) - z.astype(int)).mean() > 1
 
@@ -109,11 +112,11 @@ def test_yaw_sampling_draws_every_pose_as_often():
 
 def test_yaw_sampling_through_the_batches(grid_faces):
     table = pipeline.FaceSource([grid_faces["a"]], "train", 32)
-    batches = pipeline.FaceBatches({"a": table}, 8, 0, ("landmarks",), yaw_bins=128)
+    yaw = dict(global_batch=8, seed=0, fields=("landmarks",), yaw_bins=128)
+    batches = pipeline.FaceBatches({"a": table}, **yaw)
     assert isinstance(batches._samplers["a"], pipeline.YawSampler)
     np.testing.assert_array_equal(batches(3)["a"]["landmarks"],
-                                  pipeline.FaceBatches({"a": table}, 8, 0, ("landmarks",),
-                                                       yaw_bins=128)(3)["a"]["landmarks"])
+                                  pipeline.FaceBatches({"a": table}, **yaw)(3)["a"]["landmarks"])
 
 
 def test_two_runs_preparing_one_dataset_wait_for_each_other(grid_faces, tmp_path):
@@ -201,15 +204,16 @@ class _FailsAt:
 def test_loader_workers_prepare_the_steps_batches_in_order(grid_faces):
     """Worker processes give exactly the in-process batches, host augmentation included, in
     step order from any start; an error in a worker reaches the training process."""
-    from facejax import tasks, train
+    from facejax import tasks
+    from facejax.training import inputs
     from facejax.experiments import deepfakes_original
     c = deepfakes_original.get_config("tiny")
     c.augment.placement = "host"
     task = tasks.get(c.task)
     sources = {n: pipeline.FaceSource([grid_faces[n]], "train", c.data.load_size)
                for n in task.identities}
-    batches = pipeline.FaceBatches(sources, 4, 0, task.fields,
-                                   augment=train.host_augment(c, task))
+    batches = pipeline.FaceBatches(sources, global_batch=4, seed=0, fields=task.fields,
+                                   augment=inputs.host_augment(c, task))
     loader = pipeline.Loader(batches, 5, 9, workers=2)
     try:
         for want_step in range(5, 9):

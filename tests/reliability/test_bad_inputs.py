@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from facejax.errors import UserError
+from facejax import images
 from facejax.faces import video
 from tests.conftest import GRID, ROOT, run_tool
 
@@ -136,7 +137,7 @@ def test_names_from_data_cannot_write_outside_the_output(tmp_path):
     src.mkdir()
     frame = video.FrameSource(CLIP).read(5)
     for name in ("..png", "...png", "a;rm -rf ~.png", "$(touch pwned).png", "ü name.png"):
-        video.write_image(str(src / name), frame)
+        images.write_image(str(src / name), frame)
     before = set(os.listdir(tmp_path))
     out = tmp_path / "out"
     proc = run_tool("tools/extract.py", f"--input={src}", f"--output={out}", "--size=64",

@@ -17,7 +17,8 @@ def test_one_encoder_pass_over_both_faces_equals_two(grid_faces):
     config = deepfakes_original.get_config("tiny")
     tables = {n: pipeline.FaceSource([grid_faces[n]], "train", config.data.load_size)
               for n in ae_task.IDENTITIES}
-    batch = jax.tree.map(jnp.asarray, pipeline.FaceBatches(tables, 3, 0, ae_task.FIELDS)(0))
+    batch = jax.tree.map(jnp.asarray, pipeline.FaceBatches(tables, global_batch=3, seed=0,
+                                                           fields=ae_task.FIELDS)(0))
     a, b = (ae_task.views(batch, n, config) for n in ae_task.IDENTITIES)
     assert float(jnp.abs(a - b).mean()) > 0.05  # two different people
     enc, _ = autoencoder.build(config)

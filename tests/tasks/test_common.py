@@ -30,7 +30,7 @@ def test_bfloat16_compute_tracks_float32(experiment, grid_faces):
         task = tasks.get(config.task)
         tables = {n: pipeline.FaceSource([grid_faces[n]], "train", config.data.load_size)
                   for n in task.identities}
-        batches = pipeline.FaceBatches(tables, 4, 0, task.fields)
+        batches = pipeline.FaceBatches(tables, global_batch=4, seed=0, fields=task.fields)
         state, metrics = train_steps_on(jax.devices()[:1], task, config, batches, 3)
         leaves = jax.tree_util.tree_flatten_with_path(state)[0]
         kinds = {x.dtype for path, x in leaves if np.issubdtype(x.dtype, np.floating)

@@ -10,6 +10,7 @@ import pytest
 
 from facejax.experiments import cyclegan_faces
 from facejax import checkpoint, losses, train
+from facejax.training import run_files
 from facejax.data import pipeline, tfds_faces
 from facejax.tasks import cyclegan
 from tests.conftest import assert_params_agree, train_and_resume, train_steps_on
@@ -143,7 +144,7 @@ def test_sharded_step_equals_single_device_step(grid_faces):
     config = cyclegan_faces.get_config("tiny")
     config.batch_size = 8
     tables = {k: pipeline.FaceSource([v], "train", 32) for k, v in grid_faces.items()}
-    batches = pipeline.FaceBatches(tables, 8, 0, cyclegan.FIELDS)
+    batches = pipeline.FaceBatches(tables, global_batch=8, seed=0, fields=cyclegan.FIELDS)
     results = [train_steps_on(devices, cyclegan, config, batches, 1)
                for devices in (jax.devices()[:1], jax.devices())]
     for k in results[0][1]:
@@ -174,7 +175,7 @@ def short_run(grid_faces, tmp_path_factory):
 
 def test_short_run_on_two_people_lowers_the_cycle_loss(short_run):
     workdir, metrics = short_run
-    h = train.read_history(workdir)
+    h = run_files.read_history(workdir)
     print(f"CycleGAN held-out cycle L1: A {h[0]['val_cycle_a']:.4f} -> {h[-1]['val_cycle_a']:.4f},"
           f" B {h[0]['val_cycle_b']:.4f} -> {h[-1]['val_cycle_b']:.4f} in 120 steps")
     for k in ("val_cycle_a", "val_cycle_b"):

@@ -8,6 +8,7 @@ import pytest
 
 from facejax.experiments import face2face_pix2pix
 from facejax import reenact, train
+from facejax.training import run_files
 from facejax.data import pipeline
 from facejax.faces import align, video
 from facejax.tasks import pix2pix
@@ -18,8 +19,8 @@ def test_generator_loss_weights_l1_by_lambda(grid_faces):
     config = face2face_pix2pix.get_config("tiny")
     config.data.a = grid_faces["a"]
     table = pipeline.FaceSource([grid_faces["a"]], "train", 32)
-    batch = jax.tree.map(jnp.asarray, pipeline.FaceBatches({"a": table}, 4, 0,
-                                                           pix2pix.FIELDS)(0))
+    batch = jax.tree.map(jnp.asarray, pipeline.FaceBatches({"a": table}, global_batch=4, seed=0,
+                                                           fields=pix2pix.FIELDS)(0))
     state = jax.jit(lambda k: pix2pix.init(k, config))(jax.random.key(0))
     _, m1 = jax.jit(lambda s, b: pix2pix.train_step(s, b, jax.random.key(1), config))(state, batch)
     config.loss.l1_weight = 10.0
@@ -59,7 +60,7 @@ def test_sharded_step_equals_single_device_step(grid_faces):
     config = face2face_pix2pix.get_config("tiny")
     config.batch_size = 8
     table = pipeline.FaceSource([grid_faces["a"]], "train", 32)
-    batches = pipeline.FaceBatches({"a": table}, 8, 0, pix2pix.FIELDS)
+    batches = pipeline.FaceBatches({"a": table}, global_batch=8, seed=0, fields=pix2pix.FIELDS)
     results = []
     for devices in (jax.devices()[:1], jax.devices()):
         state, m = train_steps_on(devices, pix2pix, config, batches, 2)
@@ -104,7 +105,7 @@ def test_init_from_starts_with_the_trained_weights(trained, grid_faces, tmp_path
 
 def test_training_on_one_person_lowers_held_out_l1(trained):
     workdir, metrics = trained
-    history = train.read_history(workdir)
+    history = run_files.read_history(workdir)
     first, last = history[0]["val_l1"], history[-1]["val_l1"]
     print(f"face2face held-out L1 (0-1 scale): {first:.4f} -> {last:.4f} in 80 steps")
     assert last < 0.6 * first

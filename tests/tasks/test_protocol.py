@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from facejax import inference, tasks
+from facejax import runs, tasks
 from facejax.errors import UserError
 from tests.conftest import run_tool
 
@@ -60,8 +60,8 @@ def test_weights_go_in_and_out_of_a_state(name):
 def assert_started_from(task, source: str, source_config, workdir: str, config):
     """The run in `workdir` (trained 0 steps with `--config.init_from=source`) holds the
     source's latest weights and a fresh optimizer state (the families' init_from tests)."""
-    theirs = inference.restore_state(source, source_config, task)
-    mine = inference.restore_state(workdir, config, task)
+    theirs = runs.restore_state(source, source_config, task)
+    mine = runs.restore_state(workdir, config, task)
     assert int(theirs["step"]) > 0 and int(mine["step"]) == 0
     jax.tree.map(np.testing.assert_array_equal, task.params_of(mine), task.params_of(theirs))
     fresh = jax.jit(lambda k: task.init(k, config))(jax.random.key(config.seed))

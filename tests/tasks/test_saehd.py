@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 
 from facejax.experiments import saehd as saehd_experiment
-from facejax import checkpoint, inference, losses, train, trees
+from facejax import checkpoint, inference, losses, runs, train, trees
 from facejax.data import pipeline
+from facejax.training import run_files
 from facejax.tasks import saehd
 from facejax.faces import video
 from tests.conftest import GRID, assert_params_agree, run_tool, train_and_resume, train_steps_on
@@ -51,7 +52,7 @@ def test_side_loss_is_the_reference_formula():
 def _batches(grid_faces, config, n=8):
     tables = {k: pipeline.FaceSource([grid_faces[k]], "train", config.data.load_size)
               for k in saehd.IDENTITIES}
-    return pipeline.FaceBatches(tables, n, 0, saehd.FIELDS)
+    return pipeline.FaceBatches(tables, global_batch=n, seed=0, fields=saehd.FIELDS)
 
 
 def test_sharded_step_equals_single_device_step(grid_faces):
@@ -92,7 +93,7 @@ def short_run(grid_faces, tmp_path_factory):
 
 def test_a_short_run_on_two_people_learns_faces_and_masks(short_run):
     wd, metrics = short_run
-    h = train.read_history(wd)
+    h = run_files.read_history(wd)
     first, last = h[0], h[-1]
     print("SAEHD tiny, 60 steps:", {k: (round(first[k], 4), round(last[k], 4))
                                      for k in first if k != "step"})
@@ -118,8 +119,8 @@ def test_exact_resume_and_the_nan_guard(grid_faces, tmp_path, capfd):
     config = everything_on(tiny(grid_faces, num_steps=4, eval_every=0, checkpoint_every=2))
     straight, split = train_and_resume(config, tmp_path, capfd)
     config = everything_on(tiny(grid_faces))
-    a = inference.restore_state(straight, config, saehd.TASK)
-    b = inference.restore_state(split, config, saehd.TASK)
+    a = runs.restore_state(straight, config, saehd.TASK)
+    b = runs.restore_state(split, config, saehd.TASK)
     assert int(a["step"]) == int(b["step"]) == 4
     jax.tree.map(np.testing.assert_array_equal, a, b)
     bad = tiny(grid_faces, num_steps=6, eval_every=0)
@@ -138,17 +139,17 @@ def test_options_that_add_state_switch_on_and_off_in_a_resumed_run(short_run, gr
     wd = str(tmp_path / "run")
     shutil.copytree(short_run[0], wd)
     plain = tiny(grid_faces)
-    before = inference.restore_state(wd, plain, saehd.TASK)
+    before = runs.restore_state(wd, plain, saehd.TASK)
     assert int(before["step"]) == 60
 
     on = tiny(grid_faces, num_steps=61, eval_every=0, checkpoint_every=1, ema=0.999)
     on.loss.true_face_power = 0.01
-    assert saehd.TASK.params_of(inference.restore_state(wd, on, saehd.TASK)) is not None
+    assert saehd.TASK.params_of(runs.restore_state(wd, on, saehd.TASK)) is not None
     capfd.readouterr()
     train.train(on, wd)
     out = "".join(capfd.readouterr())
     assert "state part(s) code_d, ema not in the checkpoint" in out and "at step 60" in out
-    after = inference.restore_state(wd, on, saehd.TASK)
+    after = runs.restore_state(wd, on, saehd.TASK)
     assert int(after["step"]) == 61 and {"code_d", "ema"} <= set(after)
     # The average started at the step-60 weights: one step of decay 0.999 from them.
     jax.tree.map(lambda e, old, new: np.testing.assert_allclose(

@@ -1,0 +1,56 @@
+"""A run's workdir as every later command reads it: the config it was trained with
+(WORKDIR/config.json) and the state of its checkpoints. Training writes them (facejax/train.py);
+inference, `--config.init_from` and the tests read them here."""
+
+from __future__ import annotations
+
+import functools
+import os
+
+import jax
+import ml_collections
+
+from facejax import checkpoint as ckpt_lib
+from facejax import files, trees
+from facejax.errors import UserError
+
+CONFIG_FILE = "config.json"
+
+
+def load_config(workdir: str, flag: str = "--model") -> ml_collections.ConfigDict:
+    """The config a run was trained with (WORKDIR/config.json).
+
+    Raises:
+      UserError: no such workdir, no config in it, or one that is not a facejax run's.
+    """
+    if not os.path.isdir(workdir):
+        raise UserError(f"{flag} {workdir}: no such workdir")
+    path = os.path.join(workdir, CONFIG_FILE)
+    if not os.path.isfile(path):
+        raise UserError(f"{flag} {workdir}: no {CONFIG_FILE}; not a facejax workdir or incomplete")
+    config = files.read_json(path, "the run's config")
+    if not isinstance(config, dict) or "task" not in config:
+        raise UserError(f"{path}: not a facejax run config")
+    return ml_collections.ConfigDict(config)
+
+
+def restore_state(workdir: str, config, task, sharding=None, step: int | None = None,
+                  flag: str = "--model"):
+    """The state of a run's latest (or given) checkpoint, on `sharding` (default: this
+    process's first device, whatever layout saved it): the parts of it that the run's config
+    has (an option switched on or off between a run's sessions adds or removes a part, such as
+    a discriminator; the weights are in every checkpoint).
+
+    Raises:
+      UserError: no checkpoint, or one that does not fit the config.
+    """
+    shapes = jax.eval_shape(functools.partial(task.init, config=config), jax.random.key(0))
+    if sharding is None:
+        sharding = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    ck = ckpt_lib.Checkpointer(workdir, read_only=True)
+    try:
+        if ck.latest_step() is None and step is None:
+            raise UserError(f"{flag} {workdir}: holds no checkpoint yet")
+        return ck.restore(trees.abstract_of(shapes, sharding), step, partial=True)
+    finally:
+        ck.close()
