@@ -1,6 +1,8 @@
 """Dependencies point down (docs/architecture.md): each module imports only modules of its own
-level or below, the jobs (train, convert, reenact, evaluate) none of each other, and the
-classical computer vision knows no JAX. Checked on the source, without importing it."""
+level or below, the jobs (train, convert, reenact, evaluate) none of each other, the classical
+computer vision knows no JAX, the edges issue 30 removed stay removed, and what loads a trained
+run reaches neither the training data's code nor TensorFlow. Checked on the source, without
+importing it (tests/test_inference.py checks the last at run time too)."""
 
 import ast
 import os
@@ -27,6 +29,30 @@ NO_JAX = ("facejax.errors", "facejax.files", "facejax.progress", "facejax.faces"
           "facejax.metrics", "facejax.report", "facejax.data.extract", "facejax.xla_setup",
           "facejax.images", "facejax.run_info")
 JAX_PACKAGES = ("jax", "jaxlib", "flax", "optax", "orbax", "chex")
+# (importer, imported): no module named by the first prefix imports one named by the second.
+FORBIDDEN = (
+    ("facejax.run_info", "facejax.data"),         # a trained run's record needs no data code
+    ("facejax.inference", "facejax.data"),
+    ("facejax.runs", "facejax.data"),
+    ("facejax.summaries", "facejax.faces"),       # PNGs and headers: facejax.images
+    ("facejax.summaries", "facejax.report"),
+    ("facejax.commands.evaluate", "facejax.data"),  # the held-out share is in the run record
+    ("facejax.train", "facejax.inference"),       # both read a run through facejax.runs
+    ("facejax.training", "facejax.inference"),
+    ("facejax.tasks", "facejax.faces.masks"),     # part names: facejax.faces.parts
+)
+# Modules whose imports, followed through the package, must never reach these: loading a
+# trained run (and the families' code) needs no training data, no TensorFlow, and the
+# families no OpenCV or dlib.
+UNREACHABLE = {
+    "facejax.inference": ("facejax.data", "tensorflow", "tensorflow_datasets"),
+    "facejax.convert": ("facejax.data", "tensorflow", "tensorflow_datasets"),
+    "facejax.export": ("facejax.data", "tensorflow", "tensorflow_datasets"),
+    "facejax.reenact": ("facejax.data", "tensorflow", "tensorflow_datasets"),
+    "facejax.evaluate": ("facejax.data", "tensorflow", "tensorflow_datasets"),
+    "facejax.commands.evaluate": ("facejax.data", "tensorflow", "tensorflow_datasets"),
+    "facejax.tasks": ("facejax.data", "tensorflow", "tensorflow_datasets", "cv2", "dlib"),
+}
 
 
 def _modules():
@@ -76,3 +102,48 @@ def test_classical_computer_vision_knows_no_jax():
         if name.startswith(NO_JAX):
             jax_imports = {i for i in imports if i.split(".")[0] in JAX_PACKAGES}
             assert not jax_imports, f"{name} imports {sorted(jax_imports)}"
+
+
+def _named(module: str, prefixes) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in prefixes)
+
+
+def test_the_removed_edges_stay_removed():
+    found = [f"{name} imports {target}"
+             for name, imports in _modules().items() for target in imports
+             for importer, imported in FORBIDDEN
+             if _named(name, (importer,)) and _named(target, (imported,))]
+    assert not found, "\n".join(found)
+
+
+def _reachable(start: str, modules: dict) -> dict:
+    """{module: the module that imports it} of everything `start`'s imports reach, inside the
+    package followed further (with the packages whose __init__ each import runs)."""
+    seen, todo = {start: None}, [start]
+    while todo:
+        name = todo.pop()
+        for target in modules.get(name, ()):
+            parts = target.split(".")
+            for i in range(1, len(parts) + 1):
+                module = ".".join(parts[:i])
+                if module not in seen and (module in modules or i == 1):
+                    seen[module] = name
+                    todo.append(module)
+    return seen
+
+
+def test_loading_a_trained_run_reaches_no_training_data_code():
+    modules = _modules()
+    for start_prefix, banned in UNREACHABLE.items():
+        starts = [m for m in modules if _named(m, (start_prefix,))]
+        assert starts, start_prefix
+        for start in starts:
+            reached = _reachable(start, modules)
+            bad = [m for m in reached if _named(m, banned)]
+            chains = []
+            for m in bad:
+                chain = [m]
+                while reached[chain[-1]] is not None:
+                    chain.append(reached[chain[-1]])
+                chains.append(" <- ".join(chain))
+            assert not bad, f"{start} reaches:\n" + "\n".join(chains)

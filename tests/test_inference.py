@@ -12,7 +12,7 @@ from facejax.experiments import deepfakes_original, face2face_pix2pix
 from facejax import convert, evaluate, inference, reenact, run_info, train
 from facejax.errors import UserError
 from facejax.faces import video
-from tests.conftest import GRID
+from tests.conftest import GRID, run_tool
 
 CLIP_A = os.path.join(GRID, "GRID_bbaf2n.mpg")
 CLIP_B = os.path.join(GRID, "GRID_brbk7n.mpg")
@@ -60,7 +60,23 @@ def test_a_moved_run_without_its_data_gives_the_same_outputs(grid_faces, tmp_pat
     np.testing.assert_array_equal(after["reenacted"], before["reenacted"])
     assert after["eval"] == before["eval"]
 
-    # Without the record, the data is needed: one line saying how to get it back.
+    # Without the record: one line saying how to write it again (the data is never read).
     os.unlink(tmp_path / "moved/f2f" / run_info.FILE)
-    with pytest.raises(UserError, match="inference.json: missing, and the training data"):
+    with pytest.raises(UserError, match="inference.json: missing .*rerun `facejax train`"):
         inference.load_run("moved/f2f")
+
+
+def test_a_trained_run_loads_without_the_data_code_or_tensorflow(tiny_ae_run):
+    # A fresh process, as facejax convert is: what loading and running the swap imports.
+    code = ("import json, sys; import numpy as np; from facejax import convert, inference; "
+            "m = inference.load_swap_model(sys.argv[1], 'b2a', 2); "
+            "out = np.asarray(m.fn(np.zeros((1, m.size, m.size, 3), np.uint8))); "
+            "print(json.dumps({'shape': out.shape, 'size': m.size, 'modules': sorted(n for n in sys.modules "
+            "if n.split('.')[0] in ('tensorflow', 'tensorflow_datasets') "
+            "or n == 'facejax.data' or n.startswith('facejax.data.'))}))")
+    proc = run_tool("-c", code, tiny_ae_run, check=True)
+    loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    size = loaded["size"]
+    assert size == deepfakes_original.get_config("tiny").model.size
+    assert loaded["shape"] == [1, size, size, 3]
+    assert loaded["modules"] == []

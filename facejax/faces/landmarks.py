@@ -1,4 +1,5 @@
-"""dlib's 68-point landmark predictor, landmark groups, and temporal smoothing."""
+"""dlib's 68-point landmark predictor and temporal smoothing (the scheme's point groups:
+faces/parts.py)."""
 
 from __future__ import annotations
 
