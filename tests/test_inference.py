@@ -71,8 +71,8 @@ def test_a_trained_run_loads_without_the_data_code_or_tensorflow(tiny_ae_run):
     code = ("import json, sys; import numpy as np; from facejax import convert, inference; "
             "m = inference.load_swap_model(sys.argv[1], 'b2a', 2); "
             "out = np.asarray(m.fn(np.zeros((1, m.size, m.size, 3), np.uint8))); "
-            "print(json.dumps({'shape': out.shape, 'size': m.size, 'modules': sorted(n for n in sys.modules "
-            "if n.split('.')[0] in ('tensorflow', 'tensorflow_datasets') "
+            "print(json.dumps({'shape': out.shape, 'size': m.size, 'modules': sorted("
+            "n for n in sys.modules if n.split('.')[0] in ('tensorflow', 'tensorflow_datasets') "
             "or n == 'facejax.data' or n.startswith('facejax.data.'))}))")
     proc = run_tool("-c", code, tiny_ae_run, check=True)
     loaded = json.loads(proc.stdout.strip().splitlines()[-1])
