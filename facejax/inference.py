@@ -58,8 +58,8 @@ def load_run(workdir: str, step: int | None = None) -> Run:
     """
     config = runs.load_config(workdir)
     task = tasks.get(config.task)
-    info = run_info.read(workdir)  # before the slow restore
-    return Run(workdir, config, task, runs.restore_state(workdir, config, task, step=step), info)
+    state = runs.restore_state(workdir, config, task, step=step)
+    return Run(workdir, config, task, state, run_info.read(workdir))
 
 
 def load_swapper(workdir: str) -> Run:

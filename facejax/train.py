@@ -14,6 +14,7 @@ import signal
 import time
 
 import jax
+import ml_collections
 import numpy as np
 
 from facejax import checkpoint as ckpt_lib
@@ -70,7 +71,7 @@ def scaled_lr(config, scale: float):
 @dataclasses.dataclass
 class _Session:
     """What stays fixed while one `train` call runs: the run, its mesh and its inputs."""
-    config: object
+    config: ml_collections.ConfigDict
     task: tasks.Task
     workdir: str
     key: jax.Array
@@ -198,7 +199,7 @@ def _start_state(session: _Session, source_config):
     state = session.fresh()
     if source_config is not None:
         state = run_files.weights_from(config.init_from, source_config, session.task, state,
-                                         session.rep)
+                                       session.rep)
         _say(f"initialised weights from {config.init_from}")
     return state
 
