@@ -9,6 +9,7 @@ names for --config, one-line errors and exit codes.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import os
 import sys
 from typing import Callable
@@ -54,7 +55,9 @@ def _check_config_files(flag_values) -> None:
 
 
 COMMANDS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "commands")
-EXPERIMENTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "experiments")
+# The experiments/ folder, found without running its code: installed as facejax.experiments, or
+# registered under that name from a checkout (facejax/__init__.py).
+EXPERIMENTS_DIR = importlib.util.find_spec("facejax.experiments").submodule_search_locations[0]
 HELP = ("--help", "-h", "-?", "--helpshort")
 
 
@@ -85,7 +88,7 @@ def experiment_path(value: str) -> str:
 
 
 def experiments() -> list[str]:
-    """Names of the experiments shipped in facejax/experiments (the files with a get_config)."""
+    """Names of the experiments shipped in experiments/ (the files with a get_config)."""
     out = []
     for name in sorted(os.listdir(EXPERIMENTS_DIR)):
         if name.endswith(".py") and not name.startswith("_"):
