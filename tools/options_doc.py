@@ -27,14 +27,11 @@ GENERATOR = "tools/options_doc.py"
 
 # Run as `python -c _READ_FLAGS COMMAND` from ROOT: one JSON line, the command's flags. The flags
 # its module defines, and any that modules of facejax define on its behalf, but not absl's own.
-# A default under the shared folder (which depends on where the checkout is) reads ../shared.
 _READ_FLAGS = r"""
 import importlib, json, sys
 from absl import flags
 before = set(flags.FLAGS)
 module = importlib.import_module("facejax.commands." + sys.argv[1])
-from facejax import samples
-shared = samples.SHARED.rstrip("/")
 out = []
 for name in sorted(set(flags.FLAGS) - before):
     flag = flags.FLAGS[name]
@@ -49,8 +46,7 @@ for name in sorted(set(flags.FLAGS) - before):
     out.append({
         "name": name,
         "type": flag.flag_type(),
-        "default": None if flag.default is None else
-                   (flag.default_as_str or "").replace(shared, "../shared"),
+        "default": None if flag.default is None else (flag.default_as_str or ""),
         "help": flag.help or "",
         "choices": list(getattr(parser, "enum_values", None) or []),
         "bounds": [getattr(parser, "lower_bound", None), getattr(parser, "upper_bound", None)],
@@ -79,6 +75,18 @@ def read_flags(command: str) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def _portable(value: str) -> str:
+    """A default as any checkout shows it: the shared folder beside the checkout (see
+    facejax/samples.py) as ../shared, the checkout as ., the home folder as ~."""
+    places = ((os.path.join(os.path.dirname(ROOT), "shared"), "../shared"), (ROOT, "."),
+              (os.path.expanduser("~"), "~"))
+    for path, name in places:
+        if path.rstrip("/") == "":
+            continue
+        value = re.sub(re.escape(path) + r"(?=/|'|,|$)", name, value)
+    return value
+
+
 def _cell(text: str) -> str:
     """Text for a Markdown table cell: one line, `|` escaped."""
     return " ".join(str(text).split()).replace("|", "\\|")
@@ -87,9 +95,9 @@ def _cell(text: str) -> str:
 def _default(flag: dict) -> str:
     if flag["required"]:
         return "required"
-    value = flag["default"]
-    if value is None:
+    if flag["default"] is None:
         return "none"
+    value = _portable(flag["default"])
     if value in ("", "''", '""'):
         return "empty"
     if value.startswith("'") and value.endswith("'") and len(value) >= 2:
