@@ -1,5 +1,5 @@
-"""Writes docs/options.md, the reference of every `facejax` subcommand's flags and of the exit
-statuses, from the code itself, so it cannot go stale.
+"""Writes docs/options.md, the reference of every `facejax` subcommand's flags, of the
+experiments' settings and of the exit statuses, from the code itself, so it cannot go stale.
 
     python tools/options_doc.py            # prints a diff against docs/options.md; exit 1 if any
     python tools/options_doc.py --write    # rewrites docs/options.md
@@ -56,6 +56,30 @@ print(json.dumps({"doc": (module.__doc__ or "").strip(), "flags": out}))
 """
 
 
+# Run as `python -c _READ_EXPERIMENTS` from ROOT: one JSON line, {experiment: {KEY: default}} of
+# every experiment `--config=NAME` names (facejax.cli), each at its default variant.
+_READ_EXPERIMENTS = r"""
+import importlib.util, json
+from facejax import cli
+
+def flat(d, prefix=""):
+    for key, value in d.items():
+        if isinstance(value, dict):
+            yield from flat(value, prefix + key + ".")
+        else:
+            yield prefix + key, value if isinstance(value, str) else repr(value)
+
+out = {}
+for name in cli.experiments():
+    path = cli.experiment_path(name).partition(":")[0]
+    spec = importlib.util.spec_from_file_location("experiment_" + name, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    out[name] = dict(flat(module.get_config().to_dict()))
+print(json.dumps(out))
+"""
+
+
 def command_names() -> list[str]:
     """The subcommands, as `facejax --help` lists them (facejax.cli.commands)."""
     sys.path.insert(0, ROOT)
@@ -63,16 +87,25 @@ def command_names() -> list[str]:
     return list(cli.commands())
 
 
-def read_flags(command: str) -> dict:
-    """{doc: the command's docstring, flags: [{name, type, default, help, ...}]}."""
+def _run_python(code: str, *args: str, what: str) -> dict:
+    """The JSON object that the last output line of `python -c code args` (run from ROOT) is."""
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
     env.pop("FACEJAX_SHARED", None)
-    proc = subprocess.run([sys.executable, "-c", _READ_FLAGS, command], cwd=ROOT, env=env,
+    proc = subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=120)
     if proc.returncode != 0:
-        raise SystemExit(f"{GENERATOR}: reading the flags of facejax {command} failed:\n"
-                         f"{proc.stderr[-2000:]}")
+        raise SystemExit(f"{GENERATOR}: reading {what} failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def read_experiments() -> dict:
+    """{experiment: {KEY: its default, as text}}."""
+    return _run_python(_READ_EXPERIMENTS, what="the experiments' settings")
+
+
+def read_flags(command: str) -> dict:
+    """{doc: the command's docstring, flags: [{name, type, default, help, ...}]}."""
+    return _run_python(_READ_FLAGS, command, what=f"the flags of facejax {command}")
 
 
 def _portable(value: str) -> str:
@@ -147,6 +180,27 @@ def command_section(command: str, found: dict) -> list[str]:
     return lines + [""]
 
 
+def experiment_section(experiments: dict) -> list[str]:
+    """One table of every `--config.KEY` and its default in each experiment."""
+    names = list(experiments)
+    keys = sorted(set().union(*(set(e) for e in experiments.values())))
+    lines = ["## Experiment settings", "",
+             "`facejax train --config=NAME[:VARIANT] --config.KEY=VALUE` overrides any of these.",
+             "The defaults below are each experiment's default variant; what a setting means is",
+             "said beside it in the experiment files (`experiments/`). A dash: the experiment",
+             "has no such setting.", "",
+             "| Key | " + " | ".join(f"`{n}`" for n in names) + " |",
+             "| --- |" + " --- |" * len(names)]
+    for key in keys:
+        cells = []
+        for name in names:
+            value = experiments[name].get(key)
+            cells.append("-" if value is None else "empty" if value == "" else
+                         f"`{_portable(value)}`")
+        lines.append(f"| `{key}` | " + " | ".join(_cell(c) for c in cells) + " |")
+    return lines + [""]
+
+
 def _constant(path: str, dotted: str) -> int:
     """An integer constant of a module of facejax, read from its source without importing it
     (facejax.train imports JAX): `NAME` at module level or `Class.NAME`."""
@@ -195,7 +249,9 @@ def render() -> str:
     """The whole of docs/options.md."""
     names = command_names()
     with concurrent.futures.ThreadPoolExecutor(max_workers=max(2, os.cpu_count() or 2)) as pool:
+        experiments = pool.submit(read_experiments)
         found = dict(zip(names, pool.map(read_flags, names)))
+        experiments = experiments.result()
     lines = [
         "# Command-line options",
         "",
@@ -204,16 +260,16 @@ def render() -> str:
         "page is current.",
         "",
         "`facejax COMMAND --help` prints the same flags. Give them as `--flag=value`; a bool",
-        "flag as `--flag` or `--noflag`; a list as comma-separated values. `facejax train`'s",
-        "experiment settings are `--config.KEY=VALUE` (see the experiment files in",
-        "`experiments/` and the [README](../README.md#train)).",
+        "flag as `--flag` or `--noflag`; a list as comma-separated values.",
         "",
         "Commands: " + ", ".join(f"[{n}](#facejax-{n})" for n in names) + "; "
+        "[experiment settings](#experiment-settings) (`--config.KEY=VALUE`); "
         "[exit statuses](#exit-statuses).",
         "",
     ]
     for name in names:
         lines += command_section(name, found[name])
+    lines += experiment_section(experiments)
     lines += exit_status_section()
     return "\n".join(lines).rstrip("\n") + "\n"
 
