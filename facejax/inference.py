@@ -15,7 +15,6 @@ import numpy as np
 from facejax import checkpoint as ckpt_lib
 from facejax import files, run_info, tasks, trees, xla_setup
 from facejax.errors import UserError
-from facejax.ops.conv import rules
 
 CONFIG_FILE = "config.json"
 
@@ -106,9 +105,7 @@ def load_swapper(workdir: str) -> Run:
         raise UserError(f"--model {workdir}: a {config.task} run has no swap direction "
                         "(face2face models reenact: use facejax reenact)")
     run = load_run(workdir)
-    if run.config.model.get("conv_impl") == "auto":
-        run.config.model.update(rules.INFERENCE)  # same parameters, faster forward forms
-    return run
+    return dataclasses.replace(run, config=task.inference_config(run.config))
 
 
 @dataclasses.dataclass

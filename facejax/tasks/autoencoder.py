@@ -10,10 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from facejax import augment, losses
+from facejax import augment, config_check, losses
 from facejax.models import autoencoder as ae_model
 from facejax.tasks import common
-from facejax.tasks.protocol import Task
+from facejax.tasks.protocol import Reference, Task
 
 FIELDS = ("image",)
 IDENTITIES = ("a", "b")
@@ -141,6 +141,9 @@ def model_region(config) -> float:
     return float(config.augment.region)
 
 
+CONFIG_SCHEMA = {key: config_check.integer(1) for key in (
+    "model.latent", "model.code_channels", "model.encoder_widths", "model.decoder_widths")}
+
 TASK = Task(
     name="autoencoder", fields=FIELDS, identities=IDENTITIES, init=init, train_step=train_step,
     evaluate=evaluate, preview=preview,
@@ -148,4 +151,5 @@ TASK = Task(
     params_of=lambda state: state["params"],
     with_params=lambda state, params: dict(state, params=params),
     swap=swap, reconstruct=reconstruct, views=views, model_region=model_region,
-    host_augment=host_augment)
+    host_augment=host_augment, config_schema=CONFIG_SCHEMA,
+    reference=Reference("torch_autoencoder.py"))

@@ -6,7 +6,17 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from facejax import config_check, losses
 from facejax.trees import all_finite, inexact_leaves
+
+# The config keys of the GAN families' generator and PatchGAN (pix2pix, CycleGAN).
+GAN_SCHEMA = {
+    "model.g_base": config_check.integer(1),
+    "model.d_base": config_check.integer(1),
+    "model.max_width": config_check.integer(1),
+    "model.d_layers": config_check.integer(1, 8),
+    "loss.gan_mode": losses.GAN_MODES,
+}
 
 
 def _not_moments(path) -> bool:
