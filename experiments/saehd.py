@@ -43,7 +43,6 @@ def get_config(variant: str = "df128") -> ml_collections.ConfigDict:
         true_face_power=0.0))  # df only; DeepFaceLab suggests 0.01
     c.augment = augment.default_config()  # random warp: --config.augment.warp=0 turns it off
     c.data = common.data(load_size=160)
-    c.data.yaw_bins = 0    # >0: sample evenly over head yaw in this many bins (DeepFaceLab: 128)
     c.optim = ml_collections.ConfigDict(dict(
         name="adabelief", learning_rate=5e-5, b1=0.9, b2=0.999, decay_steps=0,
         clip_norm=0.0,     # global-norm gradient clipping (DeepFaceLab's clipgrad: 1.0); 0 off
