@@ -17,10 +17,7 @@ state: `--config.init_from` starts a run from another run's weights this way for
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional
-
-State = Any      # a plain pytree: weights, optimizer states, step, ...
-Batch = dict     # {identity: {field: array}}
+from typing import Callable, Optional
 
 
 @dataclasses.dataclass(frozen=True)
