@@ -155,16 +155,11 @@ def _convert(model, input_path: str, output: str, opts: ConvertOptions, verbose:
         if not os.path.isdir(out_dir):
             raise UserError(f"--output {output}: folder {out_dir} does not exist")
         w = source.info.width * (2 if opts.preview else 1)
-        writer = video_writer.VideoWriter(output, source.info.fps, (w, source.info.height),
-                                          audio_from=input_path)
-        try:
+        with video_writer.VideoWriter(output, source.info.fps, (w, source.info.height),
+                                      audio_from=input_path) as writer:
             counts, track = process_frames(source.frames(), model, opts,
                                            lambda i, f: writer.write(f), progress,
                                            fps=source.info.fps)
-            writer.close()
-        except BaseException:
-            writer.abort()
-            raise
         summary_path = os.path.splitext(output)[0] + ".summary.json"
     else:
         single = source.kind == "image" and video.is_image_path(output)
