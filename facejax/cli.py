@@ -134,7 +134,8 @@ def run_main(main: Callable, argv: list[str] | None = None, doc: str = "",
     (the flags of `module`, after `doc`) and --helpfull printed, exit 0. First restarts the
     process with huge pages for large allocations (`xla_setup.use_huge_pages`) and turns on
     the compilation cache (`xla_setup.use_compilation_cache`)."""
-    from absl import app, flags
+    import absl.logging  # noqa: F401  (absl's logging flags: --verbosity, --logtostderr, ...)
+    from absl import flags
 
     argv = list(sys.argv if argv is None else argv)
     wants = [a for a in argv[1:] if a in HELP or a == "--helpfull"]
@@ -150,7 +151,8 @@ def run_main(main: Callable, argv: list[str] | None = None, doc: str = "",
     set_started_jax(xla_setup.use_compilation_cache())
 
     # Parse first, so a misspelt or ill-typed flag (config_flags raises plain AttributeError,
-    # KeyError, TypeError or ValueError for `--config.key=value`) is one line, not a traceback.
+    # KeyError, TypeError or ValueError for `--config.key=value`) is one line, not a traceback;
+    # and once (not again by absl's app.run: a second parse would redefine config overrides).
     try:
         argv = flags.FLAGS(_with_experiment_paths(argv))
     except flags.Error as e:
@@ -159,7 +161,6 @@ def run_main(main: Callable, argv: list[str] | None = None, doc: str = "",
         _fail(f"bad flag value: {_last_line(e)}")
     _check_config_files(flags.FLAGS)
 
-    del app  # flags are parsed once, here; parsing twice would redefine config overrides
     try:
         sys.exit(main(argv))
     except UserError as e:

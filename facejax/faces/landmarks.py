@@ -15,7 +15,6 @@ JAW = range(0, 17)
 RIGHT_BROW = range(17, 22)   # the subject's right: image left
 LEFT_BROW = range(22, 27)
 NOSE_BRIDGE = range(27, 31)
-NOSE_BOTTOM = range(31, 36)
 RIGHT_EYE = range(36, 42)
 LEFT_EYE = range(42, 48)
 OUTER_LIPS = range(48, 60)

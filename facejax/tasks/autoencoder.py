@@ -97,11 +97,7 @@ def train_step(state: dict, batch: dict, rng: jax.Array, config):
     return common.guard_finite(new, metrics, grads)
 
 
-def views(batch, name, config):
-    """The un-augmented model view of identity `name`'s crops, in [0, 1]."""
-    region = config.augment.region
-    return jax.vmap(lambda im: augment.centre_view(im, config.model.size, region))(
-        batch[name]["image"])
+views = common.views
 
 
 def evaluate(state: dict, batch: dict, config) -> dict:

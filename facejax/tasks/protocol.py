@@ -23,12 +23,9 @@ state: `--config.init_from` starts a run from another run's weights this way for
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
 from facejax.ops.conv import rules
-
-State = Any      # a plain pytree: weights, optimizer states, step, ...
-Batch = dict     # {identity: {field: array}}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -252,17 +252,11 @@ def train_step(state: dict, batch: dict, rng: jax.Array, config):
     return common.guard_finite(new, metrics, all_grads)
 
 
-def views(batch, name, config):
-    """The un-augmented model view of identity `name`'s crops, in [0, 1]."""
-    region = config.augment.region
-    return jax.vmap(lambda im: augment.centre_view(im, config.model.size, region))(
-        batch[name]["image"])
+views = common.views
 
 
 def _mask_views(batch, name, config):
-    region = config.augment.region
-    return jax.vmap(lambda m: augment.centre_view(m[..., None], config.model.size, region))(
-        batch[name]["mask"])
+    return common.centre_views(batch[name]["mask"][..., None], config)
 
 
 def render(state: dict, faces, target: str, config):
