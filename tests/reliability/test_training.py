@@ -16,8 +16,7 @@ import pytest
 from facejax.experiments import deepfakes_original
 from facejax import checkpoint, train
 from facejax.errors import UserError
-from tests.conftest import ROOT
-from tests.test_train import assert_same_params, params_of
+from tests.helpers import ROOT, assert_same_params, params_of
 
 TINY = "--config=experiments/deepfakes_original.py:tiny"
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from tests.conftest import GRID, run_tool
+from tests.helpers import GRID, run_tool
 
 CLIP = f"{GRID}/GRID_bbaf2n.mpg"
 
