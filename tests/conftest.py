@@ -30,15 +30,16 @@ import pytest  # noqa: E402
 from tests.helpers import GRID, ROOT  # noqa: E402
 
 
-def pytest_addoption(parser):
-    parser.addoption("--runslow", action="store_true", help="also run the long tests")
-
-
-# The longest files first: the workers (`--dist loadfile`) take whole files in collection
-# order, and a long file taken last keeps one worker busy while the other has nothing left.
-_LONG_FIRST = ("tests/tasks/test_saehd.py", "tests/test_train.py", "tests/tasks/test_cyclegan.py",
-               "tests/tasks/", "tests/test_inference.py", "tests/reliability/",
-               "tests/test_convert.py", "tests/data/")
+# The longest files first: the workers (`--dist loadfile --no-loadscope-reorder`) take whole
+# files in collection order, and a long file taken last keeps one worker busy while the other
+# has nothing left. The files with `slow` tests come early: the SIGKILL loop and the killed
+# peer (test_kills), the real-width fingerprints, every family in bfloat16 (test_common), and
+# the full benchmarks.
+_LONG_FIRST = ("tests/tasks/test_saehd.py", "tests/test_train.py",
+               "tests/reliability/test_kills.py", "tests/tasks/test_cyclegan.py",
+               "tests/tasks/test_fingerprints.py", "tests/tasks/test_common.py",
+               "tests/commands/test_benchmark.py", "tests/tasks/", "tests/test_inference.py",
+               "tests/reliability/", "tests/test_convert.py", "tests/data/")
 
 
 def _long_first(item) -> int:
@@ -48,12 +49,6 @@ def _long_first(item) -> int:
 
 def pytest_collection_modifyitems(config, items):
     items.sort(key=_long_first)  # stable: a file's tests stay together and in order
-    if config.getoption("--runslow") or os.environ.get("FACEJAX_SLOW") == "1":
-        return
-    skip = pytest.mark.skip(reason="long test: run with --runslow or FACEJAX_SLOW=1")
-    for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")

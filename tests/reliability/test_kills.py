@@ -1,4 +1,4 @@
-"""Kills: SIGKILL at random moments (the long loop runs with --runslow), and a lost peer in a
+"""Kills: SIGKILL at random moments (the long loop is marked slow), and a lost peer in a
 two-process job."""
 
 import os
