@@ -5,7 +5,7 @@ classical computer vision knows no JAX. Checked on the source, without importing
 import ast
 import os
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 # The levels of docs/architecture.md's module map; the longest matching prefix wins.
 LEVELS = {

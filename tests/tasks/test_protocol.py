@@ -10,9 +10,9 @@ import jax
 import numpy as np
 import pytest
 
-from facejax import inference, tasks
+from facejax import tasks
 from facejax.errors import UserError
-from tests.conftest import ROOT, run_tool
+from tests.helpers import ROOT, run_tool
 
 EXPERIMENTS = {"autoencoder": "deepfakes_original", "pix2pix": "face2face_pix2pix",
                "cyclegan": "cyclegan_faces", "saehd": "saehd"}
@@ -57,18 +57,6 @@ def test_weights_go_in_and_out_of_a_state(name):
     jax.tree.map(np.testing.assert_array_equal, task.with_params(s0, task.params_of(s0)), s0)
     # The weights are a part of the state: no optimizer moments among them.
     assert 0 < len(jax.tree.leaves(task.params_of(s0))) < len(jax.tree.leaves(s0)) / 2
-
-
-def assert_started_from(task, source: str, source_config, workdir: str, config):
-    """The run in `workdir` (trained 0 steps with `--config.init_from=source`) holds the
-    source's latest weights and a fresh optimizer state (the families' init_from tests)."""
-    theirs = inference.restore_state(source, source_config, task)
-    mine = inference.restore_state(workdir, config, task)
-    assert int(theirs["step"]) > 0 and int(mine["step"]) == 0
-    jax.tree.map(np.testing.assert_array_equal, task.params_of(mine), task.params_of(theirs))
-    fresh = jax.jit(lambda k: task.init(k, config))(jax.random.key(config.seed))
-    rest = lambda s: task.with_params(s, jax.tree.map(np.zeros_like, task.params_of(s)))
-    jax.tree.map(np.testing.assert_array_equal, rest(mine), rest(fresh))
 
 
 def test_init_from_another_model_is_one_line_exit_2(grid_faces, tiny_ae_run, tmp_path):

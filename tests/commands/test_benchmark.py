@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from tests.conftest import GRID, run_tool
+from tests.helpers import GRID, run_tool
 
 CLIP = f"{GRID}/GRID_bbaf2n.mpg"
 
