@@ -43,7 +43,7 @@ def default_config() -> ml_collections.ConfigDict:
     ))
 
 
-# Measured with facejax benchmark train, both placements side by side (see README, Speed).
+# Measured with facejax benchmark train, both placements side by side (docs/cpu.md).
 _AUTO = {"cpu": "device"}
 
 

@@ -9,6 +9,7 @@ names for --config, one-line errors and exit codes.
 from __future__ import annotations
 
 import ast
+import importlib.util
 import os
 import sys
 from typing import Callable
@@ -54,7 +55,9 @@ def _check_config_files(flag_values) -> None:
 
 
 COMMANDS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "commands")
-EXPERIMENTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "experiments")
+# The experiments/ folder, found without running its code: installed as facejax.experiments, or
+# registered under that name from a checkout (facejax/__init__.py).
+EXPERIMENTS_DIR = importlib.util.find_spec("facejax.experiments").submodule_search_locations[0]
 HELP = ("--help", "-h", "-?", "--helpshort")
 
 
@@ -85,7 +88,7 @@ def experiment_path(value: str) -> str:
 
 
 def experiments() -> list[str]:
-    """Names of the experiments shipped in facejax/experiments (the files with a get_config)."""
+    """Names of the experiments shipped in experiments/ (the files with a get_config)."""
     out = []
     for name in sorted(os.listdir(EXPERIMENTS_DIR)):
         if name.endswith(".py") and not name.startswith("_"):
@@ -131,7 +134,8 @@ def run_main(main: Callable, argv: list[str] | None = None, doc: str = "",
     (the flags of `module`, after `doc`) and --helpfull printed, exit 0. First restarts the
     process with huge pages for large allocations (`xla_setup.use_huge_pages`) and turns on
     the compilation cache (`xla_setup.use_compilation_cache`)."""
-    from absl import app, flags
+    import absl.logging  # noqa: F401  (absl's logging flags: --verbosity, --logtostderr, ...)
+    from absl import flags
 
     argv = list(sys.argv if argv is None else argv)
     wants = [a for a in argv[1:] if a in HELP or a == "--helpfull"]
@@ -147,7 +151,8 @@ def run_main(main: Callable, argv: list[str] | None = None, doc: str = "",
     set_started_jax(xla_setup.use_compilation_cache())
 
     # Parse first, so a misspelt or ill-typed flag (config_flags raises plain AttributeError,
-    # KeyError, TypeError or ValueError for `--config.key=value`) is one line, not a traceback.
+    # KeyError, TypeError or ValueError for `--config.key=value`) is one line, not a traceback;
+    # and once (not again by absl's app.run: a second parse would redefine config overrides).
     try:
         argv = flags.FLAGS(_with_experiment_paths(argv))
     except flags.Error as e:
@@ -156,7 +161,6 @@ def run_main(main: Callable, argv: list[str] | None = None, doc: str = "",
         _fail(f"bad flag value: {_last_line(e)}")
     _check_config_files(flags.FLAGS)
 
-    del app  # flags are parsed once, here; parsing twice would redefine config overrides
     try:
         sys.exit(main(argv))
     except UserError as e:

@@ -2,97 +2,95 @@
 one of its options, before anything slow runs. A bad value is one line naming
 `--config.KEY`, the value and what is allowed.
 
-`RULES` maps a config key (dotted; a key under any prefix matches its last parts, so
-`model.size` covers every family's model block) to (type, low, high, low_open) bounds, or to
-the tuple of allowed strings. Every numeric leaf of every experiment must have a rule
+A schema maps a config key (dotted, from the top of the config) to its rule: a `Range` of
+numbers, or the tuple of allowed strings. `COMMON` holds the keys the generic parts read (the
+training loop, the data pipeline, augmentation, the optimizer's schedule, the model's size);
+each family's task declares the keys only it reads (`Task.config_schema`, facejax/tasks/), and
+`check` takes the two together. Every numeric leaf of every experiment must have a rule
 (tests/test_config_check.py), so a new setting comes with its range.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Mapping, NamedTuple, Union
 
 from facejax.errors import UserError
 
 INF = math.inf
-# key: ("int" | "float", low, high, low is exclusive)
-NUMBERS = {
-    "seed": ("int", 0, INF, False),
-    "batch_size": ("int", 1, INF, False),
-    "num_steps": ("int", 0, INF, False),
-    "log_every": ("int", 1, INF, False),
-    "eval_every": ("int", 0, INF, False),
-    "eval_batches": ("int", 1, INF, False),
-    "preview_every": ("int", 0, INF, False),
-    "quality_every": ("int", 0, INF, False),
-    "checkpoint_every": ("int", 1, INF, False),
-    "keep_checkpoints": ("int", 1, INF, False),
-    "rollback": ("int", 0, INF, False),
-    "rollback_lr_factor": ("float", 0, 1, True),
-    "pool_size": ("int", 1, INF, False),
-    "pixel_dropout": ("float", 0, 1, False),
-    "optim.learning_rate": ("float", 0, INF, True),
-    "optim.b1": ("float", 0, 1, False),
-    "optim.b2": ("float", 0, 1, False),
-    "optim.decay_steps": ("int", 0, INF, False),
-    "model.size": ("int", 16, 4096, False),
-    "model.latent": ("int", 1, INF, False),
-    "model.code_channels": ("int", 1, INF, False),
-    "model.encoder_widths": ("int", 1, INF, False),
-    "model.decoder_widths": ("int", 1, INF, False),
-    "model.g_base": ("int", 1, INF, False),
-    "model.d_base": ("int", 1, INF, False),
-    "model.max_width": ("int", 1, INF, False),
-    "model.d_layers": ("int", 1, 8, False),
-    "model.n_blocks": ("int", 0, 64, False),
-    "model.dropout": ("float", 0, 1, False),
-    "model.ae_dims": ("int", 1, INF, False),
-    "model.e_dims": ("int", 1, INF, False),
-    "model.d_dims": ("int", 1, INF, False),
-    "model.d_mask_dims": ("int", 1, INF, False),
-    "optim.clip_norm": ("float", 0, INF, False),
-    "optim.lr_dropout": ("float", 0, 0.99, False),
-    "ema": ("float", 0, 0.9999, False),
-    "loss.eyes_mouth_weight": ("float", 0, INF, False),
-    "loss.gan_power": ("float", 0, 5, False),
-    "loss.true_face_power": ("float", 0, 1, False),
-    "model.gan_dims": ("int", 1, 512, False),
-    "model.gan_patch_size": ("int", 0, 640, False),
-    "model.code_d_dims": ("int", 1, INF, False),
-    "data.yaw_bins": ("int", 0, 4096, False),
-    "data.workers": ("int", -1, 256, False),
-    "data.load_size": ("int", 16, 4096, False),
-    "data.degrade.prob": ("float", 0, 1, False),
-    "data.degrade.max_blur": ("float", 0, 100, False),
-    "data.degrade.jpeg_min": ("int", 1, 100, False),
-    "augment.region": ("float", 0, 1, True),
-    "augment.rotation": ("float", 0, 180, False),
-    "augment.zoom": ("float", 0, 1, False),
-    "augment.shift": ("float", 0, 1, False),
-    "augment.shear": ("float", 0, 1, False),
-    "augment.flip": ("float", 0, 1, False),
-    "augment.warp": ("float", 0, 1, False),
-    "augment.warp_grid": ("int", 2, 64, False),
-    "augment.lightness": ("float", 0, 100, False),
-    "augment.color": ("float", 0, 128, False),
-    "augment.contrast": ("float", 0, 1, False),
-    "augment.jitter_scale": ("float", 1, 4, False),
-    "loss.l1_weight": ("float", 0, INF, False),
-    "loss.c_gan": ("float", 0, INF, False),
-    "loss.c_cycle": ("float", 0, INF, False),
-    "loss.c_attention": ("float", 0, INF, False),
-    "loss.c_multi": ("float", 0, INF, False),
-    "loss.c_multi_gan": ("float", 0, INF, False),
-    "loss.c_identity": ("float", 0, INF, False),
-}
-CHOICES = {
+
+
+class Range(NamedTuple):
+    """Numbers from `low` to `high` (inclusive; `low` excluded when `low_open`)."""
+    kind: str  # "int" or "float"
+    low: float
+    high: float = INF
+    low_open: bool = False
+
+
+Rule = Union[Range, tuple]  # a tuple of strings: the allowed choices
+Schema = Mapping[str, Rule]
+
+
+def integer(low: float, high: float = INF) -> Range:
+    """Integers from `low` to `high`, inclusive."""
+    return Range("int", low, high)
+
+
+def number(low: float, high: float = INF, low_open: bool = False) -> Range:
+    """Numbers from `low` (excluded when `low_open`) to `high`."""
+    return Range("float", low, high, low_open)
+
+
+FRACTION = number(0, 1)
+WEIGHT = number(0)  # a loss term's weight
+COMMON: Schema = {
+    "seed": integer(0),
+    "batch_size": integer(1),
+    "num_steps": integer(0),
+    "log_every": integer(1),
+    "eval_every": integer(0),
+    "eval_batches": integer(1),
+    "preview_every": integer(0),
+    "quality_every": integer(0),
+    "checkpoint_every": integer(1),
+    "keep_checkpoints": integer(1),
+    "rollback": integer(0),
+    "rollback_lr_factor": number(0, 1, low_open=True),
+    "optim.learning_rate": number(0, low_open=True),
+    "optim.b1": FRACTION,
+    "optim.b2": FRACTION,
+    "optim.decay_steps": integer(0),
+    "model.size": integer(16, 4096),
     "model.compute_dtype": ("float32", "bfloat16"),
-    "model.g_norm": ("batch", "instance", "none"),
-    "model.d_norm": ("batch", "instance", "none"),
-    "loss.gan_mode": ("vanilla", "lsgan", "hinge", "l1"),
+    "data.yaw_bins": integer(0, 4096),
+    "data.workers": integer(-1, 256),
+    "data.load_size": integer(16, 4096),
+    "data.degrade.prob": FRACTION,
+    "data.degrade.max_blur": number(0, 100),
+    "data.degrade.jpeg_min": integer(1, 100),
+    "augment.region": number(0, 1, low_open=True),
+    "augment.rotation": number(0, 180),
+    "augment.zoom": FRACTION,
+    "augment.shift": FRACTION,
+    "augment.shear": FRACTION,
+    "augment.flip": FRACTION,
+    "augment.warp": FRACTION,
+    "augment.warp_grid": integer(2, 64),
+    "augment.lightness": number(0, 100),
+    "augment.color": number(0, 128),
+    "augment.contrast": FRACTION,
+    "augment.jitter_scale": number(1, 4),
     "augment.placement": ("auto", "device", "host"),
-    "optim.name": ("adabelief", "adam"),
 }
+
+
+def merged(family: Schema) -> dict:
+    """The common schema with a family's keys added; a family may not redefine a common key."""
+    both = sorted(set(COMMON) & set(family))
+    if both:
+        raise ValueError(f"family schema redefines common keys: {', '.join(both)}")
+    return {**COMMON, **family}
 
 
 def _leaves(node, prefix=""):
@@ -104,15 +102,6 @@ def _leaves(node, prefix=""):
             yield from _leaves(v, key + ".")
         else:
             yield key, v
-
-
-def rule_of(key: str, table: dict):
-    """The rule of `key` in `table`: an exact key, or the longest suffix of its dotted parts."""
-    parts = key.split(".")
-    for i in range(len(parts)):
-        if ".".join(parts[i:]) in table:
-            return table[".".join(parts[i:])]
-    return None
 
 
 def _number_ok(value, kind: str, low, high, low_open: bool) -> bool:
@@ -133,21 +122,20 @@ def _describe(kind: str, low, high, low_open: bool) -> str:
     return f"{what} {lo}" if high == INF else f"{what} {lo} and <= {high:g}"
 
 
-def check(config) -> None:
-    """Raises UserError for the first value of `config` outside its rule."""
+def check(config, family: Schema) -> None:
+    """Raises UserError for the first value of `config` outside its rule in the common schema
+    and `family`'s (the config's task's `config_schema`); keys of neither go unchecked."""
+    schema = merged(family)
     for key, value in _leaves(config):
-        rule = rule_of(key, NUMBERS)
-        if rule is not None:
+        rule = schema.get(key)
+        if isinstance(rule, Range):
             many = isinstance(value, (tuple, list))
             values = value if many else (value,)
             if not values or not all(_number_ok(v, *rule) for v in values):
                 raise UserError(f"--config.{key}={_show(value)}: must be "
                                 f"{_describe(*rule)}{' each' if many else ''}")
-            continue
-        choices = rule_of(key, CHOICES)
-        if choices is not None and value not in choices:
-            raise UserError(f"--config.{key}={_show(value)}: expected one of "
-                            f"{', '.join(choices)}")
+        elif rule is not None and value not in rule:
+            raise UserError(f"--config.{key}={_show(value)}: expected one of {', '.join(rule)}")
 
 
 def _show(value) -> str:

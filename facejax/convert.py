@@ -23,13 +23,10 @@ from facejax.progress import Progress
 
 
 @dataclasses.dataclass
-class ConvertOptions:
+class ConvertOptions(compose.PasteOptions):
+    """How frames are pasted (compose.PasteOptions: mask, erode, blur, color, blend) and how
+    the frames are walked."""
     direction: str = "b2a"
-    mask: str = "hull"          # compose.MASKS: hull, crop, learned, learned_x_hull
-    erode: int = 0              # pixels in the frame; negative grows the mask
-    blur: int = 0               # feathering radius in frame pixels; 0 = hard edge
-    color: str = "rct"          # "none", "rct" (LAB mean/std), "hist" (histogram matching)
-    blend: str = "alpha"        # "alpha" or "seamless" (OpenCV seamless clone)
     smooth: float = 1.0         # landmark smoothing: One Euro minimum cutoff, Hz (0: off)
     select: str = "largest"     # find.SELECT: the face swapped when a frame has several
     batch: int = 8
@@ -37,13 +34,10 @@ class ConvertOptions:
     detector: str = "hog"
     confirm_every: int = 2      # re-detect a tracked face every n frames (1: every frame)
 
-    def paste_options(self) -> compose.PasteOptions:
-        return compose.PasteOptions(self.mask, self.erode, self.blur, self.color, self.blend)
-
     def check(self):
         if self.direction not in ("b2a", "a2b"):
             raise UserError(f"--direction {self.direction}: expected one of b2a, a2b")
-        self.paste_options().check()
+        super().check()
         if self.smooth < 0.0:
             raise UserError(f"--smooth {self.smooth}: must be 0 (off) or a cutoff in Hz")
         if self.select not in find.SELECT:
@@ -67,7 +61,6 @@ def process_frames(frames, model: SwapModel, opts: ConvertOptions, emit,
                              confirm_every=opts.confirm_every, select=opts.select,
                              smooth=opts.smooth)
     finder.reset(fps)
-    paste_opts = opts.paste_options()
     counts = {"frames": 0, "faces_swapped": 0, "passed_through": 0, "unreadable": 0}
     if opts.blend == "seamless":
         counts["seamless_fallbacks"] = 0
@@ -89,7 +82,7 @@ def process_frames(frames, model: SwapModel, opts: ConvertOptions, emit,
             # A fourth channel is the model's learned mask (inference.swap_function).
             learned = result[..., 3] if result.shape[-1] == 4 else [None] * len(faces)
             for (i, f, m, pts), face, lmask in zip(items, faces, learned):
-                out, _ = compose.paste(f, face, m, pts, paste_opts,
+                out, _ = compose.paste(f, face, m, pts, opts,
                                        lambda e, i=i: fallback(i, e), lmask)
                 emit(i, _out_frame(f, out, opts.preview))
         inflight.clear()
@@ -162,16 +155,11 @@ def _convert(model, input_path: str, output: str, opts: ConvertOptions, verbose:
         if not os.path.isdir(out_dir):
             raise UserError(f"--output {output}: folder {out_dir} does not exist")
         w = source.info.width * (2 if opts.preview else 1)
-        writer = video_writer.VideoWriter(output, source.info.fps, (w, source.info.height),
-                                          audio_from=input_path)
-        try:
+        with video_writer.VideoWriter(output, source.info.fps, (w, source.info.height),
+                                      audio_from=input_path) as writer:
             counts, track = process_frames(source.frames(), model, opts,
                                            lambda i, f: writer.write(f), progress,
                                            fps=source.info.fps)
-            writer.close()
-        except BaseException:
-            writer.abort()
-            raise
         summary_path = os.path.splitext(output)[0] + ".summary.json"
     else:
         single = source.kind == "image" and video.is_image_path(output)

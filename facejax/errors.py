@@ -1,5 +1,6 @@
 """User-facing errors: one line that names the file or flag and the problem."""
 
+import errno
 import sys
 
 
@@ -13,17 +14,36 @@ class RunError(Exception):
     exit_code = 1
 
 
-class OutOfSpace(RunError):
-    """A write failed for lack of room (disk full, quota, read-only): what was finished is kept,
-    and rerunning the same command once there is room goes on from there."""
+class WriteFailed(RunError):
+    """A write failed (a read-only filesystem, no permission): what was finished is kept, and
+    the same command goes on from there once the folder is writable."""
 
 
-def write_failed(err: OSError, folder: str, kept: str) -> OutOfSpace:
-    """The one-line OutOfSpace for an OSError while writing into `folder`."""
+class OutOfSpace(WriteFailed):
+    """A write failed for lack of room (disk full, quota): what was finished is kept, and
+    rerunning the same command once there is room goes on from there."""
+
+
+# What a user does about each reason a write fails; others are said as the system says them.
+_NO_ROOM = (errno.ENOSPC, errno.EDQUOT)
+_REMEDY = {errno.EROFS: "the filesystem is read-only: remount it writable or choose another "
+                        "folder, then rerun the same command to go on",
+           errno.EACCES: "permission denied: make the folder writable for this user or choose "
+                         "another, then rerun the same command to go on",
+           errno.EPERM: "operation not permitted: make the folder writable for this user or "
+                        "choose another, then rerun the same command to go on"}
+
+
+def write_failed(err: OSError, folder: str, kept: str) -> WriteFailed:
+    """The one-line error for an OSError while writing into `folder`: OutOfSpace for a full
+    disk or quota, WriteFailed naming the reason (read-only, permission) otherwise."""
     what = err.strerror or type(err).__name__
     name = f" writing {err.filename}" if err.filename else ""
-    return OutOfSpace(f"{folder}: {what}{name}; {kept} are kept: make room and rerun the same "
-                      "command to go on")
+    if err.errno in _NO_ROOM:
+        return OutOfSpace(f"{folder}: {what}{name}; {kept} are kept: make room and rerun the "
+                          "same command to go on")
+    remedy = _REMEDY.get(err.errno, "rerun the same command to go on once it can write there")
+    return WriteFailed(f"{folder}: {what}{name}; {kept} are kept; {remedy}")
 
 
 def one_line(err: BaseException) -> str:

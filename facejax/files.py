@@ -56,7 +56,7 @@ def read_json(path: str, what: str = ""):
 
 # The folders facejax manages, known by a marker file, and the entries in them that belong to
 # facejax: an output there would corrupt the folder. (Names as data/extract.py and
-# runs.py / train.py write them; tests/test_outputs.py checks they agree.)
+# runs.py / train.py write them; tests/test_files.py checks they agree.)
 MANAGED = {
     "extraction folder": ("extract_config.json", {
         "extract_config.json", "inputs", "tfds", "alignments.jsonl", "summary.json", ".lock",

@@ -12,7 +12,6 @@ import numpy as np
 
 from facejax import run_info, runs, tasks, xla_setup
 from facejax.errors import UserError
-from facejax.ops.conv import rules
 
 
 def configure_xla(workdir: str) -> None:
@@ -70,9 +69,7 @@ def load_swapper(workdir: str) -> Run:
         raise UserError(f"--model {workdir}: a {config.task} run has no swap direction "
                         "(face2face models reenact: use facejax reenact)")
     run = load_run(workdir)
-    if run.config.model.get("conv_impl") == "auto":
-        run.config.model.update(rules.INFERENCE)  # same parameters, faster forward forms
-    return run
+    return dataclasses.replace(run, config=task.inference_config(run.config))
 
 
 @dataclasses.dataclass

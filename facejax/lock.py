@@ -6,11 +6,20 @@ Another process asking for the same lock gets a one-line UserError naming the ho
 file left by a process that died is stale: it is taken over, with a line saying whose it was.
 Where the filesystem has no flock (some network mounts), the holder's liveness is judged by its
 pid on this host, and on another host by the file's age against `stale_after` seconds, which the
-holder refreshes while it runs.
+holder refreshes while it runs. `wait_turn(path)` is the other kind: a lock a second process
+waits for (filelock's).
+
+FolderLock keeps its own flock rather than filelock's FileLock, whose part would be that one
+call: the rest is what FileLock does not do. It writes nothing in the file (its on_acquired
+hook could write the holder, but FileLock then refuses its no-flock fallback), so no line could
+name the holder; and where flock is refused with ENOLCK or EOPNOTSUPP (NFS without its lock
+daemon) it raises, while its marker-file fallback (ENOSYS only) never judges another host's
+holder gone, where FolderLock goes by the file's age.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import fcntl
 import json
@@ -19,6 +28,8 @@ import socket
 import sys
 import threading
 import time
+
+import filelock
 
 from facejax.errors import UserError
 
@@ -116,25 +127,20 @@ class FolderLock:
         self.release()
 
 
-class Turn:
-    """A blocking exclusive lock on the file `path` for work that must not run twice at once
-    but that a second process should wait for rather than refuse (preparing a dataset both
-    need): `with Turn(path):`. Where the filesystem has no flock it does not wait."""
+def wait_turn(path: str):
+    """A blocking exclusive lock on the file `path` (filelock.FileLock), for work that must not
+    run twice at once but that a second process should wait for rather than refuse (preparing
+    a dataset both need): `with wait_turn(path):`. Creates `path`'s folder.
 
-    def __init__(self, path: str):
-        self.path = path
-        self._fd = None
-
-    def __enter__(self):
-        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.flock(self._fd, fcntl.LOCK_EX)
-        except OSError as e:
-            if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS):
-                raise
-        return self
-
-    def __exit__(self, *exc):
-        os.close(self._fd)  # closing drops the flock
-        self._fd = None
+    Where the filesystem refuses locks (ENOLCK: an NFS mount without its lock daemon;
+    EOPNOTSUPP), the work goes ahead unlocked, as it always did there: filelock raises those
+    errors, and a training should not fail for want of the lock. Where there is no flock at all
+    (ENOSYS), filelock waits on a marker file of its own instead.
+    """
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    try:
+        return filelock.FileLock(path).acquire()  # a context manager that releases it
+    except OSError as e:
+        if e.errno not in (errno.ENOLCK, errno.EOPNOTSUPP):
+            raise
+        return contextlib.nullcontext()

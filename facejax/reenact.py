@@ -87,8 +87,7 @@ def reenact(model_dir: str, driver_path: str, output: str, batch: int = 8,
     fps = source.info.fps or 25.0
     progress = Progress("reenact", total=len(shapes), unit="frames") if verbose else None
     audio = driver_path if source.kind == "video" else None  # the driver's voice, in time
-    writer = video_writer.VideoWriter(output, fps, (3 * size, size), audio_from=audio)
-    try:
+    with video_writer.VideoWriter(output, fps, (3 * size, size), audio_from=audio) as writer:
         frames = source.frames()
         for lo in range(0, len(shapes), batch):
             x = drawings[lo:lo + batch]
@@ -104,10 +103,6 @@ def reenact(model_dir: str, driver_path: str, output: str, batch: int = 8,
                 writer.write(np.concatenate([crop, drawings[lo + j], out], axis=1))
             if progress:
                 progress.update(lo + n)
-        writer.close()
-    except BaseException:
-        writer.abort()
-        raise
     seconds = time.monotonic() - start
     summary = {"frames": len(shapes), "frames_with_face": len(found),
                "seconds": round(seconds, 2), "fps": round(len(shapes) / seconds, 2)}

@@ -135,7 +135,7 @@ def train(config, workdir: str) -> dict:
       Diverged: a non-finite loss or gradient; no checkpoint of it is written.
     """
     task = tasks.get(config.task)
-    config_check.check(config)
+    config_check.check(config, task.config_schema)
     config = inputs_lib.with_absolute_data(config, task)
     if config.quality_every and not task.swaps:
         raise UserError(f"--config.quality_every={config.quality_every}: a {config.task} run "

@@ -7,7 +7,7 @@ importing it (tests/test_inference.py checks the last at run time too)."""
 import ast
 import os
 
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 # The levels of docs/architecture.md's module map; the longest matching prefix wins.
 LEVELS = {
@@ -58,11 +58,19 @@ UNREACHABLE = {
 def _modules():
     """{module name: set of imported module names} of every module of the package."""
     out = {}
-    for folder, _, files in os.walk(os.path.join(ROOT, "facejax")):
+    # experiments/ is the package facejax.experiments (facejax/__init__.py, pyproject.toml).
+    for top, package in (("facejax", "facejax"), ("experiments", "facejax.experiments")):
+        out.update(_modules_of(os.path.join(ROOT, top), package))
+    return out
+
+
+def _modules_of(top: str, package: str) -> dict:
+    out = {}
+    for folder, _, files in os.walk(top):
         for f in files:
             if f.endswith(".py"):
                 path = os.path.join(folder, f)
-                name = os.path.relpath(path, ROOT)[:-3].replace(os.sep, ".")
+                name = ".".join([package, *os.path.relpath(path, top)[:-3].split(os.sep)])
                 name = name.removesuffix(".__init__")
                 imports = set()
                 for node in ast.walk(ast.parse(open(path).read())):

@@ -131,7 +131,7 @@ def test_host_batches_are_deterministic_and_feed_the_step(grid_faces):
 
 def test_placement_per_backend_and_bad_values():
     cfg = augment.default_config()
-    assert augment.placement(cfg, "cpu") == "device"  # measured: see README, Speed
+    assert augment.placement(cfg, "cpu") == "device"  # measured: see docs/cpu.md, Augmentation
     assert augment.placement(cfg, "gpu") == "device"
     cfg.placement = "host"
     assert augment.placement(cfg, "cpu") == "host"

@@ -1,6 +1,7 @@
 """The facejax command: installable, one entry point with subcommands, --help on every one,
 experiments by name; tools/*.py are its aliases in a checkout."""
 
+import json
 import os
 import subprocess
 import sys
@@ -8,7 +9,7 @@ import sys
 import pytest
 
 from facejax import cli
-from tests.conftest import ROOT
+from tests.helpers import ROOT
 
 COMMANDS = ("benchmark", "convert", "demo", "evaluate", "export", "extract", "reenact", "samples",
             "train")
@@ -53,11 +54,13 @@ def test_usage_and_unknown_commands():
 
 
 def test_experiments_by_name_or_path(tmp_path):
-    shipped = os.path.join(ROOT, "facejax", "experiments", "saehd.py")
+    shipped = os.path.join(ROOT, "experiments", "saehd.py")
     assert cli.experiment_path("saehd") == shipped
     assert cli.experiment_path("saehd:df64") == shipped + ":df64"
     assert cli.experiment_path("saehd.py:tiny") == shipped + ":tiny"
-    assert cli.experiment_path("experiments/saehd.py:tiny") == shipped + ":tiny"
+    # From the checkout, its relative path is a file that exists: kept, the same file.
+    path, variant = cli.experiment_path("experiments/saehd.py:tiny").split(":")
+    assert os.path.samefile(path, shipped) and variant == "tiny"
     own = tmp_path / "saehd.py"
     own.write_text("")
     assert cli.experiment_path(f"{own}:tiny") == f"{own}:tiny"  # a file of the user's wins
@@ -67,25 +70,52 @@ def test_experiments_by_name_or_path(tmp_path):
         "p", "--config", shipped, f"--config={shipped}:tiny"]
 
 
-def test_pip_install_gives_a_facejax_command_that_works_from_any_folder(tmp_path):
+def _packages(folder: str, prefix: str) -> set[str]:
+    """Dotted names of the packages (folders with an __init__.py) under `folder`."""
+    out = set()
+    for d, _, names in os.walk(folder):
+        if "__init__.py" in names:
+            rel = os.path.relpath(d, folder)
+            out.add(prefix if rel == "." else ".".join([prefix, *rel.split(os.sep)]))
+    return out
+
+
+def test_pip_install_gives_a_facejax_command_that_trains_from_any_folder(tmp_path, grid_faces):
     target = tmp_path / "site"
     proc = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-deps",
                            "--no-build-isolation", "--no-index", "--target", str(target), ROOT],
                           capture_output=True, text=True, timeout=300,
                           cwd=str(tmp_path))
     assert proc.returncode == 0, proc.stderr[-2000:]
+    # Every package of the checkout is shipped (pyproject.toml lists them), the top-level
+    # experiments/ as facejax.experiments.
+    shipped = _packages(str(target / "facejax"), "facejax")
+    assert shipped == (_packages(os.path.join(ROOT, "facejax"), "facejax")
+                       | _packages(os.path.join(ROOT, "experiments"), "facejax.experiments"))
     script = target / "bin" / "facejax"
     assert script.is_file()
-    env = dict(os.environ, PYTHONPATH=str(target))
+    away = tmp_path / "elsewhere"
+    away.mkdir()
+    env = dict(os.environ, PYTHONPATH=str(target), JAX_NUM_CPU_DEVICES="1")
     # The installed copy, not the checkout: experiments and commands ship inside the package.
     probe = subprocess.run([sys.executable, "-c", "import facejax, facejax.experiments.saehd, "
-                            "facejax.commands; print(facejax.__file__)"], cwd=str(tmp_path),
+                            "facejax.commands; print(facejax.__file__)"], cwd=str(away),
                            env=env, capture_output=True, text=True, timeout=120)
     assert probe.stdout.strip() == str(target / "facejax" / "__init__.py"), probe.stderr
     for args, expect in ((["--help"], "commands:"), (["train", "--help"], "--workdir")):
-        proc = subprocess.run([sys.executable, str(script), *args], cwd=str(tmp_path), env=env,
+        proc = subprocess.run([sys.executable, str(script), *args], cwd=str(away), env=env,
                               capture_output=True, text=True, timeout=120)
         assert proc.returncode == 0 and expect in proc.stdout, (args, proc.stderr[-2000:])
+    # An experiment named from any folder trains (a relative workdir lands in that folder).
+    proc = subprocess.run([sys.executable, str(script), "train", "--config=saehd:tiny",
+                           f"--config.data.a={grid_faces['a']}",
+                           f"--config.data.b={grid_faces['b']}", "--config.num_steps=2",
+                           "--config.eval_every=0", "--config.preview_every=0",
+                           "--config.data.workers=0", "--workdir=run"],
+                          cwd=str(away), env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert (away / "run" / "checkpoints" / "2").is_dir()
+    assert json.load(open(away / "run" / "config.json"))["task"] == "saehd"
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ import pytest
 
 from facejax import convert, inference, train
 from facejax.faces import landmarks as lm, video, video_writer
-from tests.conftest import GRID, PYFEAT, run_tool
+from tests.helpers import GRID, PYFEAT, run_tool
 
 
 def identity_model(size=128):

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tests.conftest import GRID, run_tool
+from tests.helpers import GRID, run_tool
 from facejax import evaluate, report
 from facejax.faces import compose, identity, landmarks as lm
 

@@ -1,11 +1,9 @@
 """facejax export: the swap model as ONNX and as DeepFaceLive's DFM, run with onnxruntime on
 real faces and compared with facejax's own swap; failures are one line."""
 
-import glob
 import json
 import os
 
-import cv2
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -14,15 +12,7 @@ import onnxruntime as ort
 import pytest
 
 from facejax import inference, jaxpr_onnx
-from facejax.faces import video
-from tests.conftest import run_tool
-
-
-def faces_of(extraction_dir, size, n):
-    """n real aligned faces of a GRID speaker at the model size, float32 RGB in [0, 1]."""
-    paths = sorted(glob.glob(os.path.join(extraction_dir, "inputs", "*", "faces", "*.png")))[:n]
-    return np.stack([cv2.resize(video.read_image(p), (size, size), interpolation=cv2.INTER_AREA)
-                     for p in paths]).astype(np.float32) / 255
+from tests.helpers import faces_of, run_tool
 
 
 def session(path):

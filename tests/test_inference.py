@@ -12,7 +12,7 @@ from facejax.experiments import deepfakes_original, face2face_pix2pix
 from facejax import convert, evaluate, inference, reenact, run_info, train
 from facejax.errors import UserError
 from facejax.faces import video
-from tests.conftest import GRID, run_tool
+from tests.helpers import GRID, run_tool
 
 CLIP_A = os.path.join(GRID, "GRID_bbaf2n.mpg")
 CLIP_B = os.path.join(GRID, "GRID_brbk7n.mpg")

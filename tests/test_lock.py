@@ -1,17 +1,20 @@
 """One writer per folder (facejax/lock.py): a second writer is refused on one line, a lock
-left by a dead process is taken over with a line saying so, and the tools take their locks."""
+left by a dead process is taken over with a line saying so, and the tools take their locks;
+a turn (wait_turn) is waited for."""
 
+import errno
 import json
 import os
 import subprocess
 import sys
 import time
 
+import filelock
 import pytest
 
 from facejax.errors import UserError
-from facejax.lock import FolderLock
-from tests.conftest import GRID, ROOT, run_tool
+from facejax.lock import FolderLock, wait_turn
+from tests.helpers import GRID, ROOT, run_tool
 
 
 def test_a_second_writer_is_refused_and_a_released_lock_is_free(tmp_path, capsys):
@@ -36,6 +39,26 @@ def test_a_dead_holders_lock_is_taken_over_with_a_line(tmp_path, capsys):
         assert json.loads((tmp_path / ".lock").read_text())["pid"] == os.getpid()
     err = capsys.readouterr().err
     assert f"took over the stale lock of pid {dead} on elsewhere" in err
+
+
+def test_a_turn_is_waited_for_and_taken_without_a_lock_where_locks_are_refused(tmp_path,
+                                                                              monkeypatch):
+    path = str(tmp_path / "new folder" / ".prepare.lock")
+    code = ("import sys; from facejax.lock import wait_turn\n"
+            "with wait_turn(sys.argv[1]): print('my turn', flush=True)")
+    with wait_turn(path):
+        waiter = subprocess.Popen([sys.executable, "-c", code, path], cwd=ROOT, text=True,
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        time.sleep(3)
+        assert waiter.poll() is None  # waiting for this process's turn to end
+    out, err = waiter.communicate(timeout=60)
+    assert waiter.returncode == 0 and out == "my turn\n", err[-2000:]
+
+    def refused(*args, **kwargs):  # flock on NFS without its lock daemon
+        raise OSError(errno.ENOLCK, "No locks available")
+    monkeypatch.setattr(filelock.FileLock, "acquire", refused)
+    with wait_turn(path):
+        pass
 
 
 def _wait_for_lock(path, proc, timeout=120):

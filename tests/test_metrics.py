@@ -9,7 +9,7 @@ import pytest
 
 from facejax import metrics
 from facejax.faces import align, detect, find, identity, landmarks as lm, video
-from tests.conftest import GRID
+from tests.helpers import GRID
 
 CLIP_A = os.path.join(GRID, "GRID_bbaf2n.mpg")
 CLIP_B = os.path.join(GRID, "GRID_brbk7n.mpg")

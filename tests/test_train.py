@@ -17,7 +17,8 @@ from facejax.data import pipeline, tfds_faces
 from facejax.faces import video
 from facejax.tasks import autoencoder as ae_task
 from facejax.training import run_files
-from tests.conftest import ROOT, assert_params_agree, run_tool, train_steps_on
+from tests.helpers import (ROOT, assert_params_agree, assert_same_params, params_of, run_tool,
+                           state_shapes, train_steps_on)
 
 CONFIG = "--config=experiments/deepfakes_original.py:tiny"
 
@@ -26,23 +27,6 @@ def tiny(grid_faces):
     c = deepfakes_original.get_config("tiny")
     c.data.a, c.data.b = grid_faces["a"], grid_faces["b"]
     return c
-
-
-def state_shapes():
-    config = deepfakes_original.get_config("tiny")
-    return jax.eval_shape(lambda k: ae_task.init(k, config), jax.random.key(0))
-
-
-def params_of(workdir, step=None):
-    ck = checkpoint.Checkpointer(workdir, read_only=True)
-    try:
-        return jax.device_get(ck.restore_local(state_shapes(), step)["params"])
-    finally:
-        ck.close()
-
-
-def assert_same_params(a, b, atol=1e-6):
-    jax.tree.map(lambda x, y: np.testing.assert_allclose(x, y, rtol=0, atol=atol), a, b)
 
 
 def test_sharded_step_equals_single_device_step(grid_faces):

@@ -21,7 +21,7 @@ else
 fi
 # The GPU's own numbers, not the suite's CPU settings (8 simulated devices, XLA -O0).
 JAX_NUM_CPU_DEVICES=1 XLA_FLAGS="--xla_backend_optimization_level=2" \
-  "$PY" -m pytest -q -n 0 --runslow -p no:cacheprovider "${TESTS[@]}"
+  "$PY" -m pytest -q -n 0 -p no:cacheprovider "${TESTS[@]}"
 for config in deepfakes_original saehd face2face_pix2pix cyclegan_faces; do
   "$PY" tools/benchmark.py train --config="$config" --steps=20 --warmup=3
 done

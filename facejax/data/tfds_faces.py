@@ -189,13 +189,18 @@ class FacejaxFaces(tfds.core.GeneratorBasedBuilder):
 
     # TFDS's own lines ("Downloading and preparing dataset Unknown size (download: Unknown
     # size, ...)", then "Dataset ... downloaded and prepared") describe downloads there are none
-    # of: one line of ours instead.
+    # of: one line of ours instead. These two private methods are the only way to say so:
+    # download_and_prepare prints those lines from them (termcolor.cprint, TFDS 4.9.10), and
+    # neither DownloadConfig nor tfds.disable_progress_bar (the bars only) turns them off;
+    # redirecting stdout around download_and_prepare would hide everything else printed
+    # meanwhile. Should TFDS rename them, its lines come back, and test_pipeline's
+    # two-trainings test, which wants exactly our line, fails.
     def _log_download_bytes(self) -> None:
         print(f"preparing dataset for {self.extraction_dir}: {len(self._records)} faces at "
               f"{self.size} px (once; kept in {self.data_dir})", flush=True)
 
     def _log_download_done(self) -> None:
-        pass
+        """Nothing: _log_download_bytes said it all."""
 
     def _info(self) -> tfds.core.DatasetInfo:
         s = self.size
@@ -265,7 +270,7 @@ def builder(extraction_dir: str, data_dir: str | None = None) -> FacejaxFaces:
     try:
         # Two runs on one extraction folder would both prepare it and one would fail on the
         # other's rename; the second waits, then reads what the first prepared.
-        with lock.Turn(os.path.join(data_dir, ".prepare.lock")):
+        with lock.wait_turn(os.path.join(data_dir, ".prepare.lock")):
             was = _prepared_format(prepared)
             if was not in ("", FILE_FORMAT):
                 why = ("it was TFRecord" if was == "tfrecord" else

@@ -18,6 +18,7 @@ BLENDS = ("alpha", "seamless")
 
 @dataclasses.dataclass
 class PasteOptions:
+    """How a generated face goes into its frame (convert.ConvertOptions extends it)."""
     mask: str = "hull"          # "hull" (landmark hull), "crop" (the whole crop), "learned"
                                 # (the model's own mask) or "learned_x_hull" (their product)
     erode: int = 0              # pixels in the frame; negative grows the mask

@@ -146,8 +146,9 @@ class OpenCVDnnDetector:
             self._net.setInputSize((w, h))
             _, faces = self._net.detect(bgr)
             for f in faces if faces is not None else []:
-                x, y, bw, bh, score = f[0], f[1], f[2], f[3], f[-1]
-                boxes.append(Box(x, y, x + bw, y + bh, float(score)).scaled(1 / scale))
+                # Python floats: YuNet's rows are float32, which JSON records cannot hold.
+                x, y, bw, bh, score = (float(v) for v in (*f[:4], f[-1]))
+                boxes.append(Box(x, y, x + bw, y + bh, score).scaled(1 / scale))
         else:
             blob = cv2.dnn.blobFromImage(bgr, 1.0, (300, 300), (104.0, 177.0, 123.0), False, False)
             self._net.setInput(blob)

@@ -17,7 +17,6 @@ import numpy as np
 from facejax.errors import UserError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp")
-VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".mpg", ".mpeg", ".webm", ".m4v", ".wmv")
 # Frames bigger than this are refused rather than risking memory exhaustion: 250 MP (e.g.
 # 15800x15800) is about 750 MB as RGB; a 12000x12000 photo (144 MP) is fine.
 MAX_PIXELS = 250_000_000
@@ -25,10 +24,6 @@ MAX_PIXELS = 250_000_000
 
 def is_image_path(path: str) -> bool:
     return path.lower().endswith(IMAGE_EXTENSIONS)
-
-
-def is_video_path(path: str) -> bool:
-    return path.lower().endswith(VIDEO_EXTENSIONS)
 
 
 def to_rgb8(image: np.ndarray) -> np.ndarray:

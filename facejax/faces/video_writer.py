@@ -80,6 +80,10 @@ class VideoWriter:
             if not self._cv.isOpened():
                 raise UserError(f"{self.name}: cannot open a video writer")
             return
+        # Built here, not by imageio_ffmpeg.write_frames, which takes these options but (0.8.1)
+        # leaves FFmpeg's stderr on the terminal, so its reason (a full disk or another) cannot
+        # become our one line; never checks FFmpeg's exit status; and maps the audio track as
+        # required ("1:a:0", not "1:a:0?"), so a source without sound fails.
         w, h = size
         cmd = [exe, "-hide_banner", "-loglevel", "error", "-y", "-f", "rawvideo",
                "-pix_fmt", "rgb24", "-s", f"{w}x{h}", "-r", repr(float(fps)), "-i", "pipe:0"]

@@ -1,5 +1,6 @@
 """Layers shared by the model families: convolutions with nn.Conv's parameters whose computation
-is chosen per shape (`facejax.ops.conv`), the deepfakes upscale, instance norm, norm choice.
+is chosen per shape (`facejax.ops.conv`), the deepfakes upscale, the norm choice (batch,
+instance or none).
 
 `Conv`, `StridedConv` and `UpConv` hold a "kernel" (HWIO, lecun-normal) and a "bias" (zeros)
 as nn.Conv does, in float32; `impl` names the form (`facejax.ops.conv.registry`) or is "auto".
@@ -106,29 +107,15 @@ class Upscale(nn.Module):
         return pixel_shuffle(x, 2)
 
 
-class InstanceNorm(nn.Module):
-    """Per-example, per-channel normalisation over H and W, with scale and bias."""
-    epsilon: float = 1e-5
-    affine: bool = True
-
-    @nn.compact
-    def __call__(self, x: jax.Array) -> jax.Array:
-        mean = x.mean(axis=(1, 2), keepdims=True)
-        var = jnp.square(x - mean).mean(axis=(1, 2), keepdims=True)
-        y = (x - mean) * jax.lax.rsqrt(var + self.epsilon)
-        if self.affine:
-            y = y * self.param("scale", nn.initializers.ones, (x.shape[-1],)) \
-                + self.param("bias", nn.initializers.zeros, (x.shape[-1],))
-        return y
-
-
 def norm_layer(kind: str, train: bool):
     """A normalisation constructor: "batch" (running statistics at inference), "instance", "none"."""
     if kind == "batch":
         return lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
     if kind == "instance":
-        # affine=False, as pytorch-CycleGAN-and-pix2pix's default instance norm.
-        return lambda: InstanceNorm(affine=False)
+        # No scale or bias, as pytorch-CycleGAN-and-pix2pix's default instance norm; its
+        # epsilon; the two-pass variance (flax's "fast" one loses digits where the mean is large).
+        return lambda: nn.InstanceNorm(epsilon=1e-5, use_scale=False, use_bias=False,
+                                       use_fast_variance=False)
     if kind == "none":
         return lambda: (lambda x: x)
     raise ValueError(f"unknown norm {kind!r}; expected batch, instance or none")

@@ -10,10 +10,10 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from facejax import augment, losses
+from facejax import augment, config_check, losses
 from facejax.models import autoencoder as ae_model
 from facejax.tasks import common
-from facejax.tasks.protocol import Task
+from facejax.tasks.protocol import Reference, Task
 
 FIELDS = ("image",)
 IDENTITIES = ("a", "b")
@@ -97,11 +97,7 @@ def train_step(state: dict, batch: dict, rng: jax.Array, config):
     return common.guard_finite(new, metrics, grads)
 
 
-def views(batch, name, config):
-    """The un-augmented model view of identity `name`'s crops, in [0, 1]."""
-    region = config.augment.region
-    return jax.vmap(lambda im: augment.centre_view(im, config.model.size, region))(
-        batch[name]["image"])
+views = common.views
 
 
 def evaluate(state: dict, batch: dict, config) -> dict:
@@ -141,6 +137,9 @@ def model_region(config) -> float:
     return float(config.augment.region)
 
 
+CONFIG_SCHEMA = {key: config_check.integer(1) for key in (
+    "model.latent", "model.code_channels", "model.encoder_widths", "model.decoder_widths")}
+
 TASK = Task(
     name="autoencoder", fields=FIELDS, identities=IDENTITIES, init=init, train_step=train_step,
     evaluate=evaluate, preview=preview,
@@ -148,4 +147,5 @@ TASK = Task(
     params_of=lambda state: state["params"],
     with_params=lambda state, params: dict(state, params=params),
     swap=swap, reconstruct=reconstruct, views=views, model_region=model_region,
-    host_augment=host_augment)
+    host_augment=host_augment, config_schema=CONFIG_SCHEMA,
+    reference=Reference("torch_autoencoder.py"))

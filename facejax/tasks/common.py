@@ -1,4 +1,4 @@
-"""Pieces every task's train_step shares."""
+"""Pieces the tasks share: the finite-step guard, the optimizer, the model's view of a crop."""
 
 from __future__ import annotations
 
@@ -6,7 +6,17 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from facejax import augment, config_check, losses
 from facejax.trees import all_finite, inexact_leaves
+
+# The config keys of the GAN families' generator and PatchGAN (pix2pix, CycleGAN).
+GAN_SCHEMA = {
+    "model.g_base": config_check.integer(1),
+    "model.d_base": config_check.integer(1),
+    "model.max_width": config_check.integer(1),
+    "model.d_layers": config_check.integer(1, 8),
+    "loss.gan_mode": losses.GAN_MODES,
+}
 
 
 def _not_moments(path) -> bool:
@@ -45,3 +55,15 @@ def adam(config):
     """Adam with the config's betas and learning-rate schedule."""
     o = config.optim
     return optax.adam(learning_rate(config), b1=o.b1, b2=o.b2)
+
+
+def centre_views(crops, config) -> jax.Array:
+    """The un-augmented model view (`config.model.size`, `config.augment.region`) of uint8
+    crops [N, L, L, C], in [0, 1]."""
+    region = config.augment.region
+    return jax.vmap(lambda crop: augment.centre_view(crop, config.model.size, region))(crops)
+
+
+def views(batch, name, config) -> jax.Array:
+    """The un-augmented model view of identity `name`'s crops, in [0, 1] (`Task.views`)."""
+    return centre_views(batch[name]["image"], config)

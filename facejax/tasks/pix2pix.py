@@ -13,12 +13,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from facejax import augment, losses
+from facejax import augment, config_check, losses
 from facejax.models.layers import compute_dtype
 from facejax.models.patchgan import PatchGAN
 from facejax.models.unet import UNet
 from facejax.tasks import common
-from facejax.tasks.protocol import Task
+from facejax.tasks.protocol import Reference, Task
 
 FIELDS = ("image", "landmark_image")
 IDENTITIES = ("a",)
@@ -185,9 +185,18 @@ def with_params(state: dict, params: dict) -> dict:
     return dict(state, **{n: dict(state[n], **params[n]) for n in ("g", "d")})
 
 
+CONFIG_SCHEMA = {
+    **common.GAN_SCHEMA,
+    "model.dropout": config_check.number(0, 1),
+    "model.g_norm": ("batch", "instance", "none"),  # models.layers.norm_layer's kinds
+    "model.d_norm": ("batch", "instance", "none"),
+    "loss.l1_weight": config_check.number(0),
+}
+
 TASK = Task(
     name="pix2pix", fields=FIELDS, identities=IDENTITIES, init=init, train_step=train_step,
     evaluate=evaluate, preview=preview,
     preview_columns=("landmarks", "target", "generated"),
     params_of=params_of, with_params=with_params,
-    generate=generate, host_augment=host_augment)
+    generate=generate, host_augment=host_augment, config_schema=CONFIG_SCHEMA,
+    reference=Reference("torch_pix2pix.py"))

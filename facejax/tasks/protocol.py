@@ -9,6 +9,12 @@ family has none, and the tools check for them:
     generate                                 reenact.py (drive a face with landmarks)
     host_augment                             augment.placement "host" (input pipeline)
 
+Beside its functions a family declares what the tools around it need to know of it: the ranges
+of the config keys only it reads (`config_schema`, merged with the common ones by
+facejax/config_check.py), its PyTorch reference step (`reference`, timed by `facejax benchmark
+train --reference_python`) and the model settings a trained run is loaded with for inference
+(`inference_model`, applied by `inference_config`).
+
 States are plain pytrees. `params_of` takes out the weights (everything inference needs,
 normalisation statistics included, no optimizer state), `with_params` puts weights into a
 state: `--config.init_from` starts a run from another run's weights this way for every family.
@@ -17,10 +23,9 @@ state: `--config.init_from` starts a run from another run's weights this way for
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Optional
+from typing import Callable, Optional
 
-State = Any      # a plain pytree: weights, optimizer states, step, ...
-Batch = dict     # {identity: {field: array}}
+from facejax.ops.conv import rules
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,6 +62,11 @@ class Task:
         state parts that are not simply initialised (a weight average starts at the
         weights): a resumed run's parts that its checkpoint lacked, put right; the others
         start from the config's initial state (facejax.train.restore_run).
+      config_schema: {dotted config key: rule} of the keys only this family reads
+        (config_check.integer / number ranges, or a tuple of allowed strings).
+      reference: the family's PyTorch reference training step, or None.
+      inference_model: model config keys a trained run is loaded with for inference, where it
+        let the rules pick its layers' forms (conv_impl "auto"); the same parameters either way.
     """
     name: str
     fields: tuple
@@ -77,6 +87,10 @@ class Task:
     host_augment: Optional[Callable] = None
     swap_with_mask: Optional[Callable] = None
     resumed: Optional[Callable] = None
+    config_schema: dict = dataclasses.field(default_factory=dict, compare=False)
+    reference: Optional[Reference] = None
+    inference_model: dict = dataclasses.field(default_factory=lambda: dict(rules.INFERENCE),
+                                              compare=False)
 
     def __post_init__(self):
         swapping = (self.swap, self.reconstruct, self.views, self.model_region)
@@ -90,3 +104,35 @@ class Task:
     def swaps(self) -> bool:
         """Whether the family turns one identity's faces into the other's."""
         return self.swap is not None
+
+    def inference_config(self, config):
+        """A copy of `config` set up for inference (`inference_model`) when its model lets the
+        rules pick its layers' forms."""
+        config = config.copy_and_resolve_references()
+        if config.model.get("conv_impl") == "auto":
+            with config.unlocked():
+                config.model.update(self.inference_model)
+        return config
+
+
+@dataclasses.dataclass(frozen=True)
+class Reference:
+    """A family's PyTorch reference training step: a script of the reference folder
+    (../shared/bench) that prints one JSON line with its median `step_ms`.
+
+    Attributes:
+      script: the script's file name.
+      args: config -> the script's arguments for the config's batch, size and model; None:
+        `--batch B --size S` (per identity and model side) followed by `extra`.
+      extra: arguments after those.
+    """
+    script: str
+    args: Optional[Callable] = None
+    extra: tuple = ()
+
+    def arguments(self, config) -> list[str]:
+        """The script's arguments for `config`."""
+        if self.args is not None:
+            return list(self.args(config))
+        return ["--batch", str(config.batch_size), "--size", str(config.model.size),
+                *self.extra]

@@ -28,16 +28,19 @@ Identity "a" is DeepFaceLab's src (the face put into videos), "b" its dst.
 
 from __future__ import annotations
 
+import os
+
 import jax
 import jax.numpy as jnp
 import optax
 
-from facejax import augment, losses
+from facejax import augment, config_check, losses
+from facejax.errors import UserError
 from facejax.faces.parts import PART_NAMES
 from facejax.models import saehd as saehd_model
 from facejax.models import saehd_discriminators as discriminators
 from facejax.tasks import common
-from facejax.tasks.protocol import Task
+from facejax.tasks.protocol import Reference, Task
 
 FIELDS = ("image", "mask", "parts")
 IDENTITIES = ("a", "b")
@@ -249,17 +252,11 @@ def train_step(state: dict, batch: dict, rng: jax.Array, config):
     return common.guard_finite(new, metrics, all_grads)
 
 
-def views(batch, name, config):
-    """The un-augmented model view of identity `name`'s crops, in [0, 1]."""
-    region = config.augment.region
-    return jax.vmap(lambda im: augment.centre_view(im, config.model.size, region))(
-        batch[name]["image"])
+views = common.views
 
 
 def _mask_views(batch, name, config):
-    region = config.augment.region
-    return jax.vmap(lambda m: augment.centre_view(m[..., None], config.model.size, region))(
-        batch[name]["mask"])
+    return common.centre_views(batch[name]["mask"][..., None], config)
 
 
 def render(state: dict, faces, target: str, config):
@@ -330,11 +327,41 @@ def with_params(state: dict, params: dict) -> dict:
     return dict(state, params=params, **({"ema": _copy(params)} if "ema" in state else {}))
 
 
+def reference_args(config) -> list[str]:
+    """torch_saehd.py's arguments for the config's archi, size, batch and widths (3 timed steps:
+    seconds each on a CPU)."""
+    m = config.model
+    archi = m.archi.split("-")[0]
+    if archi != m.archi:
+        raise UserError(f"--config.model.archi={m.archi}: the reference has plain df and liae "
+                        "only")
+    return ["--archi", archi, "--resolution", str(m.size), "--batch", str(config.batch_size),
+            "--ae_dims", str(m.ae_dims), "--e_dims", str(m.e_dims), "--d_dims", str(m.d_dims),
+            "--d_mask_dims", str(m.d_mask_dims), "--steps", "3", "--warmup", "1",
+            "--threads", str(os.cpu_count() or 1)] + (
+                [] if config.loss.eyes_mouth_weight else ["--no-eyes_mouth_prio"])
+
+
+CONFIG_SCHEMA = {
+    **{f"model.{key}": config_check.integer(1) for key in (
+        "ae_dims", "e_dims", "d_dims", "d_mask_dims", "code_d_dims")},
+    "model.gan_dims": config_check.integer(1, 512),
+    "model.gan_patch_size": config_check.integer(0, 640),  # 0: resolution / 8
+    "loss.eyes_mouth_weight": config_check.number(0),
+    "loss.gan_power": config_check.number(0, 5),
+    "loss.true_face_power": config_check.number(0, 1),
+    "optim.name": ("adabelief", "adam"),
+    "optim.clip_norm": config_check.number(0),
+    "optim.lr_dropout": config_check.number(0, 0.99),
+    "ema": config_check.number(0, 0.9999),
+}
+
 TASK = Task(
     name="saehd", fields=FIELDS, identities=IDENTITIES, init=init, train_step=train_step,
     evaluate=evaluate, preview=preview,
     preview_columns=("input", "reconstruction", "swap to {other}", "learned mask"),
     params_of=params_of, with_params=with_params,
     swap=swap, reconstruct=reconstruct, views=views, model_region=model_region,
-    swap_with_mask=swap_with_mask, resumed=resumed,
+    swap_with_mask=swap_with_mask, resumed=resumed, config_schema=CONFIG_SCHEMA,
+    reference=Reference("torch_saehd.py", args=reference_args),
     cpu_convolutions="ynnpack")  # faster than Eigen for these layers (docs/benchmarks.md)

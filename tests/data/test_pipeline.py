@@ -127,12 +127,12 @@ def test_two_runs_preparing_one_dataset_wait_for_each_other(grid_faces, tmp_path
     import sys
     import time
     from facejax import lock
-    from tests.conftest import ROOT
+    from tests.helpers import ROOT
     data_dir = str(tmp_path / "tfds")
     code = ("import sys; from facejax.data import tfds_faces; "
             "b = tfds_faces.builder(sys.argv[1], sys.argv[2]); "
             "print(b.info.splits['train'].num_examples)")
-    with lock.Turn(os.path.join(data_dir, ".prepare.lock")):
+    with lock.wait_turn(os.path.join(data_dir, ".prepare.lock")):
         procs = [subprocess.Popen([sys.executable, "-c", code, grid_faces["a"], data_dir],
                                   cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                   text=True) for _ in range(2)]

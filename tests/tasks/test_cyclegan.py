@@ -13,7 +13,8 @@ from facejax import checkpoint, losses, train
 from facejax.training import run_files
 from facejax.data import pipeline, tfds_faces
 from facejax.tasks import cyclegan
-from tests.conftest import assert_params_agree, train_and_resume, train_steps_on
+from tests.helpers import (assert_params_agree, assert_started_from, train_and_resume,
+                           train_steps_on)
 
 
 def loss_cfg(**kw):
@@ -185,7 +186,6 @@ def test_short_run_on_two_people_lowers_the_cycle_loss(short_run):
 
 def test_init_from_starts_with_the_trained_weights(short_run, grid_faces, tmp_path):
     """The four networks' weights carry over; optimizers and image pools start fresh."""
-    from tests.tasks.test_protocol import assert_started_from
     config = short_run_config(grid_faces)
     config.num_steps, config.eval_every, config.init_from = 0, 0, short_run[0]
     train.train(config, str(tmp_path))

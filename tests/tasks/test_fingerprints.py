@@ -26,10 +26,19 @@ def _check_stepped(name):
         assert got["values"][leaf][1] == pytest.approx(size, rel=1e-5), leaf
         assert abs(got["values"][leaf][0] - total) <= 1e-5 * max(size, 1e-12), leaf
     assert len(got["metrics"]) == len(ref["metrics"]) == 2
-    for mine, theirs in zip(got["metrics"], ref["metrics"]):
+    for i, (mine, theirs) in enumerate(zip(got["metrics"], ref["metrics"])):
         assert mine.keys() == theirs.keys()
+        rel = SECOND_STEP_REL.get(name, 1e-4) if i else 1e-4
         for k, v in theirs.items():
-            assert mine[k] == pytest.approx(v, rel=1e-4, abs=1e-6), k
+            assert mine[k] == pytest.approx(v, rel=rel, abs=1e-6), (i, k)
+
+
+# The second step's metrics where rounding alone moves them: the first Adam step moves every
+# weight by about lr·sign(gradient), and CycleGAN's two generators and two discriminators have
+# gradients at rounding level, whose sign another summation order flips (the same code at XLA's
+# -O0 and default levels; docs/benchmarks.md). The init values and the first step's metrics,
+# which no update has touched, are held to 1e-4 for every variant.
+SECOND_STEP_REL = {"cyclegan_faces:tiny": 1e-2}
 
 
 @pytest.mark.parametrize("name", [f"{e}:{v}" for e, v in fp.STEPPED])

@@ -12,7 +12,7 @@ from facejax.training import run_files
 from facejax.data import pipeline
 from facejax.faces import align, video
 from facejax.tasks import pix2pix
-from tests.conftest import GRID, run_tool, train_steps_on
+from tests.helpers import GRID, assert_started_from, run_tool, train_steps_on
 
 
 def test_generator_loss_weights_l1_by_lambda(grid_faces):
@@ -95,7 +95,6 @@ def trained(grid_faces, tmp_path_factory):
 def test_init_from_starts_with_the_trained_weights(trained, grid_faces, tmp_path):
     """G's and D's weights and batch-norm statistics carry over, the optimizer starts fresh
     (the same step as the trained run's: its compilation is cached)."""
-    from tests.tasks.test_protocol import assert_started_from
     config = trained_config(grid_faces)
     config.num_steps, config.eval_every, config.init_from = 0, 0, trained[0]
     train.train(config, str(tmp_path))

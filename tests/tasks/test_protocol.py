@@ -2,15 +2,17 @@
 of a state (params_of / with_params), and --config.init_from refuses another model (each
 family's init_from test: tests/test_train.py, test_pix2pix.py, test_cyclegan.py)."""
 
+import ast
 import importlib
+import os
 
 import jax
 import numpy as np
 import pytest
 
-from facejax import runs, tasks
+from facejax import tasks
 from facejax.errors import UserError
-from tests.conftest import run_tool
+from tests.helpers import ROOT, run_tool
 
 EXPERIMENTS = {"autoencoder": "deepfakes_original", "pix2pix": "face2face_pix2pix",
                "cyclegan": "cyclegan_faces", "saehd": "saehd"}
@@ -57,18 +59,6 @@ def test_weights_go_in_and_out_of_a_state(name):
     assert 0 < len(jax.tree.leaves(task.params_of(s0))) < len(jax.tree.leaves(s0)) / 2
 
 
-def assert_started_from(task, source: str, source_config, workdir: str, config):
-    """The run in `workdir` (trained 0 steps with `--config.init_from=source`) holds the
-    source's latest weights and a fresh optimizer state (the families' init_from tests)."""
-    theirs = runs.restore_state(source, source_config, task)
-    mine = runs.restore_state(workdir, config, task)
-    assert int(theirs["step"]) > 0 and int(mine["step"]) == 0
-    jax.tree.map(np.testing.assert_array_equal, task.params_of(mine), task.params_of(theirs))
-    fresh = jax.jit(lambda k: task.init(k, config))(jax.random.key(config.seed))
-    rest = lambda s: task.with_params(s, jax.tree.map(np.zeros_like, task.params_of(s)))
-    jax.tree.map(np.testing.assert_array_equal, rest(mine), rest(fresh))
-
-
 def test_init_from_another_model_is_one_line_exit_2(grid_faces, tiny_ae_run, tmp_path):
     proc = run_tool("tools/train.py", "--config=experiments/face2face_pix2pix.py:tiny",
                     f"--config.data.a={grid_faces['a']}", f"--config.init_from={tiny_ae_run}",
@@ -78,3 +68,59 @@ def test_init_from_another_model_is_one_line_exit_2(grid_faces, tiny_ae_run, tmp
     assert proc.stderr.strip().splitlines()[-1].startswith(
         f"error: --config.init_from={tiny_ae_run}: holds a run of another model")
     assert "Traceback" not in proc.stderr
+
+
+def test_every_family_declares_its_schema_reference_and_inference_settings():
+    from facejax import config_check, samples
+    from facejax.tasks.protocol import Reference
+    for name in tasks.TASKS:
+        task, config = tasks.get(name), tiny(name)
+        assert task.config_schema and all(
+            isinstance(r, config_check.Range) or (r and all(isinstance(c, str) for c in r))
+            for r in task.config_schema.values()), name
+        assert isinstance(task.reference, Reference), name
+        assert os.path.isfile(os.path.join(samples.SHARED, "bench", task.reference.script))
+        args = task.reference.arguments(config)
+        assert all(isinstance(a, str) for a in args)
+        assert args[args.index("--batch") + 1] == str(config.batch_size)
+        # Loaded for inference: XLA's strided convolution forward, the rules' transposed one.
+        fast = task.inference_config(config)
+        assert (fast.model.conv_impl, fast.model.up_impl) == ("xla", "auto")
+        assert config.model.conv_impl == "auto" and "up_impl" not in config.model
+        config.model.conv_impl = "im2col"  # a form the run chose itself stays
+        assert task.inference_config(config).model.to_dict() == config.model.to_dict()
+    assert tasks.get("autoencoder").reference.arguments(tiny("autoencoder")) == [
+        "--batch", "8", "--size", "32"]
+    assert tasks.get("cyclegan").reference.arguments(tiny("cyclegan"))[-4:] == [
+        "--steps", "3", "--warmup", "1"]
+    saehd = tiny("saehd")
+    args = tasks.get("saehd").reference.arguments(saehd)
+    assert args[:4] == ["--archi", "df", "--resolution", "32"] and "--no-eyes_mouth_prio" \
+        not in args
+    saehd.model.archi = "liae-ud"
+    with pytest.raises(UserError, match="^--config.model.archi=liae-ud: the reference has"):
+        tasks.get("saehd").reference.arguments(saehd)
+
+
+def _family_names(source: str) -> list:
+    """(line, name) of every string constant of `source` (docstrings and f-string parts
+    included) that is a family's name."""
+    return [(node.lineno, node.value) for node in ast.walk(ast.parse(source))
+            if isinstance(node, ast.Constant) and node.value in tasks.TASKS]
+
+
+def test_no_module_outside_tasks_names_a_family():
+    """Family knowledge lives beside the family (its Task): the tools branch on what a task
+    declares, never on its name (as `git grep '"saehd"' facejax/ ':!facejax/tasks'` shows)."""
+    found = []
+    for folder, _, files in os.walk(os.path.join(ROOT, "facejax")):
+        rel = os.path.relpath(folder, ROOT).replace(os.sep, "/")
+        if rel.startswith(("facejax/tasks", "facejax/experiments")):
+            continue
+        for f in (f for f in files if f.endswith(".py")):
+            with open(os.path.join(folder, f), encoding="utf-8") as source:
+                found += [f"{rel}/{f}:{line}: {name}" for line, name in _family_names(
+                    source.read())]
+    assert found == []
+    assert _family_names("if config.task == 'saehd':\n    x = f'{a}{b}cyclegan'\n") == [
+        (1, "saehd"), (2, "cyclegan")]

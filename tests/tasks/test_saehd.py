@@ -12,7 +12,8 @@ from facejax.data import pipeline
 from facejax.training import run_files
 from facejax.tasks import saehd
 from facejax.faces import video
-from tests.conftest import GRID, assert_params_agree, run_tool, train_and_resume, train_steps_on
+from tests.helpers import (GRID, assert_params_agree, faces_of, run_tool, train_and_resume,
+                           train_steps_on)
 
 
 def tiny(grid_faces, **kw):
@@ -284,7 +285,6 @@ def test_dfm_export_carries_the_learned_masks(short_run, grid_faces, tmp_path):
     """DeepFaceLive's DFM of a SAEHD run: the swapped face and the learned masks (the swap's
     and the input's own decoder's), equal to facejax's within 1e-4 for any batch."""
     import onnxruntime as ort
-    from tests.test_export import faces_of
     out = str(tmp_path / "saehd.dfm")
     proc = run_tool("tools/export.py", f"--model={short_run[0]}", "--format=dfm",
                     f"--output={out}")

@@ -7,7 +7,7 @@
     stride1     f(x, kernel [k, k, C, O], padding)
 
 "xla" is XLA's own convolution in each kind; every other form equals it in value and both
-gradients (tests/ops/test_forms.py walks this table).
+gradients (tests/ops/conv/test_forms.py walks this table).
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from tests.conftest import GRID, ROOT, run_tool
+from tests.helpers import GRID, ROOT, run_tool
 
 TOOLS = ("benchmark", "convert", "demo", "evaluate", "extract", "reenact", "train")
 

@@ -10,7 +10,7 @@ import pytest
 from facejax import files, runs
 from facejax.data import extract
 from facejax.errors import UserError
-from tests.conftest import GRID, run_tool
+from tests.helpers import GRID, run_tool
 
 
 def _sha(path):

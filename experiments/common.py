@@ -18,8 +18,8 @@ def data(load_size: int, identities=("a", "b")) -> ml_collections.ConfigDict:
         # Input worker processes that decode, resize and augment the coming batches; 0: threads
         # of the training process; -1: half the cores (data/pipeline.py default_workers).
         workers=-1,
-        degrade=dict(prob=0.0, max_blur=0.0, jpeg_min=100),
         yaw_bins=0,  # >0: sample evenly over head yaw in this many bins (DeepFaceLab: 128)
+        degrade=dict(prob=0.0, max_blur=0.0, jpeg_min=100),
     ))
 
 

@@ -42,7 +42,7 @@ CASES = {
 }
 def _tested(kind, name, case) -> bool:
     """Winograd tiles run on 3×3 and 4×4 kernels here, the ones the rules give them (larger ones
-    compile slowly; tests/ops/test_winograd.py filters them exactly); on a kernel a form cannot
+    compile slowly; tests/ops/conv/test_winograd.py filters them exactly); on a kernel a form cannot
     take, it must refuse."""
     k = case[1]
     return not (name.startswith("winograd") and k > 4 and registry.supports(kind, name, k))
@@ -124,16 +124,6 @@ def test_3x3_transposed_forms_match_pytorchs_definition(name):
                      (0, 1))(x, w)
     for a, b in zip(g, g_ref):
         np.testing.assert_allclose(a, b, atol=1e-4)
-
-
-def test_pixel_shuffle_is_depth_to_space_and_inverts():
-    from facejax.ops.shuffle import pixel_shuffle, space_to_depth
-    x = jnp.arange(2 * 3 * 3 * 8, dtype=jnp.float32).reshape(2, 3, 3, 8)
-    y = pixel_shuffle(x)
-    assert y.shape == (2, 6, 6, 2)
-    # Output pixel (2i+dy, 2j+dx, c) takes input channel (dy·2 + dx)·C + c.
-    assert y[0, 1, 0, 1] == x[0, 0, 0, 2 * 2 + 1]
-    np.testing.assert_array_equal(space_to_depth(y), x)
 
 
 def test_phase_form_with_known_zero_taps_is_the_function_of_the_other_taps():

@@ -2,10 +2,11 @@
 smoke test on tiny configs and a short clip; the figures themselves go to docs/benchmarks.md)."""
 
 import json
+import sys
 
 import pytest
 
-from tests.conftest import GRID, run_tool
+from tests.helpers import GRID, run_tool
 
 CLIP = f"{GRID}/GRID_bbaf2n.mpg"
 
@@ -16,10 +17,26 @@ def _bench(*args):
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def test_train_and_conv_report_their_figures():
+# A stand-in for the family's PyTorch reference (../shared/bench): it notes its arguments and
+# prints the JSON line the real scripts print.
+FAKE_REFERENCE = """import json, sys
+with open(sys.argv[0] + ".args", "a") as f:
+    f.write(" ".join(sys.argv[1:]) + "\\n")
+print(json.dumps({"step_ms": 40.0}))
+"""
+
+
+def test_train_and_conv_report_their_figures(tmp_path):
+    (tmp_path / "torch_autoencoder.py").write_text(FAKE_REFERENCE)
     r = _bench("train", "--config=experiments/deepfakes_original.py:tiny", "--steps=2",
-               "--warmup=0", f"--clip={CLIP}")
+               "--warmup=0", f"--clip={CLIP}", f"--reference_python={sys.executable}",
+               f"--reference_dir={tmp_path}")
     assert r["task"] == "autoencoder" and len(r["times_ms"]) == 2
+    # The task's reference, run before and after the timed steps at the config's batch and size.
+    assert r["reference"] == "torch_autoencoder.py" and r["reference_step_ms"] == [40.0, 40.0]
+    assert r["speedup"] == pytest.approx(40.0 / r["step_ms"], rel=0.01)
+    assert (tmp_path / "torch_autoencoder.py.args").read_text().splitlines() == [
+        "--batch 8 --size 32 --no-flops"] * 2
     assert r["step_ms"] > 0 and 0 < r["fraction_of_peak"] < 5
     assert r["executed_gflop_per_step"] > 0 and r["gflop_per_step"] > 0
     assert r["pipeline_over_step"] > 0 and r["peak_rss_mb"] > 100
