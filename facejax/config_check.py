@@ -122,6 +122,27 @@ def _describe(kind: str, low, high, low_open: bool) -> str:
     return f"{what} {lo}" if high == INF else f"{what} {lo} and <= {high:g}"
 
 
+# The keys the training loop reads (experiments/common.py's loop() and data() set them all):
+# a config without one is refused before anything runs.
+TRAINING_KEYS = ("task", "seed", "batch_size", "num_steps", "log_every", "eval_every",
+                 "eval_batches", "preview_every", "quality_every", "checkpoint_every",
+                 "keep_checkpoints", "rollback", "rollback_lr_factor", "init_from",
+                 "data.load_size", "data.pretrain", "data.per_process", "data.data_dir",
+                 "data.workers", "data.yaw_bins", "data.degrade.prob")
+
+
+def require(config, keys=TRAINING_KEYS) -> None:
+    """Raises UserError naming the first of `keys` (dotted) that `config` lacks."""
+    for key in keys:
+        node = config
+        for part in key.split("."):
+            if part not in node:
+                raise UserError(f"--config: no {key} (an experiment's config sets every key "
+                                "the training loop reads: experiments/common.py's loop() and "
+                                "data() give them all)")
+            node = node[part]
+
+
 def check(config, family: Schema) -> None:
     """Raises UserError for the first value of `config` outside its rule in the common schema
     and `family`'s (the config's task's `config_schema`); keys of neither go unchecked."""

@@ -134,6 +134,7 @@ def train(config, workdir: str) -> dict:
       UserError: bad config, data or workdir (before any training).
       Diverged: a non-finite loss or gradient; no checkpoint of it is written.
     """
+    config_check.require(config)
     task = tasks.get(config.task)
     config_check.check(config, task.config_schema)
     config = inputs_lib.with_absolute_data(config, task)

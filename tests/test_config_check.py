@@ -109,3 +109,21 @@ def test_training_refuses_a_family_key_out_of_range_in_one_line(tmp_path):
         train.train(config, str(tmp_path / "wd"))
     assert str(e.value) == "--config.model.ae_dims=0: must be an integer >= 1"
     assert not (tmp_path / "wd").exists()
+
+
+def test_every_experiment_holds_every_key_the_loop_reads_and_a_config_without_one_is_refused(
+        tmp_path):
+    for name, config, _ in _configs():
+        config_check.require(config)  # raises for a missing key
+    config = importlib.import_module("facejax.experiments.deepfakes_original").get_config("tiny")
+    for key in ("quality_every", "data.workers", "data.degrade.prob"):
+        c = ml_collections.ConfigDict(config.to_dict())
+        parent, leaf = c, key
+        while "." in leaf:
+            head, leaf = leaf.split(".", 1)
+            parent = parent[head]
+        del parent[leaf]
+        with pytest.raises(UserError) as e:
+            train.train(c, str(tmp_path / "wd"))
+        assert str(e.value).startswith(f"--config: no {key} (") and "\n" not in str(e.value)
+        assert not (tmp_path / "wd").exists()
