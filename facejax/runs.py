@@ -57,9 +57,8 @@ def restore_state(workdir: str, config, task, sharding=None, step: int | None = 
             return ck.restore(trees.abstract_of(shapes, sharding), step, partial=True)
         except ckpt_lib.DamagedCheckpoint as e:
             earlier = [s for s in ck.all_steps() if s < e.step]
-            advice = (f"pass --step={earlier[-1]} to use the checkpoint before it (steps "
-                      f"{', '.join(map(str, earlier))} are there)" if earlier else
-                      "no earlier checkpoint is there")
+            advice = (f"pass --step={earlier[-1]} to use the checkpoint before it" if earlier
+                      else "no earlier checkpoint to use instead")
             raise ckpt_lib.DamagedCheckpoint(e.path, e.step, e.reason, advice) from e
     finally:
         ck.close()
