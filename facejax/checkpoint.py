@@ -132,9 +132,9 @@ class Checkpointer:
     def _write_checksums(self, step: int, state) -> None:
         """Writes the checksums of `state` into the finished folder of `step` (process 0;
         written aside, then renamed, so that a kill leaves none rather than half of one)."""
-        sums = checksums(state)
         if jax.process_index() != 0 or step not in self.all_steps():
-            return  # pruned at once (keep=0 never happens; a step orbax skipped)
+            return
+        sums = checksums(state)
         folder = self._manager.directory / str(step)
         part = folder / (CHECKSUMS + ".part")
         part.write_text(json.dumps(sums))
