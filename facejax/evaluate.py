@@ -53,6 +53,7 @@ class EvalOptions:
     color: str = "rct"
     tail: float = 0.0           # use only the last `tail` fraction of each clip (0: all of it)
     smooth: float = 1.0         # landmark smoothing for pasting, as facejax convert (0: off)
+    step: int | None = None     # the checkpoint evaluated (None: the latest)
 
     def check(self):
         if not 0.0 <= self.tail < 1.0:
@@ -86,7 +87,7 @@ class Evaluator:
 
     def __init__(self, workdir: str, opts: EvalOptions):
         self.opts = opts
-        run = inference.load_swapper(workdir)
+        run = inference.load_swapper(workdir, opts.step)
         self.size, self.coverage = run.size, run.coverage
         self.config, self.task, self.step = run.config, run.task, run.step
         task, config, state = run.task, run.config, run.state

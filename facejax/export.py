@@ -60,7 +60,8 @@ def swap_graph(run: inference.Run, direction: str, fmt: str):
     return dfm, "in_face:0", ["out_face_mask:0", "out_celeb_face:0", "out_celeb_face_mask:0"]
 
 
-def export(model_dir: str, output: str, fmt: str, direction: str = "b2a") -> dict:
+def export(model_dir: str, output: str, fmt: str, direction: str = "b2a",
+           step: int | None = None) -> dict:
     """Writes the swap model of the run in `model_dir` to `output` (atomically) and
     `output`.json (size, coverage, names); returns that record."""
     if fmt not in FORMATS:
@@ -71,7 +72,7 @@ def export(model_dir: str, output: str, fmt: str, direction: str = "b2a") -> dic
     folder = os.path.dirname(os.path.abspath(output))
     if not os.path.isdir(folder):
         raise UserError(f"--output {output}: folder {folder} does not exist")
-    run = inference.load_swapper(model_dir)
+    run = inference.load_swapper(model_dir, step)
     fn, input_name, output_names = swap_graph(run, direction, fmt)
     size = run.size
     try:

@@ -61,14 +61,15 @@ def load_run(workdir: str, step: int | None = None) -> Run:
     return Run(workdir, config, task, state, run_info.read(workdir))
 
 
-def load_swapper(workdir: str) -> Run:
-    """A trained run of a family that swaps faces, its layers set up for inference."""
+def load_swapper(workdir: str, step: int | None = None) -> Run:
+    """A trained run of a family that swaps faces (its latest or given checkpoint), its layers
+    set up for inference."""
     config = runs.load_config(workdir)
     task = tasks.get(config.task)
     if not task.swaps:
         raise UserError(f"--model {workdir}: a {config.task} run has no swap direction "
                         "(face2face models reenact: use facejax reenact)")
-    run = load_run(workdir)
+    run = load_run(workdir, step)
     return dataclasses.replace(run, config=task.inference_config(run.config))
 
 
@@ -107,9 +108,9 @@ def swap_function(run: Run, direction: str, batch: int, with_mask: bool = False)
 
 
 def load_swap_model(workdir: str, direction: str, batch: int,
-                    with_mask: bool = False) -> SwapModel:
+                    with_mask: bool = False, step: int | None = None) -> SwapModel:
     """The swap function of a trained run, compiled once for a fixed batch size."""
-    run = load_swapper(workdir)
+    run = load_swapper(workdir, step)
     if with_mask and run.task.swap_with_mask is None:
         raise UserError(f"--mask: a {run.config.task} run predicts no mask of its own; use "
                         "hull or crop (SAEHD runs learn one)")

@@ -43,6 +43,8 @@ def restore_state(workdir: str, config, task, sharding=None, step: int | None = 
 
     Raises:
       UserError: no checkpoint, or one that does not fit the config.
+      DamagedCheckpoint: the checkpoint reads back damaged; its line names the earlier
+        checkpoints, to be chosen with `--step` (never taken without being asked).
     """
     shapes = jax.eval_shape(functools.partial(task.init, config=config), jax.random.key(0))
     if sharding is None:
@@ -51,6 +53,12 @@ def restore_state(workdir: str, config, task, sharding=None, step: int | None = 
     try:
         if ck.latest_step() is None and step is None:
             raise UserError(f"{flag} {workdir}: holds no checkpoint yet")
-        return ck.restore(trees.abstract_of(shapes, sharding), step, partial=True)
+        try:
+            return ck.restore(trees.abstract_of(shapes, sharding), step, partial=True)
+        except ckpt_lib.DamagedCheckpoint as e:
+            earlier = [s for s in ck.all_steps() if s < e.step]
+            advice = (f"pass --step={earlier[-1]} to use the checkpoint before it" if earlier
+                      else "no earlier checkpoint to use instead")
+            raise ckpt_lib.DamagedCheckpoint(e.path, e.step, e.reason, advice) from e
     finally:
         ck.close()

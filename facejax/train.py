@@ -42,10 +42,11 @@ def restore_run(ckpt, abstract: dict, task, fresh) -> dict:
     state (SAEHD's discriminators, its weight average) may be switched on or off between
     runs, as DeepFaceLab's users do late in training: a part the checkpoint lacks starts from
     `fresh()` (this config's initial state), or as the task's `resumed` says; a part this
-    config has no use for is left out. Either is said on one line."""
-    state = ckpt.restore(abstract, partial=True)
+    config has no use for is left out. Either is said on one line. A damaged checkpoint is
+    passed over for the latest intact one, as _restore_intact says."""
+    state, step = _restore_intact(ckpt, abstract)
     added = sorted(set(abstract) - set(state))
-    dropped = sorted(set(ckpt.saved_parts()) - set(abstract))
+    dropped = sorted(set(ckpt.saved_parts(step)) - set(abstract))
     if added:
         new = fresh()
         state = dict(state, **{part: new[part] for part in added})
@@ -57,6 +58,31 @@ def restore_run(ckpt, abstract: dict, task, fresh) -> dict:
         _say(f"state part(s) {', '.join(dropped)} of the checkpoint unused by this config (an "
              "option switched off): left out, and fresh if it is switched on again")
     return state
+
+
+def _restore_intact(ckpt, abstract: dict):
+    """(state, step) of the latest checkpoint that reads back intact. Each damaged one after it
+    is said on one line and moved aside, out of the way of the saves to come (never deleted).
+
+    Raises:
+      RunError: no checkpoint is intact (all are left where they are).
+    """
+    damaged = []
+    for step in sorted(ckpt.all_steps(), reverse=True):
+        try:
+            state = ckpt.restore(abstract, step=step, partial=True)
+        except ckpt_lib.DamagedCheckpoint as e:
+            damaged.append(e)
+            continue
+        for e in damaged:
+            kept = ckpt.move_aside(e.step) if not ckpt.read_only else e.path
+            if jax.process_index() == 0:
+                warn(f"checkpoint {e.step} at {e.path} is damaged ({e.reason}): resuming from "
+                     f"step {step}; it is kept for inspection at {kept}")
+        return state, step
+    raise RunError(f"{ckpt.directory}: no intact checkpoint to resume from: "
+                   + "; ".join(f"step {e.step} is damaged ({e.reason})" for e in damaged)
+                   + "; move them aside to start afresh")
 
 
 def scaled_lr(config, scale: float):

@@ -184,3 +184,87 @@ def test_a_failed_save_says_so_and_keeps_the_previous_checkpoints(tmp_path):
     ck.close()
     assert [p for p in sorted(os.listdir(tmp_path / "checkpoints"))
             if "tmp" not in p] == before
+
+
+def _largest_file(folder) -> str:
+    """The largest file under `folder` (a checkpoint's biggest array chunk)."""
+    files = [os.path.join(r, f) for r, _, fs in os.walk(folder) for f in fs]
+    return max(files, key=os.path.getsize)
+
+
+def damage(folder, how: str) -> str:
+    """Damages the largest file under `folder` as a disk or a copy can: one byte flipped in
+    its middle, cut to half its length, or removed. Returns its path."""
+    path = _largest_file(folder)
+    data = bytearray(open(path, "rb").read())
+    if how == "flip":
+        data[len(data) // 2] ^= 0xFF
+        open(path, "wb").write(data)
+    elif how == "truncate":
+        open(path, "wb").write(data[:len(data) // 2])
+    else:
+        assert how == "remove"
+        os.remove(path)
+    return path
+
+
+@pytest.mark.parametrize("how, reason", [
+    ("flip", "w reads back other bytes than were saved"),
+    ("truncate", "an array cannot be read: OUT_OF_RANGE"),
+    ("remove", "an array cannot be read"),
+])
+def test_a_damaged_checkpoint_is_named_and_the_one_before_still_restores(tmp_path, how, reason):
+    ck = checkpoint.Checkpointer(str(tmp_path))
+    for step in (2, 4):
+        ck.save(step, dict(_small_state(), w=_small_state()["w"] * step, step=jnp.array(step)))
+    ck.close()
+    assert os.path.isfile(tmp_path / "checkpoints" / "4" / checkpoint.CHECKSUMS)
+    damage(tmp_path / "checkpoints" / "4", how)
+    ck = checkpoint.Checkpointer(str(tmp_path), read_only=True)
+    abstract = jax.eval_shape(_small_state)
+    with pytest.raises(checkpoint.DamagedCheckpoint) as error:
+        ck.restore(abstract)
+    assert str(error.value).startswith(f"{tmp_path / 'checkpoints' / '4'}: the checkpoint of "
+                                       f"step 4 is damaged ({reason}")
+    assert error.value.step == 4 and "\n" not in str(error.value)
+    back = ck.restore(abstract, step=2)
+    np.testing.assert_array_equal(back["w"], _small_state()["w"] * 2)
+    with pytest.raises(UserError, match=r"no checkpoint of step 3 \(there are 2, 4\)"):
+        ck.restore(abstract, step=3)
+    ck.close()
+
+
+def test_a_checkpoint_without_checksums_restores_unverified(tmp_path):
+    """What checkpoints written before checksums existed look like."""
+    ck = checkpoint.Checkpointer(str(tmp_path))
+    ck.save(2, _small_state())
+    ck.close()
+    os.remove(tmp_path / "checkpoints" / "2" / checkpoint.CHECKSUMS)
+    ck = checkpoint.Checkpointer(str(tmp_path), read_only=True)
+    np.testing.assert_array_equal(ck.restore(jax.eval_shape(_small_state))["w"],
+                                  _small_state()["w"])
+    ck.close()
+
+
+def test_a_damaged_step_moved_aside_is_kept_and_blocks_neither_pruning_nor_its_next_save(
+        tmp_path):
+    ck = checkpoint.Checkpointer(str(tmp_path), keep=2)
+    ck.save(2, _small_state())
+    ck.save(4, _small_state())
+    damaged_file = damage(tmp_path / "checkpoints" / "4", "flip")
+    damaged_bytes = open(damaged_file, "rb").read()
+    kept = ck.move_aside(4)
+    assert kept == tmp_path / "damaged_checkpoints" / "4" and ck.all_steps() == [2]
+    for step in (4, 6, 8):  # step 4 again, then orbax prunes to the latest 2
+        ck.save(step, dict(_small_state(), step=jnp.array(step)))
+    assert ck.all_steps() == [6, 8]
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["6", "8"]
+    rel = os.path.relpath(damaged_file, tmp_path / "checkpoints" / "4")
+    assert open(kept / rel, "rb").read() == damaged_bytes  # untouched, where the line says
+    # A second damaged step 8 goes beside the first damaged one of that step.
+    ck.move_aside(8)
+    ck.save(8, _small_state())
+    assert ck.move_aside(8) == tmp_path / "damaged_checkpoints" / "8.1"
+    assert sorted(os.listdir(tmp_path / "damaged_checkpoints")) == ["4", "8", "8.1"]
+    assert ck.all_steps() == [6]
+    ck.close()

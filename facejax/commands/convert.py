@@ -37,6 +37,8 @@ flags.DEFINE_bool("preview", False, "Write original | swapped side by side.")
 flags.DEFINE_string("detector", "hog", "Face detector (see facejax extract).")
 flags.DEFINE_integer("confirm_every", 2, "Re-detect a tracked face every n frames.",
                      lower_bound=1)
+flags.DEFINE_integer("step", None, "The checkpoint to use (default: the latest); an earlier "
+                     "one when the latest is damaged.", lower_bound=0)
 flags.mark_flags_as_required(["model", "input", "output"])
 
 
@@ -55,7 +57,7 @@ def main(argv):
     from facejax.faces import compose, video
     video.FrameSource(FLAGS.input)  # bad input fails before the model loads
     model = inference.load_swap_model(FLAGS.model, FLAGS.direction, FLAGS.batch,
-                                      with_mask=FLAGS.mask in compose.LEARNED)
+                                      with_mask=FLAGS.mask in compose.LEARNED, step=FLAGS.step)
     summary = convert.convert(model, FLAGS.input, FLAGS.output, opts)
     summary.pop("track")
     print(json.dumps(summary))

@@ -38,6 +38,8 @@ flags.DEFINE_enum("color", "rct", ["none", "rct", "hist"], "Colour matching when
 flags.DEFINE_string("detector", "hog", "Face detector (see facejax extract).")
 flags.DEFINE_float("smooth", 1.0, "Landmark smoothing when pasting, as facejax convert --smooth "
                    "(One Euro minimum cutoff in Hz; 0: off).", lower_bound=0.0)
+flags.DEFINE_integer("step", None, "The checkpoint to use (default: the latest); an earlier "
+                     "one when the latest is damaged.", lower_bound=0)
 flags.mark_flags_as_required(["model", "a", "b", "output"])
 
 
@@ -52,7 +54,7 @@ def main(argv):
     opts = evaluate.EvalOptions(tail=tail, max_frames=FLAGS.max_frames, every=FLAGS.every,
                                 batch=FLAGS.batch, detector=FLAGS.detector,
                                 samples=FLAGS.samples, blur=FLAGS.blur, color=FLAGS.color,
-                                smooth=FLAGS.smooth)
+                                smooth=FLAGS.smooth, step=FLAGS.step)
     metrics = evaluate.evaluate(FLAGS.model, FLAGS.a, FLAGS.b, FLAGS.output,
                                 FLAGS.distractors, opts)
     print(json.dumps(report.summary(metrics), indent=1))

@@ -17,6 +17,8 @@ flags.DEFINE_enum("format", "onnx", ["onnx", "dfm"], "onnx (RGB, facejax's names
                   "(DeepFaceLive's contract, BGR).")
 flags.DEFINE_string("output", None, "The file to write.")
 flags.DEFINE_enum("direction", "b2a", ["b2a", "a2b"], "b2a: faces become A (the celebrity).")
+flags.DEFINE_integer("step", None, "The checkpoint to use (default: the latest); an earlier "
+                     "one when the latest is damaged.", lower_bound=0)
 flags.mark_flags_as_required(["model", "output"])
 
 
@@ -24,4 +26,5 @@ def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
     from facejax import export
-    print(json.dumps(export.export(FLAGS.model, FLAGS.output, FLAGS.format, FLAGS.direction)))
+    print(json.dumps(export.export(FLAGS.model, FLAGS.output, FLAGS.format, FLAGS.direction,
+                                    FLAGS.step)))
