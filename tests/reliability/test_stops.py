@@ -33,6 +33,22 @@ def _start(cmd):
                             stderr=subprocess.STDOUT, text=True)
 
 
+def _larger_fresh_copy(folder: str, dest: str, copies: int) -> None:
+    """`folder`'s extraction, its input repeated `copies` times under keys (and record names)
+    of their own and no prepared dataset: a preparation long enough to stop for sure."""
+    shutil.copytree(folder, dest, ignore=shutil.ignore_patterns("tfds"))
+    inputs = os.path.join(dest, "inputs")
+    (key,) = os.listdir(inputs)
+    for n in range(1, copies):
+        copy = os.path.join(inputs, f"{key}-copy{n}")
+        shutil.copytree(os.path.join(inputs, key), copy)
+        path = os.path.join(copy, "alignments.jsonl")
+        with open(path) as f:
+            lines = f.read().replace(f'"{key}/', f'"{key}-copy{n}/')
+        with open(path, "w") as f:
+            f.write(lines)
+
+
 def _being_prepared(folder: str) -> list:
     """TFDS's temporary folders of `folder`'s dataset (there while it is prepared)."""
     return glob.glob(os.path.join(folder, "tfds", "*", "facejax_faces", "*incomplete*"))
@@ -45,7 +61,7 @@ def _prepared(folder: str) -> list:
 def test_sigterm_while_preparing_says_so_keeps_nothing_and_the_rerun_trains(grid_faces,
                                                                               tmp_path):
     fresh = str(tmp_path / "a")  # an extraction folder no run has prepared yet
-    shutil.copytree(grid_faces["a"], fresh, ignore=shutil.ignore_patterns("tfds"))
+    _larger_fresh_copy(grid_faces["a"], fresh, copies=10)
     wd = str(tmp_path / "run")
     proc = _start(_cmd(fresh, grid_faces["b"], wd))
     deadline = time.monotonic() + 240
