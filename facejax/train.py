@@ -149,9 +149,9 @@ def train(config, workdir: str) -> dict:
     lock = FolderLock(workdir, what="training workdir") if jax.process_index() == 0 else None
     # From here a stop request ends the run cleanly: during dataset preparation at once
     # (tfds_faces.PreparationStopped), later at the next step, after a checkpoint.
-    stop = _Stop()
-    old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    stop, old = _Stop(), {}
     try:
+        old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
         return _train(config, workdir, task, stop)
     except OSError as e:  # a summary, preview or record that could not be written
         raise write_failed(e, workdir, "the checkpoints written so far")
