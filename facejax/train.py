@@ -159,6 +159,8 @@ def train(config, workdir: str) -> dict:
     Raises:
       UserError: bad config, data or workdir (before any training).
       Diverged: a non-finite loss or gradient; no checkpoint of it is written.
+      tfds_faces.PreparationStopped: SIGTERM or SIGINT while a dataset was being prepared
+        (nothing of it kept).
     """
     config_check.require(config)
     task = tasks.get(config.task)
@@ -171,16 +173,22 @@ def train(config, workdir: str) -> dict:
     # One writer per workdir: process 0 holds its lock for the whole run (the processes of a
     # multi-host job share one workdir).
     lock = FolderLock(workdir, what="training workdir") if jax.process_index() == 0 else None
+    # From here a stop request ends the run cleanly: during dataset preparation at once
+    # (tfds_faces.PreparationStopped), later at the next step, after a checkpoint.
+    stop, old = _Stop(), {}
     try:
-        return _train(config, workdir, task)
+        old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        return _train(config, workdir, task, stop)
     except OSError as e:  # a summary, preview or record that could not be written
         raise write_failed(e, workdir, "the checkpoints written so far")
     finally:
+        for s, h in old.items():
+            signal.signal(s, h)
         if lock is not None:
             lock.release()
 
 
-def _train(config, workdir: str, task) -> dict:
+def _train(config, workdir: str, task, stop: _Stop) -> dict:
     """train()'s session, in a locked workdir."""
     run_files.save_or_check_config(config, workdir)
     source_config = run_files.init_from_config(config, workdir)  # before anything slow
@@ -210,7 +218,7 @@ def _train(config, workdir: str, task) -> dict:
                 session.ckpt.save(int(state["step"]), state)  # something good to roll back to
             if rollback.lr_scale != 1.0:
                 _say(f"learning rate x{rollback.lr_scale:g} after {rollback.count} rollback(s)")
-            return _run(session, state, step_fn, rollback)
+            return _run(session, state, step_fn, rollback, stop)
     finally:
         session.ckpt.close()
 
@@ -256,12 +264,11 @@ def _actions(session: _Session, writer) -> list:
     return actions
 
 
-def _run(session: _Session, state, step_fn, rollback) -> dict:
-    """Trains from `state` to the last step or a stop request; saves the final state."""
+def _run(session: _Session, state, step_fn, rollback, stop: _Stop) -> dict:
+    """Trains from `state` to the last step or a stop request; saves the final state (after a
+    stop, with its preview and held-out metrics)."""
     config = session.config
     writer = summaries.Writer(session.workdir, enabled=jax.process_index() == 0)
-    stop = _Stop()
-    old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         loader = session.loader(int(state["step"]))  # its workers start during what follows
         try:
@@ -271,15 +278,16 @@ def _run(session: _Session, state, step_fn, rollback) -> dict:
         except BaseException:
             loader.close()
             raise
+        start = int(state["step"])
         state, step, metrics = _loop(session, state, step_fn, rollback, actions, stop, loader)
+        if step < config.num_steps and step > start:  # stopped: what the user can look at
+            periodic.run_at_stop(actions, step, config.num_steps, state, metrics)
         if session.ckpt.latest_step() != step:  # a stop request can land right after a save
             session.ckpt.save(step, state)
         if step < config.num_steps:
             _say(f"stopped at step {step} on request; checkpoint saved")
     finally:
         writer.close()
-        for s, h in old.items():
-            signal.signal(s, h)
     metrics["step"] = step
     return metrics
 

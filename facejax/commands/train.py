@@ -50,6 +50,11 @@ def main(argv):
                             heartbeat_timeout=FLAGS.heartbeat_timeout)
     from facejax import train as train_lib
     logging.set_verbosity(logging.WARNING)
-    metrics = train_lib.train(FLAGS.config, FLAGS.workdir)  # Diverged: exit 3 (facejax.cli)
+    from facejax.data import tfds_faces
+    try:
+        metrics = train_lib.train(FLAGS.config, FLAGS.workdir)  # Diverged: exit 3 (facejax.cli)
+    except tfds_faces.PreparationStopped as e:  # a stop request, like one during training
+        print(e, flush=True)
+        return 0
     print("final " + " ".join(f"{k} {v:.5g}" for k, v in sorted(metrics.items())))
 

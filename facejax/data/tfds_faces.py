@@ -16,6 +16,9 @@ import json
 import math
 import os
 import shutil
+import signal
+import threading
+import contextlib
 from collections.abc import Iterator
 
 import numpy as np
@@ -257,6 +260,37 @@ class FacejaxFaces(tfds.core.GeneratorBasedBuilder):
 FILE_FORMAT = "array_record"  # random access: the pipeline reads the records a batch needs
 
 
+class PreparationStopped(BaseException):
+    """SIGTERM or SIGINT while a dataset was being prepared; what was written is removed (TFDS
+    writes into a temporary folder and deletes it when interrupted), so the next run prepares
+    it again. A BaseException, like KeyboardInterrupt: no `except Exception` on the way
+    (TensorFlow's, TFDS's, ours) turns it into an error."""
+
+
+@contextlib.contextmanager
+def _stops_raise(extraction_dir: str):
+    """Within: the first SIGTERM or SIGINT raises PreparationStopped (later ones are ignored,
+    so TFDS's clean-up runs to its end); the handlers before are restored after."""
+    if threading.current_thread() is not threading.main_thread():  # only it gets signals
+        yield
+        return
+    raised = []
+
+    def stop(signum, frame):
+        del frame
+        if not raised:
+            raised.append(signum)
+            raise PreparationStopped(f"stopped while preparing the dataset of {extraction_dir} "
+                                     f"(signal {signum}); the next run prepares it again")
+
+    old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
 def builder(extraction_dir: str, data_dir: str | None = None) -> FacejaxFaces:
     """The prepared builder for an extraction directory (prepares it on first use, as
     ArrayRecord; a dataset an earlier facejax prepared as TFRecord is rebuilt, saying so)."""
@@ -280,8 +314,9 @@ def builder(extraction_dir: str, data_dir: str | None = None) -> FacejaxFaces:
                 shutil.rmtree(prepared)
             b = FacejaxFaces(extraction_dir=extraction_dir, data_dir=data_dir,
                              file_format=FILE_FORMAT)
-            b.download_and_prepare(
-                download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+            with _stops_raise(extraction_dir):
+                b.download_and_prepare(
+                    download_config=tfds.download.DownloadConfig(try_download_gcs=False))
     except UserError:
         raise
     except Exception as e:  # disk full, unwritable data_dir, ... (TF, OS and TFDS errors)

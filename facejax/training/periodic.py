@@ -80,6 +80,14 @@ class Evaluate:
         run_files.record(self.workdir, step, ev)
         self.writer.scalars(step, ev)
 
+    def at_stop(self, step: int, state, metrics: dict) -> None:
+        """The metrics of the state a stop request saves, on one held-out batch (quick, so
+        the stop stays prompt); its metrics.jsonl line says so (stopped, eval_batches)."""
+        ev = evaluate_held_out(self.eval_fn, state, self.val_batches, self.to_global, 1)
+        metrics.update(ev)
+        run_files.record(self.workdir, step, dict(ev, stopped=1, eval_batches=1))
+        self.writer.scalars(step, ev)
+
 
 class Quality:
     """Swap quality on a held-out batch (facejax/quality.py), recorded as Evaluate's."""
@@ -107,6 +115,8 @@ class Preview:
         self.writer.images(step, jax.device_get(self.preview_fn(state, self.batch)),
                            self.columns)
 
+    at_stop = __call__  # one batch already
+
 
 class Checkpoint:
     """Saves the state (orbax, in the background: facejax/checkpoint.py)."""
@@ -125,3 +135,11 @@ def run_due(actions, step: int, last: int, state, metrics: dict) -> None:
     for action in actions:
         if due(step, action.every, last):
             action(step, state, metrics)
+
+
+def run_at_stop(actions, step: int, last: int, state, metrics: dict) -> None:
+    """After a stop request at `step`: the actions with an `at_stop` (the held-out metrics and
+    the preview), unless turned off or already run after this step."""
+    for action in actions:
+        if hasattr(action, "at_stop") and action.every > 0 and not due(step, action.every, last):
+            action.at_stop(step, state, metrics)

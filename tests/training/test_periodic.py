@@ -37,6 +37,37 @@ def test_actions_run_in_order_and_see_what_earlier_ones_added():
     assert calls[-1][2] == {"loss": 1.0, "log": 7, "evaluate": 7}
 
 
+class _AtStop(_Recorder):
+    def at_stop(self, step, state, metrics):
+        self.calls.append((f"{self.name} at stop", step, dict(metrics)))
+
+
+def test_a_stop_runs_the_stop_actions_not_already_run_at_its_step():
+    calls = []
+    actions = [_Recorder("log", 1, calls), _AtStop("evaluate", 5, calls),
+               _AtStop("preview", 4, calls), _AtStop("off", 0, calls)]
+    periodic.run_at_stop(actions, 8, 10, state=None, metrics={})  # preview ran after step 8
+    periodic.run_at_stop(actions, 7, 10, state=None, metrics={})
+    assert [(n, s) for n, s, _ in calls] == [
+        ("evaluate at stop", 8), ("evaluate at stop", 7), ("preview at stop", 7)]
+
+
+def test_evaluate_at_a_stop_uses_one_batch_and_says_so_in_the_history(tmp_path):
+    seen = []
+
+    def batches(i):
+        seen.append(i)
+        return i
+
+    action = periodic.Evaluate(100, lambda state, batch: {"val_l1": 0.5}, batches,
+                               lambda b: b, 8, _Scalars(), str(tmp_path))
+    metrics = {}
+    action.at_stop(7, None, metrics)
+    assert seen == [0] and metrics == {"val_l1": 0.5}
+    assert run_files.read_history(str(tmp_path)) == [
+        {"step": 7, "val_l1": 0.5, "stopped": 1.0, "eval_batches": 1.0}]
+
+
 class _Scalars:
     def __init__(self):
         self.written = []
