@@ -34,6 +34,13 @@ _REMEDY = {errno.EROFS: "the filesystem is read-only: remount it writable or cho
                         "choose another, then rerun the same command to go on"}
 
 
+def remedy(err: OSError) -> str:
+    """What to do about a write that failed with `err`, in a few words."""
+    if err.errno in _NO_ROOM:
+        return "make room and rerun the same command to go on"
+    return _REMEDY.get(err.errno, "rerun the same command to go on once it can write there")
+
+
 def write_failed(err: OSError, folder: str, kept: str) -> WriteFailed:
     """The one-line error for an OSError while writing into `folder`: OutOfSpace for a full
     disk or quota, WriteFailed naming the reason (read-only, permission) otherwise."""
@@ -42,8 +49,7 @@ def write_failed(err: OSError, folder: str, kept: str) -> WriteFailed:
     if err.errno in _NO_ROOM:
         return OutOfSpace(f"{folder}: {what}{name}; {kept} are kept: make room and rerun the "
                           "same command to go on")
-    remedy = _REMEDY.get(err.errno, "rerun the same command to go on once it can write there")
-    return WriteFailed(f"{folder}: {what}{name}; {kept} are kept; {remedy}")
+    return WriteFailed(f"{folder}: {what}{name}; {kept} are kept; {remedy(err)}")
 
 
 def one_line(err: BaseException) -> str:

@@ -31,7 +31,7 @@ import time
 
 import filelock
 
-from facejax.errors import UserError
+from facejax.errors import UserError, remedy
 
 
 def _alive(pid: int) -> bool:
@@ -53,7 +53,11 @@ class FolderLock:
         self.path = os.path.join(folder, name)
         self.host, self.pid = socket.gethostname(), os.getpid()
         self._stop = threading.Event()
-        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:  # a read-only filesystem, a folder not ours
+            raise UserError(f"{folder}: cannot create the lock file {name} ({e.strerror}); "
+                            f"{remedy(e)}")
         holder = self._read()
         try:
             fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

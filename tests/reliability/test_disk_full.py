@@ -100,6 +100,19 @@ def test_checkpointing_stops_on_one_line_and_resumes(small_disk, grid_faces):
     assert "final" in proc.stdout and " step 10 " in proc.stdout
 
 
+def test_a_read_only_output_folder_says_so_not_make_room(small_disk, tmp_path):
+    out = os.path.join(small_disk("8m"), "faces")
+    args = [f"--input={CLIP}", "--size=64", "--every_n=25"]
+    assert run_tool("tools/extract.py", *args, f"--output={out}").returncode == 0
+    small_disk("8m", "ro")  # the folder of an earlier extraction, now on a read-only mount
+    proc = run_tool("tools/extract.py", *args, f"--output={out}")
+    assert proc.returncode == 2
+    line = _last_error(proc)
+    assert line.startswith(f"error: {out}: cannot create the lock file .lock (Read-only file "
+                           "system); the filesystem is read-only: remount it writable")
+    assert "make room" not in line
+
+
 @pytest.mark.parametrize("code, cls, says", [
     (errno.ENOSPC, OutOfSpace, "make room and rerun the same command"),
     (errno.EDQUOT, OutOfSpace, "make room and rerun the same command"),
