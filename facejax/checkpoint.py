@@ -102,7 +102,7 @@ class Checkpointer:
         except (OSError, ValueError) as e:
             raise UserError(f"{self.directory}: cannot use as a checkpoint folder ({e})")
         self._layouts: dict[int, dict] = {}
-        self.read_only = read_only
+        self._read_only = read_only
 
     def latest_step(self) -> int | None:
         return self._manager.latest_step()
@@ -158,7 +158,10 @@ class Checkpointer:
     def move_aside(self, step: int) -> epath.Path:
         """Moves the (damaged) checkpoint of `step` out of the way of later saves and of
         orbax's pruning, into WORKDIR/damaged_checkpoints/STEP (a free name): never deleted.
-        Returns where it now lies."""
+        Returns where it now lies: where it was, for a read-only Checkpointer, which moves
+        nothing."""
+        if self._read_only:
+            return self.directory / str(step)
         aside = self.directory.parent / "damaged_checkpoints"
         target, n = aside / str(step), 1
         while target.exists():

@@ -46,10 +46,8 @@ def write_failed(err: OSError, folder: str, kept: str) -> WriteFailed:
     disk or quota, WriteFailed naming the reason (read-only, permission) otherwise."""
     what = err.strerror or type(err).__name__
     name = f" writing {err.filename}" if err.filename else ""
-    if err.errno in _NO_ROOM:
-        return OutOfSpace(f"{folder}: {what}{name}; {kept} are kept: make room and rerun the "
-                          "same command to go on")
-    return WriteFailed(f"{folder}: {what}{name}; {kept} are kept; {remedy(err)}")
+    kind = OutOfSpace if err.errno in _NO_ROOM else WriteFailed
+    return kind(f"{folder}: {what}{name}; {kept} are kept: {remedy(err)}")
 
 
 def one_line(err: BaseException) -> str:

@@ -75,7 +75,7 @@ def _restore_intact(ckpt, abstract: dict):
             damaged.append(e)
             continue
         for e in damaged:
-            kept = ckpt.move_aside(e.step) if not ckpt.read_only else e.path
+            kept = ckpt.move_aside(e.step)
             if jax.process_index() == 0:
                 warn(f"checkpoint {e.step} at {e.path} is damaged ({e.reason}): resuming from "
                      f"step {step}; it is kept for inspection at {kept}")
