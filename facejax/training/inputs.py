@@ -47,7 +47,7 @@ def open_sources(config, task, split: str, per_process: bool):
             process_index=jax.process_index(), process_count=jax.process_count(),
             per_process=per_process, data_dir=data_dir,
             weights=source.weights(spec, flag) if split == "train" else None)
-    if not config.data.pretrain:
+    if split == "train" and not config.data.pretrain:  # the same folders give both splits
         _check_distinct(config, sources)
     return sources
 
