@@ -116,7 +116,7 @@ def process_frames(frames, model: SwapModel, opts: ConvertOptions, emit,
         else:
             pts = face.landmarks
             track.append(pts)
-            m = align.align_matrix(pts, model.size, model.coverage)
+            m = model.framing.matrix(pts, model.size)
             pending.append((index, frame, m, align.transform_points(m, pts)))
             counts["faces_swapped"] += 1
             if len(pending) >= opts.batch:

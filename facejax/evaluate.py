@@ -88,7 +88,7 @@ class Evaluator:
     def __init__(self, workdir: str, opts: EvalOptions):
         self.opts = opts
         run = inference.load_swapper(workdir, opts.step)
-        self.size, self.coverage = run.size, run.coverage
+        self.size, self.framing = run.size, run.framing
         self.config, self.task, self.step = run.config, run.task, run.step
         task, config, state = run.task, run.config, run.state
         rec = jax.jit(lambda s, x, i: task.reconstruct(s, x.astype(np.float32) / 255., i,
@@ -157,7 +157,7 @@ class Evaluator:
                 out.psnr.append(metrics.psnr(ref, r))
                 out.detail.append(metrics.detail_correlation(
                     crop, metrics.to_uint8(r), masks.face_hull(pts, crop.shape[:2])))
-                sharp = align.align_matrix(own, SHARPNESS_SIZE, self.coverage)
+                sharp = self.framing.matrix(own, SHARPNESS_SIZE)
                 hull = masks.face_hull(align.transform_points(sharp, own),
                                        (SHARPNESS_SIZE, SHARPNESS_SIZE))
                 for image, values in ((pasted, out.sharp_swap), (frame, out.sharp_real)):
@@ -170,7 +170,7 @@ class Evaluator:
             pending.clear()
 
         for i, frame, face in items:
-            m = align.align_matrix(face.landmarks, self.size, self.coverage)
+            m = self.framing.matrix(face.landmarks, self.size)
             pending.append((i, frame, face, m, align.crop(frame, m, self.size)))
             if len(pending) >= self.opts.batch:
                 flush()

@@ -2,7 +2,7 @@
 
 Formats:
   onnx  input "faces" float32 [batch, S, S, 3] RGB in [0, 1] (the crop facejax aligns for the
-        model: `model.json` beside the file gives its size and coverage); outputs "swapped"
+        model: `model.json` beside the file gives its size and framing); outputs "swapped"
         [batch, S, S, 3] RGB in [0, 1], and "mask" [batch, S, S, 1] for a family that learns
         its own (SAEHD).
   dfm   DeepFaceLive's model contract (also read by facefusion's deep swapper): input
@@ -63,7 +63,7 @@ def swap_graph(run: inference.Run, direction: str, fmt: str):
 def export(model_dir: str, output: str, fmt: str, direction: str = "b2a",
            step: int | None = None) -> dict:
     """Writes the swap model of the run in `model_dir` to `output` (atomically) and
-    `output`.json (size, coverage, names); returns that record."""
+    `output`.json (size, framing, names); returns that record."""
     if fmt not in FORMATS:
         raise UserError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
     if direction not in ("a2b", "b2a"):
@@ -84,7 +84,7 @@ def export(model_dir: str, output: str, fmt: str, direction: str = "b2a",
                         f"ONNX yet ({e} has no translation)")
     files.atomic_write_bytes(output, model.SerializeToString())
     record = {"format": fmt, "task": run.config.task, "step": run.step, "direction": direction,
-              "size": size, "coverage": run.coverage, "input": input_name,
+              "size": size, **run.framing.record(), "input": input_name,
               "outputs": output_names, "color": "BGR" if fmt == "dfm" else "RGB",
               "learned_mask": run.task.swap_with_mask is not None}
     files.atomic_write_bytes(output + ".json", json.dumps(record, indent=1).encode())

@@ -12,6 +12,7 @@ import numpy as np
 
 from facejax import run_info, runs, tasks, xla_setup
 from facejax.errors import UserError
+from facejax.faces import face_types
 
 
 def configure_xla(workdir: str) -> None:
@@ -43,10 +44,10 @@ class Run:
         return int(self.config.model.size)
 
     @property
-    def coverage(self) -> float:
-        """Jaw width / side of the crop the model sees: the extraction's coverage over the
-        task's model region (align.align_matrix's coverage)."""
-        return run_info.coverage(self.info) / self.task.model_region(self.config)
+    def framing(self) -> face_types.Framing:
+        """Where the model's crop sits on a face: its face type, or for families without one
+        the extraction's coverage over the task's model region."""
+        return runs.framing(self.config, self.task, self.info)
 
 
 def load_run(workdir: str, step: int | None = None) -> Run:
@@ -80,7 +81,7 @@ class SwapModel:
     # computed (it is read only when pasted).
     fn: Callable[[np.ndarray], Any]
     size: int
-    coverage: float  # jaw width / crop side, as given to align.align_matrix
+    framing: face_types.Framing  # where the crop sits on the face
 
 
 def batched(fn, batch: int):
@@ -114,4 +115,4 @@ def load_swap_model(workdir: str, direction: str, batch: int,
     if with_mask and run.task.swap_with_mask is None:
         raise UserError(f"--mask: a {run.config.task} run predicts no mask of its own; use "
                         "hull or crop (SAEHD runs learn one)")
-    return SwapModel(swap_function(run, direction, batch, with_mask), run.size, run.coverage)
+    return SwapModel(swap_function(run, direction, batch, with_mask), run.size, run.framing)

@@ -8,7 +8,7 @@ import jax
 import numpy as np
 
 from facejax import metrics
-from facejax.faces import align, identity as identity_lib, landmarks as lm
+from facejax.faces import identity as identity_lib, landmarks as lm
 
 OTHER = {"a": "b", "b": "a"}
 
@@ -17,9 +17,9 @@ class HeldOutQuality:
     """PSNR/SSIM of each identity's reconstruction and the identity distance of its swap, on
     held-out model views (crops), for TensorBoard during training."""
 
-    def __init__(self, task, config, coverage: float):
-        """coverage: jaw width / side of the model's crop (inference.Run.coverage)."""
-        self.task, self.config, self.coverage = task, config, coverage
+    def __init__(self, task, config, framing):
+        """framing: where the model's crop sits on the face (inference.Run.framing)."""
+        self.task, self.config, self.framing = task, config, framing
         names = task.identities
         self._views = jax.jit(lambda b: {n: task.views(b, n, config) for n in names})
         self._run = jax.jit(lambda s, v: {
@@ -31,7 +31,7 @@ class HeldOutQuality:
     def _embed(self, crop: np.ndarray) -> np.ndarray:
         """Embedding of an aligned uint8 crop: landmarks predicted in the mean face's box."""
         big = cv2.resize(crop, (160, 160), interpolation=cv2.INTER_CUBIC)
-        face = align.mean_face_in_crop(160, self.coverage)
+        face = self.framing.mean_face(160)
         box = lm.box_of(face)
         return self.embedder.from_landmarks(big, self.predictor(big, box))
 

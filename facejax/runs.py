@@ -11,8 +11,9 @@ import jax
 import ml_collections
 
 from facejax import checkpoint as ckpt_lib
-from facejax import files, trees
+from facejax import files, run_info, trees
 from facejax.errors import UserError
+from facejax.faces import face_types
 
 CONFIG_FILE = "config.json"
 
@@ -62,3 +63,13 @@ def restore_state(workdir: str, config, task, sharding=None, step: int | None = 
             raise ckpt_lib.DamagedCheckpoint(e.path, e.step, e.reason, advice) from e
     finally:
         ck.close()
+
+
+def framing(config, task, info: dict) -> face_types.Framing:
+    """Where the crop of a run with this config, task and record (run_info) sits on a face: its
+    face type (config.model.face_type), or for families without one the extraction's coverage
+    over the task's model region."""
+    face_type = config.model.get("face_type", "")
+    if face_type:
+        return face_types.Framing(face_type)
+    return face_types.Framing("", run_info.coverage(info) / task.model_region(config))

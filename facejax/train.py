@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 
 from facejax import checkpoint as ckpt_lib
-from facejax import config_check, parallel, run_info, summaries, tasks, trees
+from facejax import config_check, parallel, run_info, runs, summaries, tasks, trees
 from facejax.data import pipeline
 from facejax.errors import RunError, UserError, warn, write_failed
 from facejax.lock import FolderLock
@@ -252,8 +252,7 @@ def _actions(session: _Session, writer) -> list:
                           writer, session.workdir)]
     if config.quality_every:
         from facejax.quality import HeldOutQuality
-        quality = HeldOutQuality(task, config, run_info.coverage(session.inputs.info)
-                                 / task.model_region(config))
+        quality = HeldOutQuality(task, config, runs.framing(config, task, session.inputs.info))
         actions.append(periodic.Quality(config.quality_every, quality, held_out_batch, writer,
                                         session.workdir))
     actions += [

@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers import GRID, run_tool
 from facejax import evaluate, report
-from facejax.faces import compose, identity, landmarks as lm
+from facejax.faces import compose, face_types, identity, landmarks as lm
 
 
 CLIP_A = os.path.join(GRID, "GRID_bbaf2n.mpg")
@@ -27,7 +27,7 @@ class _Passthrough(evaluate.Evaluator):
     """The evaluator with a model that returns its input for both swap and reconstruction."""
 
     def __init__(self, opts):
-        self.opts, self.size, self.coverage = opts, 64, 0.6
+        self.opts, self.size, self.framing = opts, 64, face_types.Framing("", 0.6)
 
         def ident(x):
             return x.astype(np.float32) / 255.0

@@ -26,7 +26,8 @@ def test_onnx_export_gives_facejax_swaps_for_any_batch(grid_faces, tiny_ae_run, 
     assert proc.returncode == 0, proc.stderr[-2000:]
     record = json.load(open(out + ".json"))
     run = inference.load_swapper(tiny_ae_run)
-    assert record["size"] == run.size and record["coverage"] == pytest.approx(run.coverage)
+    assert record["size"] == run.size and record["face_type"] is None
+    assert record["coverage"] == pytest.approx(run.framing.coverage)
     assert (record["input"], record["outputs"]) == ("faces", ["swapped"])
     s = session(out)
     for n in (1, 5):  # one graph, any batch

@@ -140,7 +140,7 @@ def bench_convert():
     batch = 8
     fn = inference.swap_function(run, "b2a", batch)
     fn(np.zeros((batch, 64, 64, 3), np.uint8))
-    model = inference.SwapModel(fn, run.size, run.coverage)
+    model = inference.SwapModel(fn, run.size, run.framing)
     src = FrameSource(FLAGS.clip)
     frames = [f for _, f in src.frames()][:300]
     opts = convert.ConvertOptions(batch=batch, blur=8)  # the tool's defaults
