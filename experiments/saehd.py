@@ -6,10 +6,11 @@ eyes/mouth priority, AdaBelief.
     # archi options as DeepFaceLab's: --config.model.archi=liae-ud (u: pixel-normed code,
     # d: code at R/32 and a depth-to-space output, t: deeper encoder and decoder)
 
-Extract at load_size px or more (facejax extract --size=160 for 128 px). The model sees
-augment.region of the crop (the face type): with extraction's default coverage, 0.8 frames the
-face from brows to chin as DeepFaceLab's "full face" does; less is closer (half face), 1.0 the
-whole crop.
+The model sees DeepFaceLab's face type (model.face_type; full face by default): the loader
+re-cuts each extracted face to that square grown by 1/augment.region (the margin random
+transforms draw on) at data.load_size px, and the model's un-augmented view is the square
+itself. Extraction's default --coverage holds full face and narrower; whole face needs
+--coverage=0.52 or less, head 0.30 (facejax warns when the crops are too tight).
 
 Variants (`--config=saehd:VARIANT`):
     df128    (default) 128 px, batch 8 per face, ae 256, e 64, d 64, mask 22 (DeepFaceLab's)
@@ -33,6 +34,7 @@ def get_config(variant: str = "df128") -> ml_collections.ConfigDict:
     c.seed = 0
     c.model = ml_collections.ConfigDict(dict(
         archi="df", size=128, ae_dims=256, e_dims=64, d_dims=64, d_mask_dims=22,
+        face_type="full",   # half, mid, full, whole or head, framed as DeepFaceLab frames them
         conv_impl="auto", compute_dtype="float32",
         gan_dims=16,        # the U-Net PatchGAN's base width (DeepFaceLab: 16)
         gan_patch_size=0,   # its receptive field in pixels; 0: resolution / 8 (DeepFaceLab's)

@@ -22,9 +22,12 @@ import cv2
 import numpy as np
 
 from facejax.data import tfds_faces
-from facejax.errors import UserError
+from facejax.errors import UserError, warn
+from facejax.faces import align, face_types
 
 IMAGE_FIELDS = ("image", "mask", "parts", "landmark_image")
+# Fields resampled like images (cubic); the masks take linear weights, as DeepFaceLab's do.
+_CUBIC_FIELDS = ("image", "landmark_image")
 # PNG channel order as OpenCV decodes it -> RGB(A) as the records were written.
 _TO_RGB = {3: cv2.COLOR_BGR2RGB, 4: cv2.COLOR_BGRA2RGBA}
 
@@ -126,6 +129,9 @@ class FaceSource:
         `process_index`-th of `process_count` contiguous, disjoint slices of each folder's split.
       data_dir: TFDS data_dir for a single folder; None: inside each extraction folder.
       weights: per folder, its share of the draws (see `weights`); None: every record alike.
+      face_type: "" loads each extracted crop whole, resized; a face type (faces/face_types.py)
+        loads each face's square of that type, its side times `grow`, re-cut from the crop
+        (one cubic resampling, the crop area-averaged first where it shrinks).
 
     Raises:
       UserError: a folder not usable, too small, an empty split, or unreadable prepared files.
@@ -133,23 +139,31 @@ class FaceSource:
 
     def __init__(self, folders, split: str, size: int, *, process_index: int = 0,
                  process_count: int = 1, per_process: bool = True, data_dir: str | None = None,
-                 weights=None):
+                 weights=None, face_type: str = "", grow: float = 1.0):
         if data_dir and len(folders) > 1:
             raise UserError(f"--config.data.data_dir={data_dir}: holds the dataset of one "
                             "extraction folder; leave it empty to train on several")
         self.size, self.weights = size, None if weights is None else list(weights)
+        self.face_type = face_type
         self.parts: list[_Part] = []
-        landmarks, frames, identities = [], [], []
+        landmarks, frames, identities, affines = [], [], [], []
         for folder in folders:
             part = _open(folder, split, size, data_dir,
                          (process_index, process_count) if per_process else (0, 1))
             marks, frame, ident = _metadata(part)
-            landmarks.append(marks * (size / part.extracted))
+            if face_type:
+                affines.append(_face_type_affines(part, marks, size, face_type, grow))
+                landmarks.append(np.stack([align.transform_points(m, p)
+                                           for m, p in zip(affines[-1], marks)]))
+            else:
+                landmarks.append(marks * (size / part.extracted))
             frames.append(frame)
             identities.append(ident)
             self.parts.append(part)
         self.landmarks = np.concatenate(landmarks).astype(np.float32)  # [N, 68, 2] at `size`
         self.frame = np.concatenate(frames)                              # [N] int64
+        # [N, 2, 3] extracted crop -> loaded crop, with a face type
+        self.affine = np.concatenate(affines) if face_type else None
         self.identity = ",".join(sorted(set().union(*identities)))  # the records' labels
         self._starts = np.cumsum([0] + [len(p.index) for p in self.parts])
         if len(self) == 0:
@@ -183,7 +197,8 @@ class FaceSource:
             except Exception as e:  # ArrayRecord's I/O and checksum errors
                 raise _unreadable(part.folder, part.prepared, e, _bad_file(part.split, record))
             for f in images:
-                out[f][row] = self._decode(example[f], part, record, f)
+                out[f][row] = self._decode(example[f], part, record, f,
+                                           None if self.affine is None else self.affine[i])
         for f in fields:
             if f == "landmarks":
                 out[f] = self.landmarks[idx]
@@ -193,7 +208,8 @@ class FaceSource:
                 raise KeyError(f"no field {f!r} in face records")
         return out
 
-    def _decode(self, png: bytes, part: _Part, record: int, field: str) -> np.ndarray:
+    def _decode(self, png: bytes, part: _Part, record: int, field: str,
+                affine: np.ndarray | None) -> np.ndarray:
         img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED)
         if img is None:
             raise _unreadable(part.folder, part.prepared,
@@ -201,9 +217,28 @@ class FaceSource:
                               _bad_file(part.split, record))
         if img.ndim == 3:
             img = cv2.cvtColor(img, _TO_RGB[img.shape[2]])
+        if affine is not None:
+            return align.crop(img, affine, self.size, interpolation=cv2.INTER_CUBIC
+                              if field in _CUBIC_FIELDS else cv2.INTER_LINEAR)
         if img.shape[0] != self.size:
             img = cv2.resize(img, (self.size, self.size), interpolation=cv2.INTER_AREA)
         return img
+
+
+def _face_type_affines(part: _Part, marks: np.ndarray, size: int, face_type: str,
+                       grow: float) -> np.ndarray:
+    """[n, 2, 3] extracted crop -> loaded crop of each face's `face_type` square grown by
+    `grow`; warns once where the extraction frames less than the square (its edges then repeat
+    the crop's border pixels)."""
+    out = np.stack([face_types.matrix(m, size, face_type, grow) for m in marks])
+    if len(out):
+        edge = face_types.corners(face_types.matrix(marks[0], size, face_type), size)
+        margin = 0.03 * np.linalg.norm(edge[1] - edge[0])
+        if edge.min() < -margin or edge.max() > part.extracted + margin:
+            warn(f"{part.folder}: its crops frame less than the {face_type} face type needs "
+                 f"(their edges repeat); extract with --coverage="
+                 f"{face_types.coverage_needed(face_type):.2f} or less")
+    return out
 
 
 def _channels(field: str) -> tuple:

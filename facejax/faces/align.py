@@ -84,11 +84,49 @@ def transform_points(affine: np.ndarray, points: np.ndarray) -> np.ndarray:
     return points @ np.asarray(affine)[:, :2].T + np.asarray(affine)[:, 2]
 
 
+# Below this scale (crop px per frame px) a crop first shrinks the frame region it reads with
+# area averaging: a cubic or linear kernel at its own width would alias the finer detail.
+PREFILTER_BELOW = 0.8
+
+
 def crop(frame: np.ndarray, affine: np.ndarray, size: int,
-         border: int = cv2.BORDER_REPLICATE) -> np.ndarray:
-    """Warps `frame` into a size×size crop with the frame -> crop affine."""
-    return cv2.warpAffine(frame, np.asarray(affine, np.float64), (size, size),
-                          flags=cv2.INTER_LINEAR, borderMode=border)
+         border: int = cv2.BORDER_REPLICATE,
+         interpolation: int = cv2.INTER_CUBIC) -> np.ndarray:
+    """Warps `frame` into a size×size crop with the frame -> crop affine.
+
+    Cubic by default (OpenCV's, as DeepFaceLab crops and pastes; it keeps the detail bilinear
+    softens), linear for masks. Where the crop shrinks the frame by more than 1/PREFILTER_BELOW,
+    the region it reads is first area-averaged to about the crop's scale. Cubic overshoot
+    saturates in uint8; float callers clip.
+    """
+    affine = np.asarray(affine, np.float64)
+    scale = float(np.sqrt(abs(np.linalg.det(affine[:, :2]))))
+    if scale < PREFILTER_BELOW and interpolation != cv2.INTER_NEAREST:
+        frame, affine = _shrunk(frame, affine, size, scale)
+    return cv2.warpAffine(frame, affine, (size, size), flags=interpolation, borderMode=border)
+
+
+def _shrunk(frame: np.ndarray, affine: np.ndarray, size: int, scale: float):
+    """(the frame region the crop reads, area-averaged to `scale`, and the affine from it)."""
+    h, w = frame.shape[:2]
+    corners = transform_points(invert(affine), [[0, 0], [size, 0], [size, size], [0, size]])
+    x0, y0 = np.maximum(np.floor(corners.min(0)).astype(int) - 2, 0)
+    x1, y1 = np.minimum(np.ceil(corners.max(0)).astype(int) + 3, [w, h])
+    if x1 - x0 < 2 or y1 - y0 < 2:  # the crop lies off the frame: only the border shows
+        return frame, affine
+    new_w, new_h = max(1, round((x1 - x0) * scale)), max(1, round((y1 - y0) * scale))
+    small = cv2.resize(frame[y0:y1, x0:x1], (new_w, new_h), interpolation=cv2.INTER_AREA)
+    sx, sy = new_w / (x1 - x0), new_h / (y1 - y0)
+    # pixel centres: small (u, v) = ((x - x0) + 0.5)·s - 0.5
+    to_small = np.array([[sx, 0.0, (0.5 - x0) * sx - 0.5], [0.0, sy, (0.5 - y0) * sy - 0.5]])
+    return small, compose(affine, invert(to_small))
+
+
+def compose(outer: np.ndarray, inner: np.ndarray) -> np.ndarray:
+    """The [2, 3] affine of `outer` after `inner`."""
+    outer, inner = np.asarray(outer, np.float64), np.asarray(inner, np.float64)
+    return np.concatenate([outer[:, :2] @ inner[:, :2],
+                           (outer[:, :2] @ inner[:, 2] + outer[:, 2])[:, None]], axis=1)
 
 
 def uncrop(crop_image: np.ndarray, affine: np.ndarray, frame_shape: tuple[int, int],

@@ -24,8 +24,8 @@ import math
 import numpy as np
 
 from facejax.faces import align
+from facejax.faces.parts import FACE_TYPES as NAMES
 
-NAMES = ("half", "mid", "full", "whole", "head")
 # The landmarks the fit uses, as DeepFaceLab's template lists them: brows, nose and eyes
 # (17..47) and the two mouth corners (48, 54).
 FIT_POINTS = list(range(17, 49)) + [54]
@@ -84,8 +84,7 @@ def matrix(landmarks: np.ndarray, size: int, face_type: str, grow: float = 1.0) 
     scale = size / side
     crop = np.array([[scale, 0.0, -(centre[0] - side / 2) * scale],
                      [0.0, scale, -(centre[1] - side / 2) * scale]])
-    return np.concatenate([crop[:, :2] @ fit[:, :2],
-                           (crop[:, :2] @ fit[:, 2] + crop[:, 2])[:, None]], axis=1)
+    return align.compose(crop, fit)
 
 
 def corners(affine: np.ndarray, size: int) -> np.ndarray:
@@ -114,3 +113,11 @@ class Framing:
     def record(self) -> dict:
         """The framing for a model's JSON description (export)."""
         return {"face_type": self.face_type or None, "coverage": self.coverage}
+
+
+def coverage_needed(face_type: str) -> float:
+    """The largest extraction --coverage (align.align_matrix's) whose crops hold the whole
+    square of `face_type` for a face looking straight ahead."""
+    centre, side = square(face_type, align.MEAN_FACE)
+    reach = np.abs(centre - align.CENTRE).max() + side / 2  # from the crop's centre, MF units
+    return float(align.JAW_WIDTH / (2 * reach))

@@ -21,3 +21,6 @@ PART_POINTS = {
     "nose": (range(27, 36),),
     "mouth": (OUTER_LIPS,),
 }
+
+# DeepFaceLab's face types, narrowest first: the square crops faces/face_types.py computes.
+FACE_TYPES = ("half", "mid", "full", "whole", "head")

@@ -36,7 +36,7 @@ import optax
 
 from facejax import augment, config_check, losses
 from facejax.errors import UserError
-from facejax.faces.parts import PART_NAMES
+from facejax.faces.parts import FACE_TYPES, PART_NAMES
 from facejax.models import saehd as saehd_model
 from facejax.models import saehd_discriminators as discriminators
 from facejax.tasks import common
@@ -347,6 +347,7 @@ CONFIG_SCHEMA = {
         "ae_dims", "e_dims", "d_dims", "d_mask_dims", "code_d_dims")},
     "model.gan_dims": config_check.integer(1, 512),
     "model.gan_patch_size": config_check.integer(0, 640),  # 0: resolution / 8
+    "model.face_type": FACE_TYPES,
     "loss.eyes_mouth_weight": config_check.number(0),
     "loss.gan_power": config_check.number(0, 5),
     "loss.true_face_power": config_check.number(0, 1),

@@ -46,10 +46,22 @@ def open_sources(config, task, split: str, per_process: bool):
             folders, split, config.data.load_size,
             process_index=jax.process_index(), process_count=jax.process_count(),
             per_process=per_process, data_dir=data_dir,
-            weights=source.weights(spec, flag) if split == "train" else None)
+            weights=source.weights(spec, flag) if split == "train" else None,
+            **loaded_framing(config))
     if split == "train" and not config.data.pretrain:  # the same folders give both splits
         _check_distinct(config, sources)
     return sources
+
+
+def loaded_framing(config) -> dict:
+    """The FaceSource settings of a config's loaded crops: with a face type
+    (config.model.face_type), each face's square of that type with a margin that makes the
+    model's view (augment.region of the loaded crop) the square itself; without one, the
+    extracted crops whole."""
+    face_type = config.model.get("face_type", "")
+    if not face_type:
+        return {}
+    return {"face_type": face_type, "grow": 1.0 / float(config.augment.region)}
 
 
 def _check_distinct(config, sources) -> None:
