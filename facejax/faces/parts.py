@@ -1,6 +1,7 @@
 """The 68-point (iBUG 300-W) landmark scheme's point groups, the face parts the part masks are
-made of and the pieces of DeepFaceLab's face hull: constants only (no OpenCV or dlib), so that the training tasks can name the parts'
-channels without importing the classical computer vision."""
+made of and the pieces of DeepFaceLab's face hull: constants only (no OpenCV or dlib), so that
+the training tasks can name the parts' channels without importing the classical computer
+vision."""
 
 # Index ranges of the 68-point scheme.
 JAW = range(0, 17)
