@@ -1,5 +1,6 @@
 """Compositing a generated face into its frame: colour matching in crop space, the inverse
-warp, a feathered mask, and alpha or seamless blending. numpy and OpenCV only."""
+warp (bicubic, as DeepFaceLab's merger), a feathered mask, and alpha or seamless blending.
+numpy and OpenCV only."""
 
 from __future__ import annotations
 
@@ -68,19 +69,40 @@ COLOR = {"none": lambda f, t, m: f, "rct": match_rct, "hist": match_histogram}
 
 def crop_mask_of(kind: str, crop_points: np.ndarray, size: int,
                  learned: np.ndarray | None = None) -> np.ndarray:
-    """uint8 [S, S] blend mask of the crop: the landmark hull, the whole crop, the model's
-    learned mask, or the learned mask inside the hull."""
+    """float32 [S, S] blend mask of the crop in [0, 1]: the landmark hull, the whole crop, the
+    model's learned mask, or the learned mask inside the hull."""
     if kind == "crop":
-        return np.full((size, size), 255, np.uint8)
-    hull = masks.face_hull(crop_points, (size, size))
+        return np.ones((size, size), np.float32)
+    hull = masks.face_hull(crop_points, (size, size)).astype(np.float32) / np.float32(255)
     if kind == "hull":
         return hull
     if learned is None:
         raise ValueError(f"mask {kind!r} needs the model's learned mask")
-    soft = np.clip(np.asarray(learned, np.float32).reshape(size, size) * 255 + 0.5, 0, 255)
-    if kind == "learned_x_hull":
-        soft = soft * (hull.astype(np.float32) / 255)
-    return soft.astype(np.uint8)
+    soft = np.clip(np.asarray(learned, np.float32).reshape(size, size), 0, 1)
+    return soft * hull if kind == "learned_x_hull" else soft
+
+
+def uncrop_face(face: np.ndarray, roi: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """float32: the generated crop warped into the frame region with the region -> crop affine
+    `roi`, bicubic as DeepFaceLab's merger pastes, clipped to [0, 255] (bicubic overshoots)."""
+    warped = align.uncrop(face.astype(np.float32), roi, shape, interpolation=cv2.INTER_CUBIC)
+    return np.clip(warped, 0, 255)
+
+
+def uncrop_mask(crop_mask: np.ndarray, roi: np.ndarray, shape: tuple[int, int],
+                soft: bool) -> np.ndarray:
+    """float32 [h, w] in [0, 1]: the crop's blend mask warped into the frame region.
+
+    A learned (`soft`) mask is resampled bicubic, clipped to [0, 1], and values below 1/255 are
+    set to 0, as DeepFaceLab's merger does: bicubic ringing would otherwise leave a faint
+    veil of the swap far outside the face. A binary mask keeps its edge (nearest); feathering
+    softens it afterwards.
+    """
+    interpolation = cv2.INTER_CUBIC if soft else cv2.INTER_NEAREST
+    out = np.clip(align.uncrop(crop_mask, roi, shape, interpolation=interpolation), 0, 1)
+    if soft:
+        out[out < np.float32(1 / 255)] = 0
+    return out
 
 
 def paste(frame: np.ndarray, face: np.ndarray, affine: np.ndarray, crop_points: np.ndarray,
@@ -89,15 +111,16 @@ def paste(frame: np.ndarray, face: np.ndarray, affine: np.ndarray, crop_points: 
     """Blends a generated crop back into `frame`. Returns (new frame, alpha mask [H, W]).
 
     All the work happens in the frame region the crop covers (plus the feathering margin), not
-    on the whole frame. Where OpenCV's seamless clone fails (tiny or degenerate masks), the
-    face is alpha-blended and `on_fallback(error)` is called. `learned`: the model's own mask
-    of the crop, float [S, S] in [0, 1], for the "learned" masks.
+    on the whole frame. The face goes back bicubic (uncrop_face), the mask as uncrop_mask says.
+    Where OpenCV's seamless clone fails (tiny or degenerate masks), the face is alpha-blended
+    and `on_fallback(error)` is called. `learned`: the model's own mask of the crop, float
+    [S, S] in [0, 1], for the "learned" masks.
     """
     size = face.shape[0]
     h, w = frame.shape[:2]
     original = align.crop(frame, affine, size)
     crop_mask = crop_mask_of(opts.mask, crop_points, size, learned)
-    face = COLOR[opts.color](face, original, crop_mask.astype(np.float32) / 255.0)
+    face = COLOR[opts.color](face, original, crop_mask)
     corners = align.transform_points(align.invert(affine),
                                      np.array([[0, 0], [size, 0], [0, size], [size, size]]))
     margin = 2 * opts.blur + max(-opts.erode, 0) + 2
@@ -110,15 +133,15 @@ def paste(frame: np.ndarray, face: np.ndarray, affine: np.ndarray, crop_points: 
     roi = np.array(affine, np.float64).copy()
     roi[:, 2] += roi[:, :2] @ np.array([x0, y0], np.float64)  # ROI pixel -> crop pixel
     shape = (y1 - y0, x1 - x0)
-    warped = align.uncrop(face, roi, shape)
-    # A binary mask keeps its edge (nearest); a learned one is soft and resampled smoothly.
-    hard = align.uncrop(crop_mask, roi, shape, interpolation=cv2.INTER_LINEAR
-                        if opts.mask in LEARNED else cv2.INTER_NEAREST)
-    a = masks.feather(hard, opts.erode, opts.blur)
+    warped = uncrop_face(face, roi, shape)
+    soft = opts.mask in LEARNED
+    a = masks.feather(uncrop_mask(crop_mask, roi, shape, soft), opts.erode, opts.blur)
+    if soft:
+        a[a < np.float32(1 / 255)] = 0  # the feathered edge's tail, cut as above
     alpha[y0:y1, x0:x1] = a
     if opts.blend == "seamless" and (a > 0.5).any():
         full = np.zeros_like(frame)
-        full[y0:y1, x0:x1] = warped
+        full[y0:y1, x0:x1] = np.clip(warped + 0.5, 0, 255).astype(np.uint8)
         ys, xs = np.nonzero(alpha > 0.5)
         centre = (int((xs.min() + xs.max()) // 2), int((ys.min() + ys.max()) // 2))
         try:
@@ -128,6 +151,6 @@ def paste(frame: np.ndarray, face: np.ndarray, affine: np.ndarray, crop_points: 
             if on_fallback is not None:
                 on_fallback(e)
     region = frame[y0:y1, x0:x1].astype(np.float32)
-    blended = region + (warped.astype(np.float32) - region) * a[..., None]
+    blended = region + (warped - region) * a[..., None]
     out[y0:y1, x0:x1] = np.clip(blended + 0.5, 0, 255).astype(np.uint8)
     return out, alpha
