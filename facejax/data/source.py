@@ -23,9 +23,12 @@ import numpy as np
 
 from facejax.data import tfds_faces
 from facejax.errors import UserError, warn
-from facejax.faces import align, face_types
+from facejax.faces import align, face_types, masks
 
 IMAGE_FIELDS = ("image", "mask", "parts", "landmark_image")
+# Drawn from each record's landmarks at the load size, not stored: DeepFaceLab's eyes/mouth
+# priority mask (masks.eyes_mouth_mask), uint8 [S, S].
+DRAWN_FIELDS = ("eyes_mouth",)
 # Fields resampled like images (cubic); the masks take linear weights, as DeepFaceLab's do.
 _CUBIC_FIELDS = ("image", "landmark_image")
 # PNG channel order as OpenCV decodes it -> RGB(A) as the records were written.
@@ -200,7 +203,9 @@ class FaceSource:
                 out[f][row] = self._decode(example[f], part, record, f,
                                            None if self.affine is None else self.affine[i])
         for f in fields:
-            if f == "landmarks":
+            if f == "eyes_mouth":
+                out[f] = np.stack([_eyes_mouth(self.landmarks[i], self.size) for i in idx])
+            elif f == "landmarks":
                 out[f] = self.landmarks[idx]
             elif f == "frame":
                 out[f] = self.frame[idx]
@@ -223,6 +228,15 @@ class FaceSource:
         if img.shape[0] != self.size:
             img = cv2.resize(img, (self.size, self.size), interpolation=cv2.INTER_AREA)
         return img
+
+
+def _eyes_mouth(points: np.ndarray, size: int) -> np.ndarray:
+    """uint8 [S, S]: the eyes/mouth mask of a face with these loaded-crop landmarks, in
+    DeepFaceLab's proportions to the face (the face's scale read from its template fit)."""
+    fit = face_types.to_template(points)
+    px_per_mf = 1.0 / float(np.sqrt(abs(np.linalg.det(fit[:, :2]))))
+    em = masks.eyes_mouth_mask(points.astype(np.float64), (size, size), px_per_mf)
+    return np.round(em * 255).astype(np.uint8)
 
 
 def _face_type_affines(part: _Part, marks: np.ndarray, size: int, face_type: str,

@@ -174,8 +174,9 @@ def _png(rgb: np.ndarray) -> bytes:
 class FacejaxFaces(tfds.core.GeneratorBasedBuilder):
     """Aligned face records from one facejax extraction directory."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Aligned crops, landmarks, hull and part masks, landmark image."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {"1.0.0": "Aligned crops, landmarks, hull and part masks, landmark image.",
+                     "1.1.0": "DeepFaceLab's hull (brows raised); crops cut with cubic weights."}
 
     def __init__(self, *, extraction_dir: str, **kwargs):
         self.extraction_dir = extraction_dir

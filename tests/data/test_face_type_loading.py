@@ -64,3 +64,24 @@ def test_tight_extractions_are_warned_about(grid_faces, capfd):
     pipeline.FaceSource([grid_faces["a"]], "validation", 64, face_type="head", grow=1.25)
     err = capfd.readouterr().err
     assert "frame less than the head face type needs" in err and "--coverage=0.31" in err
+
+
+def test_eyes_mouth_mask_is_drawn_at_the_load_size_over_the_eyes_and_mouth(grid_faces):
+    """The derived eyes_mouth field: high over the eyes and the inner lips of each loaded face,
+    zero at the crop's corners, and in DeepFaceLab's proportions whatever the load size."""
+    shares = []
+    for size in (48, 64):
+        loaded = pipeline.FaceSource([grid_faces["a"]], "train", size, face_type="full",
+                                     grow=1.25)
+        got = loaded.take([0, 5], ("eyes_mouth", "landmarks"))
+        assert got["eyes_mouth"].shape == (2, size, size) and got["eyes_mouth"].dtype == np.uint8
+        for em, points in zip(got["eyes_mouth"], got["landmarks"]):
+            for group in (range(36, 42), range(42, 48), range(60, 68)):
+                x, y = np.round(points[list(group)].mean(0)).astype(int)
+                assert em[y, x] > 200, (size, group, em[y, x])
+            assert em[0, 0] == 0 and em[-1, -1] == 0
+            x, y = np.round(points[30]).astype(int)  # the nose tip lies between them
+            assert em[y, x] < 60
+        share = (loaded.take([0], ("eyes_mouth",))["eyes_mouth"][0] > 127).mean()
+        shares.append(share)
+    assert abs(shares[0] - shares[1]) < 0.02  # the same share of the crop at either size

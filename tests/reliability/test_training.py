@@ -15,6 +15,7 @@ import pytest
 
 from facejax.experiments import deepfakes_original
 from facejax import checkpoint, train
+from facejax.data import tfds_faces
 from facejax.errors import UserError
 from tests.helpers import ROOT, assert_same_params, params_of
 
@@ -101,7 +102,8 @@ def test_the_train_tool_reports_a_failed_save_on_one_line(grid_faces, tmp_path):
     assert len(errors) == 1 and "preparing the dataset in" in errors[0], proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
     prepared = os.path.join(fresh, "tfds")
-    assert not [p for _, dirs, _ in os.walk(prepared) for p in dirs if p == "1.0.0"]
+    assert not [p for _, dirs, _ in os.walk(prepared) for p in dirs
+                if p == str(tfds_faces.FacejaxFaces.VERSION)]
 
 
 def test_workdir_and_model_checks_come_before_any_work(grid_faces, tiny_ae_run, tmp_path):
