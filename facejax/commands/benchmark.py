@@ -108,7 +108,7 @@ flags.DEFINE_string("experiments", "saehd:df64,deepfakes_original", "quality: th
                     "comma-separated [LABEL=]NAME[:VARIANT][+KEY=VALUE...] (+KEY=VALUE: "
                     "--config.KEY=VALUE); with --continue_from, NAME is an earlier run's label.")
 flags.DEFINE_float("minutes", 40.0, "quality: wall minutes each run trains (from its start, "
-                   "compilation included).")
+                   "compilation included).", lower_bound=0.01)
 flags.DEFINE_string("cores", "", "quality: the cores the runs are pinned to, one each, e.g. "
                     "0,1 or 0-3 (default: every core this process may use); more runs than "
                     "cores go in turns.")

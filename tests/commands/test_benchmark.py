@@ -108,7 +108,7 @@ def test_quality_bad_flags_are_one_line(tmp_path):
             ([*clips, "--experiments=saehd:nope"], "--experiments: saehd:nope: unknown variant"),
             ([*clips, "--experiments=x=saehd:tiny+model.nope=1"], "--config.model.nope=1"),
             ([*clips, "--experiments=saehd:tiny,saehd:tiny"], "two runs named 'saehd_tiny'"),
-            ([*clips, "--minutes=0"], "--minutes=0.0: must be above 0"),
+            ([*clips, "--minutes=0"], "--minutes=0"),
             ([*clips, "--cores=0,0"], "--cores=0,0"),
             ([f"--continue_from={tmp_path}", f"--workdir={tmp_path / 'q'}"],
              "no quality.json")):
