@@ -154,3 +154,21 @@ def test_quality_runs_the_protocol_end_to_end(tmp_path):
     assert late["train_args"][-1] == "--config.augment.warp=0"
     assert late["held_out"]["b2a"]["steps"] >= record["runs"]["ae"]["held_out"]["b2a"]["steps"]
     assert (work / "runs" / "ae").is_dir()  # the earlier run is copied, not moved
+
+
+def test_quality_a_run_that_fails_is_named_and_the_table_still_written(tmp_path):
+    """A run whose training refuses its flags: exit 1, one line naming the run and its error,
+    the table written with that run's row saying so (no evaluation of it)."""
+    work = tmp_path / "q"
+    proc = run_tool("tools/benchmark.py", "quality", f"--a={CLIP}",
+                    f"--b={GRID}/GRID_brbk7n.mpg", f"--workdir={work}", "--minutes=2",
+                    "--experiments=bad=deepfakes_original:tiny+batch_size=0", "--talking=",
+                    "--extract_size=64")
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "1 run(s) failed (bad: training failed:" in last and "batch_size=0" in last, last
+    record = json.loads((work / "quality.json").read_text())
+    assert "batch_size=0" in record["runs"]["bad"]["error"]
+    assert "held_out" not in record["runs"]["bad"] and not (work / "eval" / "bad").exists()
+    assert (work / "quality.md").read_text().splitlines()[2].startswith(
+        "| bad | training failed:")
