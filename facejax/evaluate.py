@@ -10,10 +10,12 @@ Identity compares the swapped faces' embeddings with reference sets: the source 
 B, and any distractor identities. The distance to an identity is the distance to its nearest
 reference embedding; retrieval is correct when the nearest identity is the swap's target.
 Expression is the landmark error between each source face and its swap (normalised by the
-source's outer-eye-corner distance) and the correlation of mouth opening over the clip.
+source's outer-eye-corner distance), and the mouth opening (inner lips, in eye distances) of
+swap against source: its mean absolute error, and its correlation over the clip (noise when
+the source's mouth hardly moves; the error is not).
 Steadiness is the frame-to-frame landmark jitter of the swapped video against the source's.
-Sharpness is the variance of the Laplacian inside the face hull of a 128 px aligned crop of the
-swapped frame, against the same figure on the real faces of the swap's target (the other clip):
+Sharpness is the variance of the Laplacian inside the face hull of an aligned crop of the
+swapped frame at the model's own resolution (`run.size`: nothing upsampled), against the same figure on the real faces of the swap's target (the other clip):
 a ratio of 1 is as sharp as the real person; a blurry swap scores well below. High-frequency
 error counts as sharpness there too, so the reconstructions also report their detail
 correlation: the correlation of their Laplacian with the input crop's inside the face hull
@@ -39,7 +41,6 @@ from facejax.faces import landmarks as lm, masks, video
 
 IDENTITIES = ("a", "b")
 OTHER = {"a": "b", "b": "a"}
-SHARPNESS_SIZE = 128  # one crop size for every model, so that figures compare across runs
 
 
 @dataclasses.dataclass
@@ -157,12 +158,9 @@ class Evaluator:
                 out.psnr.append(metrics.psnr(ref, r))
                 out.detail.append(metrics.detail_correlation(
                     crop, metrics.to_uint8(r), masks.face_hull(pts, crop.shape[:2])))
-                sharp = self.framing.matrix(own, SHARPNESS_SIZE)
-                hull = masks.face_hull(align.transform_points(sharp, own),
-                                       (SHARPNESS_SIZE, SHARPNESS_SIZE))
-                for image, values in ((pasted, out.sharp_swap), (frame, out.sharp_real)):
-                    values.append(metrics.laplacian_variance(
-                        align.crop(image, sharp, SHARPNESS_SIZE), hull))
+                (swap_crop, real_crop), hull = self.sharpness_crops((pasted, frame), own)
+                out.sharp_swap.append(metrics.laplacian_variance(swap_crop, hull))
+                out.sharp_real.append(metrics.laplacian_variance(real_crop, hull))
                 out.ssim.append(metrics.ssim(ref, r))
                 if len(out.samples) < self.opts.samples and \
                         (len(out.frames) - 1) % sample_every == 0:
@@ -181,6 +179,14 @@ class Evaluator:
                             f"{counts['frames_read']} frames")
         return out
 
+    def sharpness_crops(self, images, landmarks):
+        """`images` (frames) cropped as the model crops them, at its own size, and the face
+        hull in that crop. At the model's size, not a fixed larger one: upsampling a 64 px
+        swap would measure the interpolation, and the real faces are cut the same way."""
+        m = self.framing.matrix(landmarks, self.size)
+        hull = masks.face_hull(align.transform_points(m, landmarks), (self.size, self.size))
+        return [align.crop(image, m, self.size) for image in images], hull
+
     def reference_set(self, path: str) -> np.ndarray:
         """Embeddings of the faces in a video, image or folder (a distractor identity)."""
         items, _ = self.faces(path)
@@ -189,7 +195,7 @@ class Evaluator:
 
 
 def clip_metrics(res: ClipResult, identity: str, sets: dict, every: int,
-                 target: ClipResult) -> dict:
+                 target: ClipResult, size: int | None = None) -> dict:
     """The figures of one source clip swapped to the other identity (`target`: the other
     identity's clip, whose real faces set the sharpness reference)."""
     src = np.array(res.source_landmarks)
@@ -215,10 +221,12 @@ def clip_metrics(res: ClipResult, identity: str, sets: dict, every: int,
             "landmark_nme_mean": float(np.mean(nme)),
             "landmark_nme_median": float(np.median(nme)),
             "mouth_opening_correlation": metrics.correlation(mouth_src, mouth_swp),
+            "mouth_opening_error": metrics.mean_abs_difference(mouth_src, mouth_swp),
             "per_frame_nme": nme, "per_frame_mouth_source": mouth_src,
             "per_frame_mouth_swap": mouth_swp,
         },
         "sharpness": {
+            "crop_px": size,  # the model's own resolution: the crops' side
             "swap": metrics.mean_finite(res.sharp_swap),
             "source_real": metrics.mean_finite(res.sharp_real),
             "target_real": metrics.mean_finite(target.sharp_real),
@@ -281,8 +289,8 @@ def evaluate(workdir: str, a: str, b: str, output: str, distractors=(),
         "reference_sets": {n: int(len(s)) for n, s in sets.items()},
         "options": dataclasses.asdict(opts),
         "same_person_threshold": identity_lib.SAME_PERSON,
-        "a2b": clip_metrics(results["a"], "a", sets, opts.every, results["b"]),
-        "b2a": clip_metrics(results["b"], "b", sets, opts.every, results["a"]),
+        "a2b": clip_metrics(results["a"], "a", sets, opts.every, results["b"], ev.size),
+        "b2a": clip_metrics(results["b"], "b", sets, opts.every, results["a"], ev.size),
     }
     result["seconds"] = round(time.monotonic() - start, 2)
     tmp = os.path.join(parent, f".{os.path.basename(os.path.normpath(output))}.partial-"

@@ -82,6 +82,12 @@ def mouth_opening(landmarks: np.ndarray) -> float:
     return float(gap / max(lm.eye_distance(landmarks), 1e-6))
 
 
+def mean_abs_difference(x, y) -> float:
+    """Mean |x - y| over the pairs where both are finite; nan when there are none."""
+    d = np.abs(np.asarray(x, np.float64) - np.asarray(y, np.float64))
+    return mean_finite(d)
+
+
 def correlation(x, y) -> float:
     """Pearson correlation; nan when either series is constant or shorter than 3."""
     x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)

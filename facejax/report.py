@@ -27,10 +27,12 @@ def summary(metrics: dict) -> dict:
             "distance_to_source": m["identity"]["mean_distance_to_source"],
             "share_under_0.6": m["identity"]["share_same_person_as_target"],
             "landmark_nme": m["expression"]["landmark_nme_mean"],
+            "mouth_error": m["expression"].get("mouth_opening_error", math.nan),
             "mouth_correlation": m["expression"]["mouth_opening_correlation"],
             "jitter_source": m["steadiness"]["jitter_source"],
             "jitter_swap": m["steadiness"]["jitter_swap"],
             "sharpness_ratio": m["sharpness"]["ratio_to_target"],
+            "sharpness_px": m["sharpness"].get("crop_px"),
         }
     return out
 
@@ -120,9 +122,12 @@ def write_report(folder: str, metrics: dict, results: dict, config) -> None:
         "swaps whose nearest reference identity is the target; distances are dlib "
         "face-recognition embedding distances to the nearest reference face (same person "
         f"below {metrics['same_person_threshold']}). landmark_nme: source vs swap landmarks / "
-        "outer-eye-corner distance. jitter: frame-to-frame landmark acceleration in eye "
+        "outer-eye-corner distance. mouth_error: mean |opening of swap − opening of source| "
+        "(inner lips, in eye distances); mouth_correlation: of the two over the frames (noise "
+        "when the source's mouth hardly moves). jitter: frame-to-frame landmark acceleration in eye "
         "distances. sharpness_ratio: Laplacian variance in the swapped face over the target's "
-        "real faces' (high-frequency error counts too); detail_correlation: of the "
+        "real faces', both cropped at the model's own resolution (sharpness_px, nothing "
+        "upsampled; high-frequency error counts too); detail_correlation: of the "
         "reconstructions' Laplacian with the input's, in the face (noise and blur score low)."
         "</p>",
     ]

@@ -11,7 +11,7 @@ import pytest
 
 from tests.helpers import GRID, run_tool
 from facejax import evaluate, report
-from facejax.faces import compose, face_types, identity, landmarks as lm
+from facejax.faces import align, compose, face_types, identity, landmarks as lm
 
 
 CLIP_A = os.path.join(GRID, "GRID_bbaf2n.mpg")
@@ -44,25 +44,46 @@ def test_evaluation_of_a_passthrough_model_on_real_faces():
     ev = _Passthrough(evaluate.EvalOptions(max_frames=20, samples=2))
     res = {"a": ev.run_clip(CLIP_A, "a"), "b": ev.run_clip(CLIP_B, "b")}
     sets = {n: np.array(r.source_embeddings) for n, r in res.items()}
-    m = evaluate.clip_metrics(res["a"], "a", sets, 1, res["b"])
+    m = evaluate.clip_metrics(res["a"], "a", sets, 1, res["b"], ev.size)
     assert m["faces"] == 20 and m["no_face"] == 0
     assert m["reconstruction"]["psnr_mean"] == math.inf
     assert m["reconstruction"]["ssim_mean"] == pytest.approx(1.0)
     assert m["reconstruction"]["detail_correlation"] == pytest.approx(1.0)
     assert m["expression"]["landmark_nme_mean"] < 0.02
     assert m["expression"]["mouth_opening_correlation"] > 0.95
+    assert 0 <= m["expression"]["mouth_opening_error"] < 0.01
+    assert m["expression"]["mouth_opening_error"] == pytest.approx(np.mean(np.abs(
+        np.subtract(m["expression"]["per_frame_mouth_source"],
+                    m["expression"]["per_frame_mouth_swap"]))))
     assert m["steadiness"]["jitter_ratio"] == pytest.approx(1.0, abs=0.25)
     assert m["identity"]["retrieval_accuracy"] == 0.0
     # The 64 px round trip loses detail: the swap is less sharp than the real face it came from.
     sharp = m["sharpness"]
     assert 0 < sharp["swap"] < 0.8 * sharp["source_real"]
     assert sharp["ratio_to_target"] == pytest.approx(sharp["swap"] / sharp["target_real"])
+    assert sharp["crop_px"] == 64
     # The 64 px round trip blurs the pasted face a little: still far inside the same-person
     # radius of the source, and outside the target's.
     assert m["identity"]["mean_distance_to_source"] < 0.3
     assert m["identity"]["mean_distance_to_target"] > identity.SAME_PERSON
     print("passthrough a2b:", {k: v for k, v in report.summary(
         {"a2b": m, "b2a": m})["a2b"].items()})
+
+
+def test_sharpness_is_measured_at_the_model_size():
+    """A 64 px model's swap is judged on 64 px crops (nothing upsampled), cut as the model
+    cuts its input, with the face hull in the same crop."""
+    ev = _Passthrough(evaluate.EvalOptions())
+    items, _ = ev.faces(CLIP_A)
+    _, frame, face = next(items)
+    (swap, real), hull = ev.sharpness_crops((frame, frame), face.predicted)
+    assert swap.shape == real.shape == (64, 64, 3) and hull.shape == (64, 64)
+    m = ev.framing.matrix(face.predicted, 64)
+    np.testing.assert_array_equal(real, align.crop(frame, m, 64))
+    assert 0.15 < np.mean(hull > 127) < 0.9  # the face hull lies inside the crop
+    ev.size = 32  # a 32 px model: 32 px crops
+    (swap, _), hull = ev.sharpness_crops((frame, frame), face.predicted)
+    assert swap.shape == (32, 32, 3) and hull.shape == (32, 32)
 
 
 def test_tool_report_and_bad_inputs(tiny_ae_run, tmp_path):

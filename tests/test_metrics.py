@@ -194,3 +194,31 @@ def test_runs_and_jitter_and_correlation():
         (0, 3), (3, 5), (5, 6)]
     assert math.isnan(metrics.correlation([1, 1, 1], [1, 2, 3]))
     assert metrics.correlation([1, 2, 3, 4], [2, 4, 6, 8]) == pytest.approx(1.0)
+
+
+def test_mouth_opening_error_on_real_landmarks(grid_face):
+    """The error is the mean absolute difference of the openings, in eye distances: a source
+    whose lips are closed (inner lower lip on the upper) against a swap that opens them by
+    3 and by 6 pixels, straight down, on real landmarks: |0 − 3/e| and |0 − 6/e| on two of
+    four frames, so the mean is (3 + 6) / (4 e), e the outer-eye-corner distance."""
+    _, _, face = grid_face
+    closed = face.landmarks.astype(np.float64)
+    closed[[67, 66, 65]] = closed[[61, 62, 63]]
+    e = math.hypot(*(closed[36] - closed[45]))  # written out: points 36 and 45
+    assert metrics.mouth_opening(closed) == 0.0
+    swaps = []
+    for gap in (0.0, 3.0, 0.0, 6.0):
+        p = closed.copy()
+        p[[67, 66, 65], 1] += gap
+        swaps.append(p)
+        assert metrics.mouth_opening(p) == pytest.approx(gap / e, rel=1e-12)
+    source = [metrics.mouth_opening(closed)] * 4
+    swap = [metrics.mouth_opening(p) for p in swaps]
+    assert metrics.mean_abs_difference(source, swap) == pytest.approx(9.0 / (4 * e), rel=1e-12)
+    # Symmetric, zero on itself; a frame without a figure (nan) is left out, not counted as 0.
+    assert metrics.mean_abs_difference(swap, source) == metrics.mean_abs_difference(source, swap)
+    assert metrics.mean_abs_difference(swap, swap) == 0.0
+    assert metrics.mean_abs_difference([0.0, math.nan], [0.1, 0.5]) == pytest.approx(0.1)
+    assert math.isnan(metrics.mean_abs_difference([], []))
+    # A constant source makes the correlation meaningless (nan), not the error.
+    assert math.isnan(metrics.correlation(source, swap))

@@ -8,6 +8,10 @@ r"""Throughput benchmarks; each prints one JSON line.
     facejax benchmark landmarks [--detector=NAME] [--max_upsample=N]
     facejax benchmark memory [--faces=EXTRACTION_DIR] [--records=1000,20000] \
         [--memory_config=face2face_pix2pix] [--memory_flags=--config.batch_size=4] [--steps=50]
+    facejax benchmark quality --a=VIDEO --b=VIDEO --workdir=DIR [--minutes=40] \
+        [--experiments=saehd:df64,deepfakes_original] [--cores=0,1] [--talking=VIDEO]
+    facejax benchmark quality --continue_from=DIR --workdir=DIR2 --minutes=15 \
+        --experiments=late=saehd_df64+augment.warp=0+model.gan_power=0.1
 
 extract: frames/s of decode + detect + landmarks + align + write on a clip (default
 driving_d6.mp4), and examples/s of the input pipeline reading the result.
@@ -38,6 +42,11 @@ line, then the benchmark record's table.
 memory: peak RSS of --steps training steps (`facejax train --config=--memory_config` with
 --memory_flags) on datasets of each --records count, made by repeating the faces of --faces
 (default: --clip extracted at 256 px); see facejax/commands/_benchmark_memory.py.
+quality: the equal-budget swap-quality protocol end to end (extract A and B once, train each
+experiment for --minutes of wall time on its own core, evaluate each on the held-out tail and
+with --talking as B), one table in WORKDIR/quality.md and quality.json; experiments are
+`[LABEL=]NAME[:VARIANT][+KEY=VALUE...]`, and --continue_from trains an earlier workdir's runs
+on; see facejax/commands/_benchmark_quality.py.
 conv: one convolution layer (KIND:BxHxWxC:K:O[:PADDING], KIND strided, transposed or stride1)
 in every registered form (facejax/ops/conv/registry.py) that computes its kernel: the median
 ms of its value and both gradients, the forms alternated in --rounds rounds of --steps calls,
@@ -88,6 +97,29 @@ flags.DEFINE_list("landmark_videos", [os.path.join(samples.SHARED, "data", "vide
 flags.DEFINE_string("detector", None, "landmarks: face detector (default: extraction's).")
 flags.DEFINE_integer("max_upsample", None, "landmarks: the detector's upsampling (default: "
                      "extraction's).", lower_bound=0, upper_bound=4)
+flags.DEFINE_string("a", None, "quality: video of identity A (the swap target of B→A).")
+flags.DEFINE_string("b", None, "quality: video of identity B; the runs are scored on the "
+                    "held-out tail of both.")
+flags.DEFINE_string("talking", os.path.join(samples.SHARED, "data", "videos", "grid",
+                                            "GRID_lbax4n.mpg"),
+                    "quality: a second B whose mouth moves, for the mouth figures of B→A "
+                    "(empty: none).")
+flags.DEFINE_string("experiments", "saehd:df64,deepfakes_original", "quality: the runs, "
+                    "comma-separated [LABEL=]NAME[:VARIANT][+KEY=VALUE...] (+KEY=VALUE: "
+                    "--config.KEY=VALUE); with --continue_from, NAME is an earlier run's label.")
+flags.DEFINE_float("minutes", 40.0, "quality: wall minutes each run trains (from its start, "
+                   "compilation included).", lower_bound=0.01)
+flags.DEFINE_string("cores", "", "quality: the cores the runs are pinned to, one each, e.g. "
+                    "0,1 or 0-3 (default: every core this process may use); more runs than "
+                    "cores go in turns.")
+flags.DEFINE_string("workdir", None, "quality: folder of the faces, runs, evaluations and "
+                    "the table.")
+flags.DEFINE_integer("extract_size", 128, "quality: side of the extracted crops.",
+                     lower_bound=16, upper_bound=4096)
+flags.DEFINE_integer("max_frames", 150, "quality: frames evaluated per clip (facejax evaluate "
+                     "--max_frames).", lower_bound=1)
+flags.DEFINE_string("continue_from", "", "quality: an earlier quality workdir; its runs named "
+                    "in --experiments are copied and train on for --minutes.")
 flags.DEFINE_string("reference_dir", os.path.join(samples.SHARED, "bench"),
                     "train: the folder of the PyTorch reference scripts.")
 
@@ -273,12 +305,26 @@ def landmarks_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def bench_quality():
+    from facejax.commands import _benchmark_quality as quality
+    record = quality.bench_quality(quality.QualityOptions(
+        workdir=FLAGS.workdir, experiments=FLAGS.experiments, a=FLAGS.a or "",
+        b=FLAGS.b or "", talking=FLAGS.talking, minutes=FLAGS.minutes, cores=FLAGS.cores,
+        extract_size=FLAGS.extract_size, max_frames=FLAGS.max_frames,
+        continue_from=FLAGS.continue_from))
+    return {"benchmark": "quality", "table": os.path.join(FLAGS.workdir, "quality.md"),
+            "record": os.path.join(FLAGS.workdir, quality.RECORD),
+            "steps": {label: (r.get("held_out") or {}).get("b2a", {}).get("steps")
+                      for label, r in record["runs"].items()}}
+
+
 def main(argv):
     logging.set_verbosity(logging.WARNING)
     # compile_s and peak RSS are of real compilations, here and in the runs it starts.
     cli.set_started_jax(xla_setup.no_compilation_cache())
     commands = {"extract": bench_extract, "train": bench_train, "convert": bench_convert,
-                "conv": bench_conv, "landmarks": bench_landmarks, "memory": bench_memory}
+                "conv": bench_conv, "landmarks": bench_landmarks, "memory": bench_memory,
+                "quality": bench_quality}
     if len(argv) != 2 or argv[1] not in commands:
         raise UserError(f"usage: benchmark.py {'|'.join(commands)} [flags]")
     if argv[1] == "train" and FLAGS.config is None:
@@ -287,4 +333,7 @@ def main(argv):
     print(json.dumps(result))
     if argv[1] == "landmarks":
         print(landmarks_table(result))
+    if argv[1] == "quality":
+        with open(result["table"]) as f:
+            print(f.read(), end="")
 

@@ -2,6 +2,7 @@
 smoke test on tiny configs and a short clip; the figures themselves go to docs/benchmarks.md)."""
 
 import json
+import math
 import sys
 
 import pytest
@@ -14,7 +15,9 @@ CLIP = f"{GRID}/GRID_bbaf2n.mpg"
 def _bench(*args):
     proc = run_tool("tools/benchmark.py", *args, env={"JAX_NUM_CPU_DEVICES": "1"})
     assert proc.returncode == 0, proc.stderr[-2000:]
-    return json.loads(proc.stdout.strip().splitlines()[-1])
+    # The JSON line; a command may print a table after it (landmarks, quality).
+    return json.loads(next(line for line in reversed(proc.stdout.strip().splitlines())
+                           if line.startswith("{")))
 
 
 # A stand-in for the family's PyTorch reference (../shared/bench): it notes its arguments and
@@ -93,3 +96,79 @@ def test_memory_reports_its_figures(grid_faces):
     assert [run["records"] for run in r["runs"]] == [30, 90]
     assert all(run["peak_rss_mb"] > 100 and run["peak_tree_rss_mb"] >= run["peak_rss_mb"]
                for run in r["runs"])
+
+
+def test_quality_bad_flags_are_one_line(tmp_path):
+    """Each refused before anything is extracted or trained: one line naming the flag, exit 2."""
+    clips = [f"--a={CLIP}", f"--b={GRID}/GRID_brbk7n.mpg", f"--workdir={tmp_path / 'q'}"]
+    for args, message in (
+            ([f"--a={tmp_path / 'nope.mp4'}", f"--b={CLIP}", f"--workdir={tmp_path / 'q'}"],
+             "--a: "),
+            ([f"--b={CLIP}", f"--workdir={tmp_path / 'q'}"], "--a: quality needs"),
+            ([*clips, "--experiments=saehd:nope"], "--experiments: saehd:nope: unknown variant"),
+            ([*clips, "--experiments=x=saehd:tiny+model.nope=1"], "--config.model.nope=1"),
+            ([*clips, "--experiments=saehd:tiny,saehd:tiny"], "two runs named 'saehd_tiny'"),
+            ([*clips, "--minutes=0"], "--minutes=0"),
+            ([*clips, "--cores=0,0"], "--cores=0,0"),
+            ([f"--continue_from={tmp_path}", f"--workdir={tmp_path / 'q'}"],
+             "no quality.json")):
+        proc = run_tool("tools/benchmark.py", "quality", *args)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and message in lines[0], (args, lines)
+        assert not (tmp_path / "q").exists()
+
+
+# Two tiny runs trained, four evaluations, then one run continued. Its budget covers the tiny
+# models' compilation on a busy 2-core machine (over a minute each, no compilation cache).
+@pytest.mark.slow
+def test_quality_runs_the_protocol_end_to_end(tmp_path):
+    """Extract two GRID speakers, train two tiny experiments side by side (one core each),
+    evaluate each on the held-out tail and with a talking B: one table row per run, steps
+    reached and finite figures; then one run continued with overrides into a new workdir."""
+    work = tmp_path / "q"
+    r = _bench("quality", f"--a={CLIP}", f"--b={GRID}/GRID_brbk7n.mpg",
+               f"--talking={GRID}/GRID_lbax4n.mpg", f"--workdir={work}", "--minutes=2.5",
+               "--experiments=saehd:tiny,ae=deepfakes_original:tiny+batch_size=4",
+               "--extract_size=64", "--max_frames=10")
+    record = json.loads((work / "quality.json").read_text())
+    assert list(record["runs"]) == ["saehd_tiny", "ae"] == list(r["steps"])
+    for label, run in record["runs"].items():
+        assert run["error"] is None and run["held_out"]["b2a"]["steps"] > 0, label
+        for d in ("a2b", "b2a"):
+            for key in ("distance_to_target", "landmark_nme", "mouth_error", "ssim",
+                        "sharpness_ratio", "detail_correlation"):
+                assert math.isfinite(run["held_out"][d][key]), (label, d, key)
+            assert run["held_out"][d]["sharpness_px"] == 32  # the tiny models' size
+        assert math.isfinite(run["talking"]["b2a"]["mouth_error"])
+        assert (work / "eval" / label / "samples_b2a.png").is_file()
+    assert record["runs"]["ae"]["train_args"][-1] == "--config.batch_size=4"
+    table = (work / "quality.md").read_text().splitlines()
+    assert len(table) == 4 and table[2].startswith("| saehd_tiny | ")
+    assert "sharpness ratio at 32 px" in table[0] and "talking B→A mouth error" in table[0]
+    assert "| nan" not in "\n".join(table)
+
+    more = tmp_path / "more"
+    r = _bench("quality", f"--continue_from={work}", f"--workdir={more}", "--minutes=0.5",
+               "--experiments=late=ae+augment.warp=0", "--talking=", "--max_frames=6")
+    late = json.loads((more / "quality.json").read_text())["runs"]["late"]
+    assert late["train_args"][-1] == "--config.augment.warp=0"
+    assert late["held_out"]["b2a"]["steps"] >= record["runs"]["ae"]["held_out"]["b2a"]["steps"]
+    assert (work / "runs" / "ae").is_dir()  # the earlier run is copied, not moved
+
+
+def test_quality_a_run_that_fails_is_named_and_the_table_still_written(tmp_path):
+    """A run whose training refuses its flags: exit 1, one line naming the run and its error,
+    the table written with that run's row saying so (no evaluation of it)."""
+    work = tmp_path / "q"
+    proc = run_tool("tools/benchmark.py", "quality", f"--a={CLIP}",
+                    f"--b={GRID}/GRID_brbk7n.mpg", f"--workdir={work}", "--minutes=2",
+                    "--experiments=bad=deepfakes_original:tiny+batch_size=0", "--talking=",
+                    "--extract_size=64")
+    last = proc.stderr.strip().splitlines()[-1]
+    assert proc.returncode == 1, proc.stderr[-2000:]
+    assert "1 run(s) failed (bad: training failed:" in last and "batch_size=0" in last, last
+    record = json.loads((work / "quality.json").read_text())
+    assert "batch_size=0" in record["runs"]["bad"]["error"]
+    assert "held_out" not in record["runs"]["bad"] and not (work / "eval" / "bad").exists()
+    assert (work / "quality.md").read_text().splitlines()[2].startswith(
+        "| bad | training failed:")
