@@ -85,15 +85,17 @@ def test_anamorphic_bt709_clip_keeps_its_aspect_and_colour_tags(model, tmp_path,
 
 @pytest.mark.parametrize("rotation", [90, 270])
 def test_rotated_phone_clip_is_swapped_and_written_upright(model, tmp_path, rotation):
-    clip = _clip(str(tmp_path / "in.mp4"), vf="setsar=1", rotation=rotation)
+    # As a phone stores it: the frames turned on their side, the tag turning them back.
+    turn = {90: "transpose=clock", 270: "transpose=cclock"}[rotation]
+    clip = _clip(str(tmp_path / "in.mp4"), vf=turn, rotation=rotation)
     assert abs(_look(clip).rotation) == 90  # FFmpeg prints 270 as -90
     out, summary = _convert(model, clip, tmp_path)
     assert summary["faces_swapped"] == summary["frames"] == 24
     after = _look(out)
-    # Kept as pixels, not as a tag: upright 288x360 frames, no rotation to apply.
+    # Kept as pixels, not as a tag: upright 360x288 frames, no rotation to apply.
     assert after.rotation == 0.0
     back = video.FrameSource(out)
-    assert (back.info.width, back.info.height) == (288, 360)
+    assert (back.info.width, back.info.height) == (360, 288)
     frame = next(back.frames())[1]
     assert len(detect.make_detector("hog")(frame)) == 1  # HOG finds upright faces only
 
