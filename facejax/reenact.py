@@ -88,8 +88,7 @@ def reenact(model_dir: str, driver_path: str, output: str, batch: int = 8,
     fps = source.info.fps or 25.0
     progress = Progress("reenact", total=len(shapes), unit="frames") if verbose else None
     audio = driver_path if source.kind == "video" else None  # the driver's voice, in time
-    # The driver's look: its timestamps keep that voice in sync on a VFR clip; its colour tags
-    # and sample aspect ratio show the driver panel (a crop of its pixels) as the driver shows.
+    # Its tags and sample aspect ratio, and a VFR clip's timestamps that keep its voice in sync.
     look = video_look.probe(driver_path, video_writer.ffmpeg()) if audio else None
     with video_writer.VideoWriter(output, fps, (3 * size, size), audio_from=audio,
                                   look=look) as writer:

@@ -96,8 +96,12 @@ def test_rotated_phone_clip_is_swapped_and_written_upright(model, tmp_path, rota
     assert after.rotation == 0.0
     back = video.FrameSource(out)
     assert (back.info.width, back.info.height) == (360, 288)
-    frame = next(back.frames())[1]
-    assert len(detect.make_detector("hog")(frame)) == 1  # HOG finds upright faces only
+    # The same picture as the source shown upright (a swapped face aside), not turned.
+    frame = next(back.frames())[1].astype(float)
+    upright = next(video.FrameSource(clip).frames())[1].astype(float)
+    assert len(detect.make_detector("hog")(upright.astype(np.uint8))) == 1  # upright faces only
+    same, turned = (float(np.median(abs(frame - x))) for x in (upright, upright[::-1, ::-1]))
+    assert same < 4.0 and turned > 3 * same + 4.0, (same, turned)
 
 
 def test_variable_frame_rate_clip_keeps_every_timestamp(model, tmp_path):
