@@ -17,7 +17,7 @@ import numpy as np
 
 from facejax import files, images
 from facejax.errors import UserError, one_line, write_failed
-from facejax.faces import align, compose, detect, find, video, video_writer
+from facejax.faces import align, compose, detect, find, video, video_look, video_writer
 from facejax.inference import SwapModel
 from facejax.progress import Progress
 
@@ -132,7 +132,8 @@ def convert(model, input_path: str, output: str, opts: ConvertOptions,
     """Converts a video, an image or a folder of images. `model` is a SwapModel.
 
     Video in -> video out: H.264 MP4 (or the container OUTPUT names), same fps, size and frame
-    count, the input's audio muxed in (facejax/faces/video_writer.py).
+    count, the input's audio muxed in (facejax/faces/video_writer.py), its sample aspect ratio,
+    colour tags and VFR timestamps kept, upright frames with no rotation tag (video_look.py).
     Image or folder in -> folder out (same file names), or one image file for one image.
     Returns the summary, also written next to the output (`*.summary.json` or summary.json).
     """
@@ -155,8 +156,9 @@ def _convert(model, input_path: str, output: str, opts: ConvertOptions, verbose:
         if not os.path.isdir(out_dir):
             raise UserError(f"--output {output}: folder {out_dir} does not exist")
         w = source.info.width * (2 if opts.preview else 1)
+        look = video_look.probe(input_path, video_writer.ffmpeg())
         with video_writer.VideoWriter(output, source.info.fps, (w, source.info.height),
-                                      audio_from=input_path) as writer:
+                                      audio_from=input_path, look=look) as writer:
             counts, track = process_frames(source.frames(), model, opts,
                                            lambda i, f: writer.write(f), progress,
                                            fps=source.info.fps)

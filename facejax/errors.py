@@ -14,6 +14,18 @@ class RunError(Exception):
     exit_code = 1
 
 
+class Stopped(BaseException):
+    """A stop request (SIGTERM, SIGINT) that ends a command before its work has begun, or
+    before a dataset is prepared (data/tfds_faces.PreparationStopped): one line, exit 0. A
+    BaseException, like KeyboardInterrupt: no `except Exception` on the way (TensorFlow's,
+    TFDS's, ours) turns it into an error."""
+
+
+def stopped_before_training(signum: int) -> Stopped:
+    return Stopped(f"stopped before training started (signal {signum}); nothing new was "
+                   "saved: rerun to go on")
+
+
 class WriteFailed(RunError):
     """A write failed (a read-only filesystem, no permission): what was finished is kept, and
     the same command goes on from there once the folder is writable."""

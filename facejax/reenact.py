@@ -16,7 +16,8 @@ import numpy as np
 
 from facejax import files, inference, run_info, runs, tasks
 from facejax.errors import UserError
-from facejax.faces import align, detect, find, landmarks as lm, masks, video, video_writer
+from facejax.faces import (align, detect, find, landmarks as lm, masks, video, video_look,
+                           video_writer)
 from facejax.progress import Progress
 
 
@@ -87,7 +88,10 @@ def reenact(model_dir: str, driver_path: str, output: str, batch: int = 8,
     fps = source.info.fps or 25.0
     progress = Progress("reenact", total=len(shapes), unit="frames") if verbose else None
     audio = driver_path if source.kind == "video" else None  # the driver's voice, in time
-    with video_writer.VideoWriter(output, fps, (3 * size, size), audio_from=audio) as writer:
+    # Its tags and sample aspect ratio, and a VFR clip's timestamps that keep its voice in sync.
+    look = video_look.probe(driver_path, video_writer.ffmpeg()) if audio else None
+    with video_writer.VideoWriter(output, fps, (3 * size, size), audio_from=audio,
+                                  look=look) as writer:
         frames = source.frames()
         for lo in range(0, len(shapes), batch):
             x = drawings[lo:lo + batch]

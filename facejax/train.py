@@ -20,7 +20,7 @@ import numpy as np
 from facejax import checkpoint as ckpt_lib
 from facejax import config_check, parallel, run_info, runs, summaries, tasks, trees
 from facejax.data import pipeline
-from facejax.errors import RunError, UserError, warn, write_failed
+from facejax.errors import RunError, UserError, stopped_before_training, warn, write_failed
 from facejax.lock import FolderLock
 from facejax.training import inputs as inputs_lib
 from facejax.training import periodic
@@ -135,13 +135,18 @@ class _Session:
 
 
 class _Stop:
-    """Set by SIGTERM/SIGINT: finish the step, save a checkpoint, exit cleanly."""
+    """SIGTERM/SIGINT's handler. Once the data is open (`training`): finish the step, save a
+    checkpoint, exit cleanly. Before: end the run at once (errors.Stopped), one line, exit 0;
+    nothing was trained that a checkpoint could keep."""
 
     def __init__(self):
         self.requested = False
+        self.training = False
 
     def __call__(self, signum, frame):
         del frame
+        if not self.training:
+            raise stopped_before_training(signum)
         warn(f"signal {signum}: saving a checkpoint and stopping")
         self.requested = True
 
@@ -159,8 +164,8 @@ def train(config, workdir: str) -> dict:
     Raises:
       UserError: bad config, data or workdir (before any training).
       Diverged: a non-finite loss or gradient; no checkpoint of it is written.
-      tfds_faces.PreparationStopped: SIGTERM or SIGINT while a dataset was being prepared
-        (nothing of it kept).
+      errors.Stopped: SIGTERM or SIGINT before the data was open: while a dataset was being
+        prepared or waited for (tfds_faces.PreparationStopped, nothing of it kept) or before.
     """
     config_check.require(config)
     task = tasks.get(config.task)
@@ -173,8 +178,8 @@ def train(config, workdir: str) -> dict:
     # One writer per workdir: process 0 holds its lock for the whole run (the processes of a
     # multi-host job share one workdir).
     lock = FolderLock(workdir, what="training workdir") if jax.process_index() == 0 else None
-    # From here a stop request ends the run cleanly: during dataset preparation at once
-    # (tfds_faces.PreparationStopped), later at the next step, after a checkpoint.
+    # From here a stop request ends the run cleanly: before the data is open at once
+    # (errors.Stopped), later at the next step, after a checkpoint.
     stop, old = _Stop(), {}
     try:
         old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
@@ -203,6 +208,7 @@ def _train(config, workdir: str, task, stop: _Stop) -> dict:
         raise UserError(f"--config.model: {e}")
     rep, data_sharding = parallel.replicated(mesh), parallel.batch_sharding(mesh)
     inputs = inputs_lib.open_inputs(config, task, workdir)
+    stop.training = True  # from here a stop waits for the step and its checkpoint
     session = _Session(
         config=config, task=task, workdir=workdir, key=key, rep=rep,
         data_sharding=data_sharding, abstract=trees.abstract_of(shapes, rep),

@@ -34,11 +34,12 @@ from tests.helpers import GRID, ROOT  # noqa: E402
 # files in collection order, and a long file taken last keeps one worker busy while the other
 # has nothing left. The files with `slow` tests come early: the SIGKILL loop and the killed
 # peer (test_kills), the real-width fingerprints, every family in bfloat16 (test_common), and
-# the full benchmarks.
+# the full benchmarks, every detector end to end.
 _LONG_FIRST = ("tests/tasks/test_saehd.py", "tests/test_train.py",
                "tests/reliability/test_kills.py", "tests/tasks/test_cyclegan.py",
                "tests/tasks/test_fingerprints.py", "tests/tasks/test_common.py",
-               "tests/commands/test_benchmark.py", "tests/tasks/", "tests/test_inference.py",
+               "tests/commands/test_benchmark.py", "tests/faces/test_detectors_end_to_end.py",
+               "tests/tasks/", "tests/test_inference.py",
                "tests/reliability/", "tests/test_convert.py", "tests/data/")
 
 

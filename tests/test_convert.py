@@ -7,17 +7,19 @@ import numpy as np
 import pytest
 
 from facejax import convert, inference, train
-from facejax.faces import landmarks as lm, video, video_writer
+from facejax.faces import face_types, landmarks as lm, video, video_writer
 from tests.helpers import GRID, PYFEAT, run_tool
 
 
 def identity_model(size=128):
-    return inference.SwapModel(lambda crops: crops.astype(np.float32) / 255.0, size, 0.75)
+    return inference.SwapModel(lambda crops: crops.astype(np.float32) / 255.0, size,
+                               face_types.Framing("", 0.75))
 
 
 def noise_model(size=64):
     rng = np.random.default_rng(0)
-    return inference.SwapModel(lambda crops: rng.uniform(size=crops.shape), size, 0.75)
+    return inference.SwapModel(lambda crops: rng.uniform(size=crops.shape), size,
+                               face_types.Framing("", 0.75))
 
 
 def run(path, model, opts, limit=None):
@@ -151,7 +153,9 @@ def test_cyclegan_swaps_through_g_ba(grid_faces, tmp_path):
                                                                             samples=2),
                           verbose=False)
     assert m["task"] == c.task and m["a2b"]["faces"] == 3 and m["b2a"]["faces"] == 3
-    assert 0 < m["a2b"]["reconstruction"]["ssim_mean"] < 1
+    # SSIM lies in [-1, 1]; two steps from random weights reconstruct nothing, so it sits near
+    # 0 and either side of it (what it was, not its sign, is what this checks)
+    assert -1 <= m["a2b"]["reconstruction"]["ssim_mean"] < 1
     loaded = inference.load_swapper(wd)
     config, task, state = loaded.config, loaded.task, loaded.state
     assert (config.model.conv_impl, config.model.up_impl) == ("xla", "auto")  # forward speed

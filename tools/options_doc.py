@@ -226,8 +226,9 @@ def exit_status_section() -> list[str]:
     peer_lost = _constant("facejax/supervise.py", "PEER_LOST")
     rows = [
         ("0", "Done. Also `--help`, and `facejax train` stopped by SIGTERM or Ctrl-C "
-              "(it saves a checkpoint first; stopped while it prepares a dataset, it says so and "
-              "keeps nothing of that dataset)."),
+              "(it saves a checkpoint first; stopped before training starts, while it waits for "
+              "another run to prepare a dataset or while it prepares one, it says so on one line "
+              "and keeps nothing of that dataset)."),
         (str(run_error), "The run cannot go on (`errors.RunError`): a failed save, a full disk "
                          "(`OutOfSpace`), FFmpeg failing, a dataset that cannot be prepared; "
                          "`facejax extract` with no face extracted."),

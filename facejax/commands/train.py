@@ -8,12 +8,13 @@ the same command on every host with --distributed (JAX reads the cluster environ
 --coordinator, --num_processes and --process_id).
 """
 
+import signal
 import sys
 
 from absl import flags, logging
 from ml_collections import config_flags
 
-from facejax.errors import UserError
+from facejax.errors import Stopped, UserError, stopped_before_training
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file(
@@ -40,6 +41,27 @@ def main(argv):
         # A lost peer ends the job natively (no Python exception): the supervisor turns that
         # into one line and exit status 4. (Before JAX is imported here.)
         return supervise.run(sys.orig_argv[1:])
+    # Until train() takes the signals over (JAX, TensorFlow and the model load first: seconds),
+    # a stop ends the run with one line too, not a silent exit 143.
+    old = {s: signal.signal(s, _stop_at_start) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        metrics = _train()
+    except Stopped as e:  # before training or during dataset preparation: nothing to save
+        print(e, flush=True)
+        return 0
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+    print("final " + " ".join(f"{k} {v:.5g}" for k, v in sorted(metrics.items())))
+
+
+def _stop_at_start(signum, frame):
+    del frame
+    raise stopped_before_training(signum)
+
+
+def _train() -> dict:
+    """Sets JAX up for the run and trains it (train.train); returns the final metrics."""
     if FLAGS.config is not None:
         from facejax import tasks, xla_setup
         # The family's XLA:CPU settings, before the first JAX computation.
@@ -50,11 +72,5 @@ def main(argv):
                             heartbeat_timeout=FLAGS.heartbeat_timeout)
     from facejax import train as train_lib
     logging.set_verbosity(logging.WARNING)
-    from facejax.data import tfds_faces
-    try:
-        metrics = train_lib.train(FLAGS.config, FLAGS.workdir)  # Diverged: exit 3 (facejax.cli)
-    except tfds_faces.PreparationStopped as e:  # a stop request, like one during training
-        print(e, flush=True)
-        return 0
-    print("final " + " ".join(f"{k} {v:.5g}" for k, v in sorted(metrics.items())))
+    return train_lib.train(FLAGS.config, FLAGS.workdir)  # Diverged: exit 3 (facejax.cli)
 

@@ -26,7 +26,7 @@ import tensorflow_datasets as tfds
 
 from facejax import lock
 from facejax.data import extract as extract_lib
-from facejax.errors import RunError, UserError
+from facejax.errors import RunError, Stopped, UserError
 from facejax.faces import align, masks, video
 
 VAL_FRACTION = 0.1
@@ -261,19 +261,25 @@ class FacejaxFaces(tfds.core.GeneratorBasedBuilder):
 FILE_FORMAT = "array_record"  # random access: the pipeline reads the records a batch needs
 
 
-class PreparationStopped(BaseException):
-    """SIGTERM or SIGINT while a dataset was being prepared; what was written is removed (TFDS
-    writes into a temporary folder and deletes it when interrupted), so the next run prepares
-    it again. A BaseException, like KeyboardInterrupt: no `except Exception` on the way
-    (TensorFlow's, TFDS's, ours) turns it into an error."""
+class PreparationStopped(Stopped):
+    """SIGTERM or SIGINT while a dataset was being prepared, or while waiting for another run
+    to prepare it; what was written is removed (TFDS writes into a temporary folder and
+    deletes it when interrupted), so the next run prepares it again."""
+
+
+WAITING = ("waiting for another run to prepare",
+           "the next run prepares it, or reads what that run prepared")
+PREPARING = ("preparing", "the next run prepares it again")
 
 
 @contextlib.contextmanager
 def _stops_raise(extraction_dir: str):
     """Within: the first SIGTERM or SIGINT raises PreparationStopped (later ones are ignored,
-    so TFDS's clean-up runs to its end); the handlers before are restored after."""
+    so TFDS's clean-up runs to its end); the handlers before are restored after. Yields a
+    list whose one item, WAITING or PREPARING, says what the stop interrupts."""
+    phase = [WAITING]
     if threading.current_thread() is not threading.main_thread():  # only it gets signals
-        yield
+        yield phase
         return
     raised = []
 
@@ -281,12 +287,13 @@ def _stops_raise(extraction_dir: str):
         del frame
         if not raised:
             raised.append(signum)
-            raise PreparationStopped(f"stopped while preparing the dataset of {extraction_dir} "
-                                     f"(signal {signum}); the next run prepares it again")
+            doing, then = phase[0]
+            raise PreparationStopped(f"stopped while {doing} the dataset of {extraction_dir} "
+                                     f"(signal {signum}); {then}")
 
     old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        yield
+        yield phase
     finally:
         for s, h in old.items():
             signal.signal(s, h)
@@ -304,8 +311,11 @@ def builder(extraction_dir: str, data_dir: str | None = None) -> FacejaxFaces:
     prepared = os.path.join(data_dir, FacejaxFaces.name, str(FacejaxFaces.VERSION))
     try:
         # Two runs on one extraction folder would both prepare it and one would fail on the
-        # other's rename; the second waits, then reads what the first prepared.
-        with lock.wait_turn(os.path.join(data_dir, ".prepare.lock")):
+        # other's rename; the second waits, then reads what the first prepared. A stop while
+        # it waits ends the run as one during preparation does.
+        with _stops_raise(extraction_dir) as phase, \
+                lock.wait_turn(os.path.join(data_dir, ".prepare.lock")):
+            phase[0] = PREPARING
             was = _prepared_format(prepared)
             if was not in ("", FILE_FORMAT):
                 why = ("it was TFRecord" if was == "tfrecord" else
@@ -315,9 +325,8 @@ def builder(extraction_dir: str, data_dir: str | None = None) -> FacejaxFaces:
                 shutil.rmtree(prepared)
             b = FacejaxFaces(extraction_dir=extraction_dir, data_dir=data_dir,
                              file_format=FILE_FORMAT)
-            with _stops_raise(extraction_dir):
-                b.download_and_prepare(
-                    download_config=tfds.download.DownloadConfig(try_download_gcs=False))
+            b.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(try_download_gcs=False))
     except UserError:
         raise
     except Exception as e:  # disk full, unwritable data_dir, ... (TF, OS and TFDS errors)

@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from facejax.errors import OutOfSpace, RunError, UserError, warn
+from facejax.faces import video_look
 
 # Per container: FFmpeg's video encoder and its settings. x264 at CRF 18 is visually lossless
 # for swapped faces; yuv420p is the one pixel format every browser and phone decodes.
@@ -56,10 +57,12 @@ class VideoWriter:
 
     With `audio_from` (a video), its first audio track, if it has one, is muxed in. Frames of
     odd width or height are padded by one black row or column (yuv420p needs even sizes).
+    With `look` (video_look.probe of the source), the video gets the source's sample aspect
+    ratio, colour tags and, for a variable-frame-rate source, its frame timestamps.
     """
 
     def __init__(self, path: str, fps: float, size: tuple[int, int], name: str = "",
-                 audio_from: str | None = None):
+                 audio_from: str | None = None, look: video_look.Look | None = None):
         """name: what messages call the file (default `path`)."""
         self.name = name or path
         directory = os.path.dirname(os.path.abspath(path))
@@ -71,7 +74,7 @@ class VideoWriter:
                             f"one of {', '.join(_ENCODERS)}")
         self.path, self.size, self.count = path, size, 0
         self.tmp = os.path.join(directory, f".tmp-{os.getpid()}-{os.path.basename(path)}")
-        self._proc = self._cv = None
+        self._proc = self._cv = self._script = None
         exe = ffmpeg()
         if exe is None:
             warn(f"{self.name}: no FFmpeg (imageio-ffmpeg missing): writing MPEG-4 Part 2 "
@@ -90,14 +93,27 @@ class VideoWriter:
         if audio_from:
             cmd += ["-i", audio_from, "-map", "0:v:0", "-map", "1:a:0?"]
             cmd += _AUDIO.get(ext, ["-c:a", "aac", "-b:a", "192k"])
+        chain = video_look.filters(look) if look else []
         if w % 2 or h % 2:
-            cmd += ["-vf", "pad=ceil(iw/2)*2:ceil(ih/2)*2"]
-        cmd += _ENCODERS[ext]
+            chain.insert(0, "pad=ceil(iw/2)*2:ceil(ih/2)*2")
+        if chain:
+            cmd += self._filter_option(",".join(chain), directory)
+        cmd += _ENCODERS[ext] + (video_look.output_options(look, ext) if look else [])
         if ext in (".mp4", ".m4v", ".mov"):
             cmd += ["-movflags", "+faststart"]  # playable while it downloads
         self._log = tempfile.TemporaryFile()
         self._proc = subprocess.Popen(cmd + [self.tmp], stdin=subprocess.PIPE,
                                       stdout=subprocess.DEVNULL, stderr=self._log)
+
+    def _filter_option(self, chain: str, directory: str) -> list[str]:
+        """-vf CHAIN, or (a VFR source's timestamps make it long) -/vf FILE, since one
+        command-line argument is limited to 128 KiB on Linux."""
+        if len(chain) < 8000:
+            return ["-vf", chain]
+        fd, self._script = tempfile.mkstemp(prefix=".tmp-filters-", dir=directory)
+        with os.fdopen(fd, "w") as f:
+            f.write(chain)
+        return ["-/vf", self._script]
 
     def write(self, rgb: np.ndarray) -> None:
         if (rgb.shape[1], rgb.shape[0]) != self.size:
@@ -153,6 +169,8 @@ class VideoWriter:
                              f"of {self.count} frames readable; is the disk full?); nothing "
                              "was replaced: make room and rerun")
         os.replace(self.tmp, self.path)
+        if self._script:
+            os.unlink(self._script)
 
     def abort(self) -> None:
         if self._cv is not None:
@@ -160,8 +178,9 @@ class VideoWriter:
         elif self._proc.poll() is None:
             self._proc.kill()
             self._proc.wait()
-        if os.path.exists(self.tmp):
-            os.unlink(self.tmp)
+        for leftover in (self.tmp, self._script):
+            if leftover and os.path.exists(leftover):
+                os.unlink(leftover)
 
     def __enter__(self):
         return self

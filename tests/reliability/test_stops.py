@@ -108,3 +108,61 @@ def test_sigterm_mid_run_leaves_the_preview_and_held_out_metrics_of_the_saved_st
     last = history[-1]
     assert last["stopped"] == 1 and last["eval_batches"] == 1
     assert {"val_l1_a", "val_l1_b"} <= set(last) and "stopped" not in history[0]
+
+
+def test_sigterm_while_waiting_for_another_run_to_prepare_is_one_line(grid_faces, tmp_path):
+    # In this process: the lock held on a second descriptor (flock locks are per open file, so
+    # the builder waits on it as on another run's), and a SIGTERM to ourselves while it waits.
+    import fcntl
+    import threading
+    from facejax.data import tfds_faces
+    fresh = str(tmp_path / "a")
+    _larger_fresh_copy(grid_faces["a"], fresh, copies=1)
+    data_dir = os.path.join(fresh, "tfds", tfds_faces.fingerprint(fresh))
+    os.makedirs(data_dir)
+    held = open(os.path.join(data_dir, ".prepare.lock"), "a")
+    fcntl.flock(held, fcntl.LOCK_EX)
+    # Safety nets: an early signal is ignored here, not fatal to the test process, and the
+    # lock is let go after 60 s so a failing test cannot hang.
+    before = signal.signal(signal.SIGTERM, lambda *_: None)
+    timers = [threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGTERM)),
+              threading.Timer(60.0, held.close)]
+    for t in timers:
+        t.start()
+    try:
+        tfds_faces.builder(fresh)
+        raise AssertionError("the builder did not stop")
+    except tfds_faces.PreparationStopped as e:
+        assert str(e) == (f"stopped while waiting for another run to prepare the dataset of "
+                          f"{fresh} (signal 15); the next run prepares it, or reads what that "
+                          "run prepared")
+    finally:
+        for t in timers:
+            t.cancel()
+        held.close()
+        signal.signal(signal.SIGTERM, before)
+    assert not _being_prepared(fresh) and not _prepared(fresh)
+
+
+def _catches_sigterm(pid: int) -> bool:
+    """Whether process `pid` has a handler of its own for SIGTERM (/proc's SigCgt mask)."""
+    with open(f"/proc/{pid}/status") as f:
+        mask = next(line for line in f if line.startswith("SigCgt:")).split()[1]
+    return bool(int(mask, 16) >> (signal.SIGTERM - 1) & 1)
+
+
+def test_sigterm_before_training_starts_is_one_line_and_exit_0(grid_faces, tmp_path):
+    wd = str(tmp_path / "run")
+    proc = _start(_cmd(grid_faces["a"], grid_faces["b"], wd))
+    deadline = time.monotonic() + 60
+    # As soon as the command catches it: JAX and TensorFlow are still loading, seconds away
+    # from the data and the model.
+    while proc.poll() is None and not _catches_sigterm(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 0, out[-3000:]
+    assert out.strip().splitlines() == ["stopped before training started (signal 15); nothing "
+                                        "new was saved: rerun to go on"], out[-3000:]
+    assert not os.path.isdir(wd) or checkpoint.Checkpointer(wd, read_only=True).latest_step() \
+        is None

@@ -136,3 +136,20 @@ def test_reenact_tool_writes_the_drivers_frames_and_fps(trained, tmp_path):
                     f"--driver={GRID}/GRID_brbk7n.mpg", f"--output={out}")
     assert proc.returncode == 2 and "no such workdir" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_reenactment_keeps_the_drivers_tags_and_vfr_timestamps(trained, tmp_path):
+    from facejax.faces import video_look, video_writer
+    from tests.faces.test_video_look import _clip
+    workdir, _ = trained
+    # Anamorphic, bt709 full range, frames at 40 n + 10 (n mod 3) ms.
+    driver = _clip(str(tmp_path / "d.mp4"), "-fps_mode", "passthrough", "-enc_time_base:v",
+                   "1/1000", vf="setpts='(N*0.04+0.01*mod(N,3))/TB',setsar=15/16,setparams="
+                   "color_primaries=bt709:color_trc=bt709:colorspace=bt709:range=pc", frames=12)
+    out = str(tmp_path / "re.mp4")
+    reenact.reenact(workdir, driver, out, batch=4, verbose=False)
+    before, after = (video_look.probe(p, video_writer.ffmpeg()) for p in (driver, out))
+    assert (after.sar, after.range, after.matrix, after.primaries, after.transfer) == (
+        (15, 16), "pc", "bt709", "bt709", "bt709")
+    assert video_look.seconds(after) == video_look.seconds(before) and len(before.timestamps) == 12
+    assert video_writer.streams(out) == [("video", "h264"), ("audio", "aac")]
