@@ -29,15 +29,12 @@ import ml_collections
 import numpy as np
 
 from facejax import warp_dfl
+from facejax.config_check import AUGMENT_KINDS as KIND_KEYS
 
 PLACEMENTS = ("auto", "device", "host")
 
 
-KINDS = ("deepfakes", "dfl")
-# The keys each kind reads beyond the common ones (config_check refuses a kind without them).
-KIND_KEYS = {"deepfakes": ("zoom", "shear", "flip", "warp", "warp_grid", "lightness", "color",
-                           "contrast"),
-             "dfl": ("scale", "flip_a", "flip_b")}
+KINDS = tuple(KIND_KEYS)  # KIND_KEYS: the keys each kind reads beyond the common ones
 
 
 def default_config(kind: str = "deepfakes") -> ml_collections.ConfigDict:

@@ -281,6 +281,9 @@ def test_dfl_config_and_saehd():
     assert c.augment.kind == "dfl" and c.augment.random_warp is True
     assert (c.augment.flip_a, c.augment.flip_b, c.augment.scale) == (0.0, 0.4, 1.15)
     assert deepfakes_original.get_config("tiny").augment.kind == "deepfakes"
+    assert config_check.COMMON["augment.kind"] == augment.KINDS
+    for kind in augment.KINDS:  # each kind's config holds the keys the check asks of it
+        assert set(augment.KIND_KEYS[kind]) <= set(augment.default_config(kind))
     schema = saehd_task.TASK.config_schema
     config_check.check(c, schema)
     # Not type-safe, so an integer can stand for the flag (ml_collections refuses it itself on
