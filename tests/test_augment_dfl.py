@@ -298,3 +298,28 @@ def test_dfl_config_and_saehd():
         config_check.check(c, {})
     with pytest.raises(ValueError, match="flips per identity"):
         augment.warp_params_np(np.random.default_rng(0), augment.default_config("dfl"))
+
+
+def test_saehd_flips_each_identity_at_its_own_rate():
+    """SAEHD's warp passes the identity: with every other amount at zero, flip_a 0 and
+    flip_b 1, A's targets are the centre view and B's its mirror image; masks follow."""
+    c = saehd.get_config("tiny")
+    c.augment.update(rotation=0.0, shift=0.0, scale=1.0, random_warp=False, flip_a=0.0,
+                     flip_b=1.0)
+    rng = np.random.default_rng(0)
+    size, load = c.model.size, c.data.load_size
+    batch = {n: {"image": rng.integers(0, 256, (2, load, load, 3), np.uint8),
+                 "mask": rng.integers(0, 256, (2, load, load), np.uint8),
+                 "parts": rng.integers(0, 256, (2, load, load, 4), np.uint8)} for n in "ab"}
+    sides = jax.jit(lambda b: saehd_task._warp(jax.random.key(0), b, c))(batch)
+    for name, flipped in (("a", False), ("b", True)):
+        warped, target, mask, _ = sides[name]
+        centre = np.stack([augment.centre_view(im, size, c.augment.region, np)
+                           for im in batch[name]["image"]])
+        np.testing.assert_allclose(target, centre[:, :, ::-1] if flipped else centre, atol=1e-5)
+        np.testing.assert_allclose(warped, target, atol=1e-6)
+        y, x = np.mgrid[0:size, 0:size]
+        t = (np.stack([x, y], -1) + 0.5) / size - 0.5
+        grid = ((t * [-1 if flipped else 1, 1]) * c.augment.region + 0.5) * load - 0.5
+        want = augment.sample(batch[name]["mask"][0, ..., None] / 255.0, grid, np, "linear")
+        np.testing.assert_allclose(mask[0], want, atol=1e-5)
