@@ -11,6 +11,9 @@ re-cuts each extracted face to that square grown by 1/augment.region (the margin
 transforms draw on) at data.load_size px, and the model's un-augmented view is the square
 itself. Extraction's default --coverage holds full face and narrower; whole face needs
 --coverage=0.52 or less, head 0.30 (facejax warns when the crops are too tight).
+Augmentation is DeepFaceLab's (augment.kind=dfl): rotation ±10°, scale 1/1.15 to 1.15, shift
+±5%, flips of B's faces only (flip_a 0, flip_b 0.4) and its random warp
+(--config.augment.random_warp=False turns it off).
 
 Variants (`--config=saehd:VARIANT`):
     df128    (default) 128 px, batch 8 per face, ae 256, e 64, d 64, mask 22 (DeepFaceLab's)
@@ -43,7 +46,8 @@ def get_config(variant: str = "df128") -> ml_collections.ConfigDict:
         eyes_mouth_weight=300.0,
         gan_power=0.0,        # DeepFaceLab: 0.1 once the face is trained, random warp off
         true_face_power=0.0))  # df only; DeepFaceLab suggests 0.01
-    c.augment = augment.default_config()  # random warp: --config.augment.warp=0 turns it off
+    # DeepFaceLab's view, flips and warp; --config.augment.random_warp=False turns the warp off
+    c.augment = augment.default_config("dfl")
     c.data = common.data(load_size=160)
     c.optim = ml_collections.ConfigDict(dict(
         name="adabelief", learning_rate=5e-5, b1=0.9, b2=0.999, decay_steps=0,

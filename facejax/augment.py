@@ -1,8 +1,13 @@
 """Augmentations, on device (jittable, vmapped) or on the host (numpy, in the input pipeline).
 
-- `warp_pair`: the deepfakes random warp. For one face, the network input (randomly warped) and
-  its target (the same face and the same random affine view, unwarped), at the model size, after
-  a LAB colour jitter. Coordinates are pixel centres.
+- `warp_pair`: the random warp. For one face, the network input (randomly warped) and its
+  target (the same face and the same random affine view, unwarped), at the model size. Two
+  kinds (`augment.kind`): "deepfakes" (the original's: similarity + shear view, a 5 × 5 grid
+  of moving control points, LAB colour jitter) and "dfl" (DeepFaceLab's, SAEHD's:
+  facejax/warp_dfl.py). Either way each output pixel samples the loaded crop once, with the
+  view and the warp composed, by OpenCV's cubic kernel (Keys, a = -0.75), clipped to [0, 1];
+  masks follow the target's view by linear sampling, as DeepFaceLab's do. Coordinates are
+  pixel centres.
 - `jitter_pair`: pix2pix random jitter (upscale, random crop, mirror), the same for input and
   target.
 
@@ -23,24 +28,58 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
+from facejax import warp_dfl
+from facejax.config_check import AUGMENT_KINDS as KIND_KEYS
+
 PLACEMENTS = ("auto", "device", "host")
 
 
-def default_config() -> ml_collections.ConfigDict:
-    return ml_collections.ConfigDict(dict(
+KINDS = tuple(KIND_KEYS)  # KIND_KEYS: the keys each kind reads beyond the common ones
+
+
+def default_config(kind: str = "deepfakes") -> ml_collections.ConfigDict:
+    """The augmentation settings of `kind` ("deepfakes" or "dfl", DeepFaceLab's defaults)."""
+    c = dict(
+        kind=kind,         # "deepfakes" (the original's) or "dfl" (DeepFaceLab's)
         region=0.8,        # fraction of the loaded crop's side that the model sees
         rotation=10.0,     # degrees, uniform in ±
-        zoom=0.05,         # relative, uniform in ±
         shift=0.05,        # fraction of the region, uniform in ±
-        shear=0.05,        # uniform in ±
-        flip=0.4,          # probability of a horizontal flip
-        warp=5.0 / 160.0,  # std of the control-point noise, as a fraction of the region
-        warp_grid=5,       # control points per side (the original's 5×5)
-        lightness=3.0,     # std of a lightness shift, LAB L units (0-100)
-        color=2.0,         # std of a/b shifts, LAB units
-        contrast=0.05,     # std of a relative lightness-contrast change
-        placement="auto",  # "device" (in the train step), "host" (input pipeline) or per backend
-    ))
+        random_warp=True,  # the warp's displacement (False: the input is the target's view)
+    )
+    if kind == "deepfakes":
+        c.update(
+            zoom=0.05,         # relative, uniform in ±
+            shear=0.05,        # uniform in ±
+            flip=0.4,          # probability of a horizontal flip, both identities
+            warp=5.0 / 160.0,  # std of the control-point noise, as a fraction of the region
+            warp_grid=5,       # control points per side (the original's 5×5)
+            lightness=3.0,     # std of a lightness shift, LAB L units (0-100)
+            color=2.0,         # std of a/b shifts, LAB units
+            contrast=0.05)     # std of a relative lightness-contrast change
+    elif kind == "dfl":
+        c.update(
+            scale=1.15,        # scale uniform in [1/scale, scale]; above 1 zooms in
+            flip_a=0.0,        # probability of a horizontal flip of A's faces (DFL's src)
+            flip_b=0.4)        # and of B's (DFL's dst)
+    else:
+        raise ValueError(f"unknown augmentation kind {kind!r}; expected {' or '.join(KINDS)}")
+    c["placement"] = "auto"  # "device" (in the train step), "host" (input pipeline) or per backend
+    return ml_collections.ConfigDict(c)
+
+
+def kind(cfg) -> str:
+    """The config's augmentation kind ("deepfakes" for configs older than the key)."""
+    return cfg.get("kind", "deepfakes")
+
+
+def flip_rate(cfg, identity: str | None) -> float:
+    """The probability of a horizontal flip of `identity`'s faces ("a" or "b")."""
+    if kind(cfg) == "deepfakes":
+        return cfg.flip
+    if identity not in ("a", "b"):
+        raise ValueError(f"augment.kind=dfl flips per identity: expected 'a' or 'b', "
+                         f"not {identity!r}")
+    return cfg[f"flip_{identity}"]
 
 
 # Measured with facejax benchmark train, both placements side by side (docs/cpu.md).
@@ -59,25 +98,86 @@ def placement(cfg, backend: str | None = None) -> str:
     return where
 
 
+KEYS_A = -0.75  # OpenCV's INTER_CUBIC (PIL and jax.image.resize("cubic") use -0.5)
+KERNELS = ("linear", "cubic")
+
+
+def cubic_weights(t, xp=np):
+    """Keys-kernel weights [4] of the taps at -1, 0, 1, 2 for a sample at fraction t in [0, 1)
+    past tap 0 (a = KEYS_A; they sum to 1)."""
+    a = KEYS_A
+    near = lambda x: ((a + 2) * x - (a + 3)) * x * x + 1           # |x| <= 1
+    far = lambda x: ((a * x - 5 * a) * x + 8 * a) * x - 4 * a      # 1 < |x| < 2
+    return [far(1 + t), near(t), near(1 - t), far(2 - t)]
+
+
 @functools.lru_cache(maxsize=32)
-def interp_matrix(n: int, out: int) -> np.ndarray:
-    """[out, n] weights of linear resampling from n to out samples (pixel centres, edges
-    clamped): jax.image.resize's "linear" when upsampling, and cv2.INTER_LINEAR's. Cached (the
-    host path asks for the same few per image), so read-only."""
-    x = np.clip((np.arange(out) + 0.5) * n / out - 0.5, 0, n - 1)
-    x0 = np.floor(x).astype(int)
-    w = x - x0
+def interp_matrix(n: int, out: int, kernel: str = "linear") -> np.ndarray:
+    """[out, n] weights of resampling from n to out samples (pixel centres, edges clamped):
+    "linear" is jax.image.resize's "linear" when upsampling and cv2.INTER_LINEAR's; "cubic" is
+    cv2.INTER_CUBIC's (neither antialiases when downsampling). Rows sum to 1. Cached (the host
+    path asks for the same few per image), so read-only."""
+    x = (np.arange(out) + 0.5) * n / out - 0.5
+    rows = np.arange(out)
     m = np.zeros((out, n), np.float32)
-    np.add.at(m, (np.arange(out), x0), 1 - w)
-    np.add.at(m, (np.arange(out), np.minimum(x0 + 1, n - 1)), w)
+    if kernel == "linear":
+        x = np.clip(x, 0, n - 1)
+        x0 = np.floor(x).astype(int)
+        w = x - x0
+        np.add.at(m, (rows, x0), 1 - w)
+        np.add.at(m, (rows, np.minimum(x0 + 1, n - 1)), w)
+    elif kernel == "cubic":
+        x0 = np.floor(x).astype(int)
+        for k, w in enumerate(cubic_weights(x - x0)):
+            np.add.at(m, (rows, np.clip(x0 + k - 1, 0, n - 1)), w)
+    else:
+        raise ValueError(f"unknown kernel {kernel!r}; expected one of {', '.join(KERNELS)}")
     m.flags.writeable = False
     return m
 
 
+def sample(image, coords, xp=jnp, kernel: str = "cubic"):
+    """Samples image [H, W, C] at (x, y) pixel coords [..., 2] -> float32 [..., C], with indices
+    clamped to the image (OpenCV's BORDER_REPLICATE). "cubic" is cv2.INTER_CUBIC's 4 × 4 taps
+    and may overshoot the image's range: callers clip. "linear" is bilinear."""
+    h, w = image.shape[:2]
+    img = image.astype(xp.float32)
+    coords = coords.astype(xp.float32)
+    if kernel == "linear":
+        x = xp.clip(coords[..., 0], 0, w - 1)
+        y = xp.clip(coords[..., 1], 0, h - 1)
+        x0, y0 = xp.floor(x), xp.floor(y)
+        fx, fy = (x - x0)[..., None], (y - y0)[..., None]
+        x0i, y0i = x0.astype(xp.int32), y0.astype(xp.int32)
+        x1i, y1i = xp.minimum(x0i + 1, w - 1), xp.minimum(y0i + 1, h - 1)
+        top = img[y0i, x0i] * (1 - fx) + img[y0i, x1i] * fx
+        bot = img[y1i, x0i] * (1 - fx) + img[y1i, x1i] * fx
+        return top * (1 - fy) + bot * fy
+    if kernel != "cubic":
+        raise ValueError(f"unknown kernel {kernel!r}; expected one of {', '.join(KERNELS)}")
+    # Two pixels beyond an edge every tap reads the edge pixel: clipping there changes nothing
+    # and keeps the integer conversion in range.
+    x = xp.clip(coords[..., 0], -2, w + 1)
+    y = xp.clip(coords[..., 1], -2, h + 1)
+    x0, y0 = xp.floor(x), xp.floor(y)
+    wx = cubic_weights(x - x0, xp)
+    wy = cubic_weights(y - y0, xp)
+    xi = [xp.clip(x0.astype(xp.int32) + k - 1, 0, w - 1) for k in range(4)]
+    yi = [xp.clip(y0.astype(xp.int32) + k - 1, 0, h - 1) for k in range(4)]
+    out = 0.0
+    for j in range(4):
+        row = sum(img[yi[j], xi[k]] * wx[k][..., None] for k in range(4))
+        out = out + row * wy[j][..., None]
+    return out
+
+
 # ---- random warp: parameters ---------------------------------------------------------------
 
-def warp_params(key: jax.Array, cfg) -> dict:
-    """One face's random warp parameters, drawn with jax.random."""
+def warp_params(key: jax.Array, cfg, identity: str | None = None) -> dict:
+    """One face's random warp parameters, drawn with jax.random; `identity` ("a" or "b")
+    picks the flip probability of kind "dfl"."""
+    if kind(cfg) == "dfl":
+        return warp_dfl.params(key, cfg, flip_rate(cfg, identity))
     ka, kw, kc = jax.random.split(key, 3)
     k = jax.random.split(ka, 6)
     u = lambda kk, r: jax.random.uniform(kk, (), minval=-r, maxval=r)
@@ -95,8 +195,10 @@ def warp_params(key: jax.Array, cfg) -> dict:
     }
 
 
-def warp_params_np(rng: np.random.Generator, cfg) -> dict:
+def warp_params_np(rng: np.random.Generator, cfg, identity: str | None = None) -> dict:
     """The same parameters as `warp_params`, with the same distributions, drawn with numpy."""
+    if kind(cfg) == "dfl":
+        return warp_dfl.params_np(rng, cfg, flip_rate(cfg, identity))
     u = lambda r: np.float32(rng.uniform(-r, r))
     n = lambda *shape: rng.standard_normal(shape, np.float32)
     return {"theta": np.float32(np.deg2rad(u(cfg.rotation))), "scale": np.float32(1 + u(cfg.zoom)),
@@ -114,7 +216,8 @@ def _pixel_grid(xp, out_size: int):
 
 
 def affine_coords(xp, p: dict, out_size: int, in_size: int, region: float):
-    """Source (x, y) pixel coordinates [out, out, 2] of the random similarity + shear view."""
+    """Source (x, y) pixel coordinates [out, out, 2] of the random similarity + shear view
+    (kind "deepfakes")."""
     gx, gy = _pixel_grid(xp, out_size)
     pts = xp.stack([gx * p["flip"], gy], -1)
     c, s, h = xp.cos(p["theta"]), xp.sin(p["theta"]), p["shear"]
@@ -124,26 +227,25 @@ def affine_coords(xp, p: dict, out_size: int, in_size: int, region: float):
 
 
 def displacement(xp, p: dict, out_size: int, in_size: int, cfg):
-    """Smooth displacement [out, out, 2] in source pixels: the control-grid noise, upsampled."""
+    """Smooth displacement [out, out, 2] in source pixels: the control-grid noise, upsampled
+    (kind "deepfakes")."""
     r = xp.asarray(interp_matrix(cfg.warp_grid, out_size))
     noise = p["noise"] * np.float32(cfg.warp * cfg.region * in_size)
     rows = xp.einsum("ia,abc->ibc", r, noise)           # two small products: numpy's einsum
     return xp.einsum("jb,ibc->ijc", r, rows)            # of three operands is 10x slower
 
 
-def sample(image, coords, xp=jnp):
-    """Bilinear sampling of image [H, W, C] at (x, y) coords [..., 2]; edges clamp."""
-    h, w = image.shape[:2]
-    x = xp.clip(coords[..., 0], 0, w - 1)
-    y = xp.clip(coords[..., 1], 0, h - 1)
-    x0, y0 = xp.floor(x), xp.floor(y)
-    fx, fy = (x - x0)[..., None], (y - y0)[..., None]
-    x0i, y0i = x0.astype(xp.int32), y0.astype(xp.int32)
-    x1i, y1i = xp.minimum(x0i + 1, w - 1), xp.minimum(y0i + 1, h - 1)
-    img = image.astype(xp.float32)
-    top = img[y0i, x0i] * (1 - fx) + img[y0i, x1i] * fx
-    bot = img[y1i, x0i] * (1 - fx) + img[y1i, x1i] * fx
-    return top * (1 - fy) + bot * fy
+def source_coords(xp, p: dict, out_size: int, in_size: int, cfg):
+    """(target, warped) source pixel coordinates [out, out, 2] in the loaded crop: the view,
+    and the view with the warp's displacement (the same when `random_warp` is off)."""
+    if kind(cfg) == "dfl":
+        target, warped = warp_dfl.view_coords(xp, p, out_size, cfg.random_warp)
+        to_crop = lambda v: (v * cfg.region + 0.5) * in_size - 0.5
+        return to_crop(target), to_crop(warped)
+    target = affine_coords(xp, p, out_size, in_size, cfg.region)
+    if not cfg.get("random_warp", True):
+        return target, target
+    return target, target + displacement(xp, p, out_size, in_size, cfg)
 
 
 # sRGB (D65) <-> CIE LAB. numpy constants: importing this module must not start a JAX backend.
@@ -178,8 +280,8 @@ def lab_to_rgb(lab, xp=jnp):
 
 def color_shift(xp, p: dict, rgb, cfg):
     """Lightness, contrast and a/b shifts in LAB by the drawn amounts (identity when all stds
-    are 0)."""
-    if not (cfg.lightness or cfg.color or cfg.contrast):
+    are 0; kind "dfl" has none)."""
+    if kind(cfg) != "deepfakes" or not (cfg.lightness or cfg.color or cfg.contrast):
         return rgb
     lab = rgb_to_lab(rgb, xp)
     mean_l = lab[..., 0].mean()
@@ -192,13 +294,13 @@ def color_shift(xp, p: dict, rgb, cfg):
 def apply_warp(xp, p: dict, image, out_size: int, cfg):
     """uint8 [L, L, 3] crop -> (warped, target) float32 [out, out, 3] in [0, 1]."""
     src = color_shift(xp, p, image.astype(xp.float32) / np.float32(255), cfg)
-    grid = affine_coords(xp, p, out_size, image.shape[0], cfg.region)
-    target = sample(src, grid, xp)
-    warped = sample(src, grid + displacement(xp, p, out_size, image.shape[0], cfg), xp)
-    return warped, target
+    target, warped = source_coords(xp, p, out_size, image.shape[0], cfg)
+    # Cubic overshoots at edges; the loss and the model expect [0, 1], as DeepFaceLab's clip.
+    return (xp.clip(sample(src, warped, xp), 0.0, 1.0),
+            xp.clip(sample(src, target, xp), 0.0, 1.0))
 
 
-def warp_pair(key: jax.Array, image: jax.Array, out_size: int, cfg):
+def warp_pair(key: jax.Array, image: jax.Array, out_size: int, cfg, identity: str | None = None):
     """One face -> (warped input, target), float32 in [0, 1], on device.
 
     Args:
@@ -206,36 +308,43 @@ def warp_pair(key: jax.Array, image: jax.Array, out_size: int, cfg):
       image: uint8 [L, L, 3] loaded crop.
       out_size: model resolution.
       cfg: augmentation config (see default_config).
+      identity: "a" or "b", whose flip probability kind "dfl" uses.
     """
-    return apply_warp(jnp, warp_params(key, cfg), image, out_size, cfg)
+    return apply_warp(jnp, warp_params(key, cfg, identity), image, out_size, cfg)
 
 
-def warp_with_masks(key: jax.Array, image: jax.Array, masks: jax.Array, out_size: int, cfg):
+def warp_with_masks(key: jax.Array, image: jax.Array, masks: jax.Array, out_size: int, cfg,
+                    identity: str | None = None):
     """`warp_pair` with masks that follow the target: (warped, target, target masks), float32
-    in [0, 1]; masks uint8 [L, L, M] take the target's affine view (no colour, no warp)."""
-    p = warp_params(key, cfg)
+    in [0, 1]; masks uint8 [L, L, M] take the target's view (no colour, no warp), sampled
+    linearly as DeepFaceLab's masks are."""
+    p = warp_params(key, cfg, identity)
     warped, target = apply_warp(jnp, p, image, out_size, cfg)
-    grid = affine_coords(jnp, p, out_size, image.shape[0], cfg.region)
-    return warped, target, sample(masks.astype(jnp.float32) / np.float32(255), grid)
+    grid, _ = source_coords(jnp, p, out_size, image.shape[0], cfg)
+    return warped, target, sample(masks.astype(jnp.float32) / np.float32(255), grid, jnp, "linear")
 
 
-def warp_batch_np(rng: np.random.Generator, images: np.ndarray, out_size: int, cfg):
+def warp_batch_np(rng: np.random.Generator, images: np.ndarray, out_size: int, cfg,
+                  identity: str | None = None):
     """The host path: uint8 [B, L, L, 3] -> (warped, target) float32 [B, out, out, 3]."""
-    pairs = [apply_warp(np, warp_params_np(rng, cfg), im, out_size, cfg) for im in images]
+    pairs = [apply_warp(np, warp_params_np(rng, cfg, identity), im, out_size, cfg)
+             for im in images]
     return (np.stack([w for w, _ in pairs]).astype(np.float32),
             np.stack([t for _, t in pairs]).astype(np.float32))
 
 
 def warp_field(key: jax.Array, out_size: int, in_size: int, cfg) -> jax.Array:
-    """The random displacement [out, out, 2] (source pixels) that `warp_pair` would draw."""
+    """The random displacement [out, out, 2] (source pixels) that `warp_pair` would draw (kind
+    "deepfakes")."""
     return displacement(jnp, warp_params(key, cfg), out_size, in_size, cfg)
 
 
 def centre_view(image, out_size: int, region: float, xp=jnp):
-    """The un-augmented model view of uint8 [L, L, C] crops (for evaluation and conversion)."""
+    """The un-augmented model view of uint8 [L, L, C] crops (for evaluation and conversion),
+    cubic, clipped to [0, 1]."""
     gx, gy = _pixel_grid(xp, out_size)
     grid = (xp.stack([gx, gy], -1) * region + 0.5) * image.shape[0] - 0.5
-    return sample(image.astype(xp.float32) / np.float32(255), grid, xp)
+    return xp.clip(sample(image.astype(xp.float32) / np.float32(255), grid, xp), 0.0, 1.0)
 
 
 # ---- pix2pix random jitter ---------------------------------------------------------------
@@ -253,7 +362,8 @@ def jitter_params_np(rng: np.random.Generator, big: int, size: int, flip: float)
 
 
 def jitter_image(p: dict, image: jax.Array, big: int, size: int) -> jax.Array:
-    """float [S0, S0, C] -> resized to big × big (linear), cropped at (oy, ox), maybe mirrored."""
+    """float [S0, S0, C] -> resized to big × big (linear), cropped at (oy, ox), maybe mirrored.
+    Stays linear: the cubic kernel replaced the face warp's sampling only (issue 31)."""
     im = jax.image.resize(image, (big, big, image.shape[-1]), "linear")
     im = jax.lax.dynamic_slice(im, (p["oy"], p["ox"], 0), (size, size, image.shape[-1]))
     return jnp.where(p["flip"], im[:, ::-1], im)

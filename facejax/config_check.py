@@ -3,11 +3,11 @@ one of its options, before anything slow runs. A bad value is one line naming
 `--config.KEY`, the value and what is allowed.
 
 A schema maps a config key (dotted, from the top of the config) to its rule: a `Range` of
-numbers, or the tuple of allowed strings. `COMMON` holds the keys the generic parts read (the
-training loop, the data pipeline, augmentation, the optimizer's schedule, the model's size);
-each family's task declares the keys only it reads (`Task.config_schema`, facejax/tasks/), and
-`check` takes the two together. Every numeric leaf of every experiment must have a rule
-(tests/test_config_check.py), so a new setting comes with its range.
+numbers, the tuple of allowed strings, or `BOOLEAN`. `COMMON` holds the keys the generic parts
+read (the training loop, the data pipeline, augmentation, the optimizer's schedule, the model's
+size); each family's task declares the keys only it reads (`Task.config_schema`,
+facejax/tasks/), and `check` takes the two together. Every numeric leaf of every experiment
+must have a rule (tests/test_config_check.py), so a new setting comes with its range.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class Range(NamedTuple):
     low_open: bool = False
 
 
-Rule = Union[Range, tuple]  # a tuple of strings: the allowed choices
+Rule = Union[Range, tuple, type]  # a tuple of strings: the allowed choices; BOOLEAN
 Schema = Mapping[str, Rule]
 
 
@@ -43,6 +43,12 @@ def number(low: float, high: float = INF, low_open: bool = False) -> Range:
 
 
 FRACTION = number(0, 1)
+BOOLEAN = bool  # True or False, nothing else
+# The keys each augmentation kind reads beyond the common ones (augment.default_config(kind)
+# gives them; a kind without them is refused).
+AUGMENT_KINDS = {"deepfakes": ("zoom", "shear", "flip", "warp", "warp_grid", "lightness",
+                               "color", "contrast"),
+                 "dfl": ("scale", "flip_a", "flip_b")}
 WEIGHT = number(0)  # a loss term's weight
 COMMON: Schema = {
     "seed": integer(0),
@@ -69,6 +75,8 @@ COMMON: Schema = {
     "data.degrade.prob": FRACTION,
     "data.degrade.max_blur": number(0, 100),
     "data.degrade.jpeg_min": integer(1, 100),
+    "augment.kind": tuple(AUGMENT_KINDS),
+    "augment.random_warp": BOOLEAN,
     "augment.region": number(0, 1, low_open=True),
     "augment.rotation": number(0, 180),
     "augment.zoom": FRACTION,
@@ -80,6 +88,9 @@ COMMON: Schema = {
     "augment.lightness": number(0, 100),
     "augment.color": number(0, 128),
     "augment.contrast": FRACTION,
+    "augment.scale": number(1, 4),
+    "augment.flip_a": FRACTION,
+    "augment.flip_b": FRACTION,
     "augment.jitter_scale": number(1, 4),
     "augment.placement": ("auto", "device", "host"),
 }
@@ -155,9 +166,26 @@ def check(config, family: Schema) -> None:
             if not values or not all(_number_ok(v, *rule) for v in values):
                 raise UserError(f"--config.{key}={_show(value)}: must be "
                                 f"{_describe(*rule)}{' each' if many else ''}")
+        elif rule is BOOLEAN:
+            if not isinstance(value, bool):
+                raise UserError(f"--config.{key}={_show(value)}: must be True or False")
         elif rule is not None and value not in rule:
             raise UserError(f"--config.{key}={_show(value)}: expected one of {', '.join(rule)}")
+    _augment_kind(config)
 
+
+
+def _augment_kind(config) -> None:
+    """A config's augmentation must hold the keys its kind reads (a kind set on the command line
+    cannot add them: they come with augment.default_config(kind))."""
+    aug = config.get("augment")
+    if aug is None or aug.get("kind") not in AUGMENT_KINDS:
+        return
+    missing = [k for k in AUGMENT_KINDS[aug["kind"]] if k not in aug]
+    if missing:
+        raise UserError(f"--config.augment.kind={aug['kind']}: this experiment's augment has no "
+                        f"{', '.join(missing)} (an experiment picks the kind with "
+                        "augment.default_config(kind))")
 
 def _show(value) -> str:
     return ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)

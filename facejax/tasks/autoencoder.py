@@ -51,7 +51,7 @@ def host_augment(batch: dict, rng: np.random.Generator, config) -> dict:
     out = {}
     for name in IDENTITIES:
         warped, target = augment.warp_batch_np(rng, batch[name]["image"], config.model.size,
-                                               config.augment)
+                                               config.augment, identity=name)
         out[name] = {"warped": warped, "target": target}
     return out
 

@@ -106,7 +106,8 @@ def _warp(rng, batch, config):
         em = jnp.max(parts, axis=-1, keepdims=True)
         stacked = jnp.concatenate([b["mask"][..., None], em], -1)
         keys = jax.random.split(key, b["image"].shape[0])
-        fn = lambda k, im, m: augment.warp_with_masks(k, im, m, config.model.size, config.augment)
+        fn = lambda k, im, m: augment.warp_with_masks(
+            k, im, m, config.model.size, config.augment, identity=name)
         warped, target, m = jax.vmap(fn)(keys, b["image"], stacked)
         out[name] = (warped, target, m[..., :1], m[..., 1:])
     return out
