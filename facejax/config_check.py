@@ -21,11 +21,13 @@ INF = math.inf
 
 
 class Range(NamedTuple):
-    """Numbers from `low` to `high` (inclusive; `low` excluded when `low_open`)."""
+    """Numbers from `low` to `high` (inclusive; `low` excluded when `low_open`); `note` is
+    added to the error (what the value means, where that changed)."""
     kind: str  # "int" or "float"
     low: float
     high: float = INF
     low_open: bool = False
+    note: str = ""
 
 
 Rule = Union[Range, tuple]  # a tuple of strings: the allowed choices
@@ -37,9 +39,9 @@ def integer(low: float, high: float = INF) -> Range:
     return Range("int", low, high)
 
 
-def number(low: float, high: float = INF, low_open: bool = False) -> Range:
+def number(low: float, high: float = INF, low_open: bool = False, note: str = "") -> Range:
     """Numbers from `low` (excluded when `low_open`) to `high`."""
-    return Range("float", low, high, low_open)
+    return Range("float", low, high, low_open, note)
 
 
 FRACTION = number(0, 1)
@@ -152,9 +154,10 @@ def check(config, family: Schema) -> None:
         if isinstance(rule, Range):
             many = isinstance(value, (tuple, list))
             values = value if many else (value,)
-            if not values or not all(_number_ok(v, *rule) for v in values):
+            if not values or not all(_number_ok(v, *rule[:4]) for v in values):
+                note = f" ({rule.note})" if rule.note else ""
                 raise UserError(f"--config.{key}={_show(value)}: must be "
-                                f"{_describe(*rule)}{' each' if many else ''}")
+                                f"{_describe(*rule[:4])}{' each' if many else ''}{note}")
         elif rule is not None and value not in rule:
             raise UserError(f"--config.{key}={_show(value)}: expected one of {', '.join(rule)}")
 
