@@ -12,7 +12,7 @@ from facejax import checkpoint, config_check, inference, losses, runs, train, tr
 from facejax.errors import UserError
 from facejax.data import pipeline
 from facejax.training import run_files
-from facejax.tasks import saehd
+from facejax.tasks import saehd, saehd_gan
 from facejax.faces import video
 from tests.helpers import (GRID, assert_params_agree, faces_of, run_tool, train_and_resume,
                            train_steps_on)
@@ -173,6 +173,35 @@ def test_options_that_add_state_switch_on_and_off_in_a_resumed_run(short_run, gr
     assert "state part(s) code_d, ema of the checkpoint unused" in "".join(capfd.readouterr())
     assert set(last) == set(abstract) and int(last["step"]) == 61
     jax.tree.map(np.testing.assert_array_equal, last["params"], after["params"])
+
+
+@pytest.mark.slow
+def test_the_patchgan_learns_on_a_trained_generator(short_run, grid_faces):
+    """Issue 31's criterion as restated in docs/deepfacelab_saehd.md 6(c)4: switched on in a
+    run trained on real faces (DeepFaceLab's recipe: random warp off), the PatchGAN's pixel
+    loss inside the mask falls below 0.95·ln 2 with a positive logit gap within 200 steps
+    (means over 20 steps: one batch of 8 faces is noisy). d_loss, with the outside pixels
+    that cannot beat chance, moves less; the generator then catches up (docs/benchmarks.md)."""
+    config = tiny(grid_faces)
+    config.loss.gan_power = 0.1
+    config.model.update(gan_dims=16, gan_patch_size=8)
+    config.augment.warp, config.augment.random_warp = 0.0, False
+    state = runs.restore_state(short_run[0], tiny(grid_faces), saehd.TASK)
+    d = saehd_gan.patch_discriminator(config).init(jax.random.key(1), jnp.zeros((1, 32, 32, 3)))
+    state["d"] = {"params": d["params"], "opt": saehd.optimizer(config).init(d["params"])}
+    batches = _batches(grid_faces, config)
+    step = jax.jit(lambda s, b, k: saehd.train_step(s, b, k, config))
+    window, seen = [], []
+    for i in range(200):
+        state, m = step(state, batches(60 + i), jax.random.key(0))
+        window.append((float(m["d_loss_inside"]), float(m["d_logit_gap"])))
+        if len(window) == 20:
+            seen.append((i + 1, *np.mean(window, axis=0)))
+            window = []
+            if seen[-1][1] < 0.95 * np.log(2) and seen[-1][2] > 0:
+                break
+    print("PatchGAN (step, mean d_loss_inside, mean d_logit_gap) per 20 steps:", seen)
+    assert seen[-1][1] < 0.95 * np.log(2) and seen[-1][2] > 0
 
 
 def test_the_weight_average_never_shares_the_weights_buffers():
