@@ -21,13 +21,22 @@ INF = math.inf
 
 
 class Range(NamedTuple):
-    """Numbers from `low` to `high` (inclusive; `low` excluded when `low_open`); `note` is
-    added to the error (what the value means, where that changed)."""
+    """Numbers from `low` to `high` (inclusive; `low` excluded when `low_open`)."""
     kind: str  # "int" or "float"
     low: float
     high: float = INF
     low_open: bool = False
-    note: str = ""
+
+
+class NotedRange(Range):
+    """A Range whose error message adds `note` (what the value means, where that changed); it
+    unpacks as a Range."""
+
+    def __new__(cls, kind: str, low: float, high: float = INF, low_open: bool = False,
+                note: str = ""):
+        self = super().__new__(cls, kind, low, high, low_open)
+        self.note = note
+        return self
 
 
 Rule = Union[Range, tuple]  # a tuple of strings: the allowed choices
@@ -40,8 +49,9 @@ def integer(low: float, high: float = INF) -> Range:
 
 
 def number(low: float, high: float = INF, low_open: bool = False, note: str = "") -> Range:
-    """Numbers from `low` (excluded when `low_open`) to `high`."""
-    return Range("float", low, high, low_open, note)
+    """Numbers from `low` (excluded when `low_open`) to `high`; `note` is added to the error."""
+    return NotedRange("float", low, high, low_open, note) if note else Range(
+        "float", low, high, low_open)
 
 
 FRACTION = number(0, 1)
@@ -154,10 +164,11 @@ def check(config, family: Schema) -> None:
         if isinstance(rule, Range):
             many = isinstance(value, (tuple, list))
             values = value if many else (value,)
-            if not values or not all(_number_ok(v, *rule[:4]) for v in values):
-                note = f" ({rule.note})" if rule.note else ""
+            if not values or not all(_number_ok(v, *rule) for v in values):
+                note = getattr(rule, "note", "")
                 raise UserError(f"--config.{key}={_show(value)}: must be "
-                                f"{_describe(*rule[:4])}{' each' if many else ''}{note}")
+                                f"{_describe(*rule)}{' each' if many else ''}"
+                                f"{f' ({note})' if note else ''}")
         elif rule is not None and value not in rule:
             raise UserError(f"--config.{key}={_show(value)}: expected one of {', '.join(rule)}")
 
