@@ -52,7 +52,8 @@ def get_config(variant: str = "df128") -> ml_collections.ConfigDict:
     c.optim = ml_collections.ConfigDict(dict(
         name="adabelief", learning_rate=5e-5, b1=0.9, b2=0.999, decay_steps=0,
         clip_norm=0.0,     # global-norm gradient clipping (DeepFaceLab's clipgrad: 1.0); 0 off
-        lr_dropout=0.0))   # share of update elements dropped each step (DeepFaceLab: 0.3)
+        lr_dropout=1.0,    # share of update elements kept each step (DeepFaceLab's on: 0.3); 1 off
+        lr_cos=0))         # period in steps of the rate's cosine cycle (DeepFaceLab's on: 500)
     c.ema = 0.0            # decay of a moving average of the weights for inference; 0 off
     common.loop(c, batch_size=8, num_steps=100_000, log_every=20, every=500, eval_batches=2)
     if variant == "liae128":

@@ -28,6 +28,17 @@ class Range(NamedTuple):
     low_open: bool = False
 
 
+class NotedRange(Range):
+    """A Range whose error message adds `note` (what the value means, where that changed); it
+    unpacks as a Range."""
+
+    def __new__(cls, kind: str, low: float, high: float = INF, low_open: bool = False,
+                note: str = ""):
+        self = super().__new__(cls, kind, low, high, low_open)
+        self.note = note
+        return self
+
+
 Rule = Union[Range, tuple, type]  # a tuple of strings: the allowed choices; BOOLEAN
 Schema = Mapping[str, Rule]
 
@@ -37,9 +48,10 @@ def integer(low: float, high: float = INF) -> Range:
     return Range("int", low, high)
 
 
-def number(low: float, high: float = INF, low_open: bool = False) -> Range:
-    """Numbers from `low` (excluded when `low_open`) to `high`."""
-    return Range("float", low, high, low_open)
+def number(low: float, high: float = INF, low_open: bool = False, note: str = "") -> Range:
+    """Numbers from `low` (excluded when `low_open`) to `high`; `note` is added to the error."""
+    return NotedRange("float", low, high, low_open, note) if note else Range(
+        "float", low, high, low_open)
 
 
 FRACTION = number(0, 1)
@@ -164,8 +176,10 @@ def check(config, family: Schema) -> None:
             many = isinstance(value, (tuple, list))
             values = value if many else (value,)
             if not values or not all(_number_ok(v, *rule) for v in values):
+                note = getattr(rule, "note", "")
                 raise UserError(f"--config.{key}={_show(value)}: must be "
-                                f"{_describe(*rule)}{' each' if many else ''}")
+                                f"{_describe(*rule)}{' each' if many else ''}"
+                                f"{f' ({note})' if note else ''}")
         elif rule is BOOLEAN:
             if not isinstance(value, bool):
                 raise UserError(f"--config.{key}={_show(value)}: must be True or False")

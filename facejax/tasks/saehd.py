@@ -1,7 +1,8 @@
 """DeepFaceLab's SAEHD swap family: df or liae networks (models/saehd.py) with a learned mask,
 trained on warped faces with DSSIM + MSE inside the blurred face mask, eyes/mouth priority and a
-mask loss, as Model_SAEHD does; AdaBelief (or Adam), optional gradient clipping, learning-rate
-dropout and an exponential moving average of the weights for inference.
+mask loss, as Model_SAEHD does; AdaBelief (or Adam), optional gradient clipping, DeepFaceLab's
+learning-rate dropout and cosine cycle, and an exponential moving average of the weights for
+inference.
 
 Per side and face, with m the blurred hull mask (DeepFaceLab's: blur σ = max(1, S/32), clipped
 at 0.5, doubled) and em the eyes and mouth masks:
@@ -12,15 +13,24 @@ at 0.5, doubled) and em the eyes and mouth masks:
   + 10·mean((mask - predicted mask)²)
 
 Options, off by default as in DeepFaceLab:
+  optim.lr_dropout  the share of each weight tensor's update elements kept, a fresh random mask
+                    per tensor and step, not rescaled (DeepFaceLab's "on": 0.3; 1.0 off).
+  optim.lr_cos      the period in steps of a cosine cycle of the learning rate, factor
+                    (cos(2π·t/lr_cos) + 1)/2 on the optimizer's own step count t (kept in its
+                    state, so a resumed run continues the cycle; DeepFaceLab's "on": 500).
+  augment.random_warp False, with liae: inter_AB is frozen (no gradient, update or change of
+                    its optimizer moments), as DeepFaceLab trains it only on warped faces.
   gan_power         a U-Net PatchGAN (models/saehd_discriminators.py) on A's masked faces:
                     gan_power · (BCE of its centre and pixel logits against "real"), plus
                     1e-6·total variation of the face and 0.02·MSE outside the mask; the
-                    discriminator learns real A faces from reconstructions.
+                    discriminator learns real A faces from reconstructions
+                    (tasks/saehd_gan.py, with the figures that show it learning).
   true_face_power   (df) a discriminator on the inter's codes: B's codes are "real", A's
                     "fake", and the generator is pushed to make A's codes look like B's ones
                     (true_face_power · BCE), so swaps keep more of A's look.
-Both discriminators train in the same step, on that step's faces (DeepFaceLab re-renders
-them after the generator's update), with the generator's optimizer settings.
+Both discriminators train in the same step with the generator's optimizer settings; the
+PatchGAN judges A's faces re-rendered by the updated generator (DeepFaceLab's order), the code
+discriminator that step's codes.
 
 The gradient is that of the sum over the batch (DeepFaceLab's), the metrics are batch means.
 Identity "a" is DeepFaceLab's src (the face put into videos), "b" its dst.
@@ -38,8 +48,7 @@ from facejax import augment, config_check, losses
 from facejax.errors import UserError
 from facejax.faces.parts import FACE_TYPES, PART_NAMES
 from facejax.models import saehd as saehd_model
-from facejax.models import saehd_discriminators as discriminators
-from facejax.tasks import common
+from facejax.tasks import common, saehd_gan
 from facejax.tasks.protocol import Reference, Task
 
 FIELDS = ("image", "mask", "parts")
@@ -49,7 +58,8 @@ EYES, MOUTH = PART_NAMES.index("eyes"), PART_NAMES.index("mouth")
 
 def optimizer(config):
     """AdaBelief (DeepFaceLab's default; eps outside the root as there) or Adam, after optional
-    global-norm clipping."""
+    global-norm clipping. Optax's AdaBelief corrects its moments' bias, DeepFaceLab's does not
+    (its first steps are larger). Learning-rate dropout and the cosine cycle are `_apply`'s."""
     o = config.optim
     lr = common.learning_rate(config)
     if o.name == "adabelief":
@@ -59,21 +69,6 @@ def optimizer(config):
     else:
         raise ValueError(f"optimizer {o.name!r}: expected adabelief or adam")
     return optax.chain(optax.clip_by_global_norm(o.clip_norm), opt) if o.clip_norm else opt
-
-
-def patch_discriminator(config) -> discriminators.UNetPatchDiscriminator:
-    m = config.model
-    return discriminators.UNetPatchDiscriminator(
-        patch_size=m.gan_patch_size or m.size // 8, base=m.gan_dims,
-        conv_impl=m.get("conv_impl", "auto"), dtype=saehd_model.compute_dtype(m))
-
-
-def code_discriminator(config) -> discriminators.CodeDiscriminator:
-    if saehd_model.parse_archi(config.model.archi)[0] != "df":
-        raise ValueError("true_face_power needs archi df (liae has no shared code to "
-                         "discriminate), as in DeepFaceLab")
-    return discriminators.CodeDiscriminator(config.model.code_d_dims,
-                                            saehd_model.compute_dtype(config.model))
 
 
 def init(rng: jax.Array, config) -> dict:
@@ -87,12 +82,12 @@ def init(rng: jax.Array, config) -> dict:
     if config.ema:
         state["ema"] = params
     if config.loss.gan_power:
-        d = patch_discriminator(config).init(k_d, faces)["params"]
+        d = saehd_gan.patch_discriminator(config).init(k_d, faces)["params"]
         state["d"] = {"params": d, "opt": optimizer(config).init(d)}
     if config.loss.true_face_power:
         f = model.apply({"params": params}, faces, method=saehd_model.SAEHD.encode)
         code = model.apply({"params": params}, f, "a", method=saehd_model.SAEHD.code)
-        c = code_discriminator(config).init(k_c, code)["params"]
+        c = saehd_gan.code_discriminator(config).init(k_c, code)["params"]
         state["code_d"] = {"params": c, "opt": optimizer(config).init(c)}
     return state
 
@@ -153,30 +148,6 @@ def _forward(params, warped: dict, config):
     return out, codes
 
 
-def _bce(logits, label: float) -> jax.Array:
-    """Per face: the mean binary cross-entropy of a discriminator's logits against `label`."""
-    return losses.per_example_mean(losses.bce_with_logits(logits, label))
-
-
-def adversarial_terms(state: dict, face, target, mask, codes: dict, config) -> dict:
-    """The generator's GAN and true-face terms, per face [B] (module docstring)."""
-    terms = {}
-    if config.loss.gan_power:
-        inside = jax.lax.stop_gradient(mask_blur(mask, config.model.size))
-        logits = patch_discriminator(config).apply({"params": state["d"]["params"]},
-                                                   face * inside)
-        outside = 1.0 - inside
-        terms["gan"] = (config.loss.gan_power * sum(_bce(x, 1.0) for x in logits)
-                        + 1e-6 * losses.total_variation_sq(face)
-                        + 0.02 * losses.per_example_mean(
-                            jnp.square(face * outside - target * outside)))
-    if config.loss.true_face_power:
-        logits = code_discriminator(config).apply({"params": state["code_d"]["params"]},
-                                                  codes["a"])
-        terms["true_face"] = config.loss.true_face_power * _bce(logits, 1.0)
-    return terms
-
-
 def loss_fn(params, state: dict, sides: dict, config):
     preds, codes = _forward(params, {n: sides[n][0] for n in IDENTITIES}, config)
     metrics, total = {}, 0.0
@@ -185,7 +156,9 @@ def loss_fn(params, state: dict, sides: dict, config):
         face, pmask = preds[name]
         terms = side_loss(target, face, mask, pmask, em, config)
         if name == "a":  # DeepFaceLab's discriminators judge the src side
-            terms.update(adversarial_terms(state, face, target, mask, codes, config))
+            inside = jax.lax.stop_gradient(mask_blur(mask, config.model.size))
+            terms.update(saehd_gan.adversarial_terms(state, face, target, inside, codes,
+                                                     config))
         per_face = sum(terms.values())
         total = total + per_face.sum()
         metrics[f"loss_{name}"] = per_face.mean()
@@ -194,39 +167,81 @@ def loss_fn(params, state: dict, sides: dict, config):
     return total, (metrics, {"face_a": preds["a"][0], "codes": codes})
 
 
-def _apply(params, opt_state, grads, key, config):
-    """One optimizer update, with DeepFaceLab's learning-rate dropout where set: each update
-    element is kept with probability 1 - p (and not rescaled), which it uses late in a run to
-    sharpen."""
-    updates, opt_state = optimizer(config).update(grads, opt_state, params)
-    if config.optim.lr_dropout:
+def _count(opt_state):
+    """The optimizer's own step count before this update (AdaBelief's or Adam's `count`)."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(opt_state)[0]:
+        if path and getattr(path[-1], "name", None) == "count":
+            return leaf
+    raise ValueError("optimizer state without a step count")
+
+
+def lr_cos_factor(count, period: int):
+    """DeepFaceLab's cosine cycle of the learning rate: 1 at count 0, period, …; 0 half-way."""
+    return (jnp.cos(2.0 * jnp.pi * count / period) + 1.0) / 2.0
+
+
+def _under(path, names) -> bool:
+    return any(getattr(k, "key", None) in names for k in path)
+
+
+def _apply(params, opt_state, grads, key, config, frozen=()):
+    """One optimizer update, then DeepFaceLab's cosine cycle (`optim.lr_cos`) and learning-rate
+    dropout (`optim.lr_dropout`: each update element kept with that probability, a fresh mask
+    per tensor, no rescale), which it uses late in a run to sharpen. The top-level parameter
+    groups in `frozen` keep their weights and optimizer moments (their gradients must already be
+    zero, so the global-norm clip leaves them out); the step count advances."""
+    o = config.optim
+    updates, new_opt = optimizer(config).update(grads, opt_state, params)
+    period = int(o.get("lr_cos", 0))
+    if period:
+        factor = lr_cos_factor(_count(opt_state), period)
+        updates = jax.tree.map(lambda u: u * factor.astype(u.dtype), updates)
+    keep = float(o.get("lr_dropout", 1.0))
+    if keep < 1.0:
         leaves, tree = jax.tree.flatten(updates)
         keys = jax.random.split(key, len(leaves))
-        keep = 1.0 - config.optim.lr_dropout
         updates = jax.tree.unflatten(tree, [u * jax.random.bernoulli(k, keep, u.shape)
                                             for k, u in zip(keys, leaves)])
-    return optax.apply_updates(params, updates), opt_state
+    if frozen:
+        # Masking with optax.masked instead would change the state's structure with the
+        # switch, and a run could not resume across it.
+        updates = {k: jax.tree.map(jnp.zeros_like, v) if k in frozen else v
+                   for k, v in updates.items()}
+        new_opt = jax.tree_util.tree_map_with_path(
+            lambda path, new, old: old if _under(path, frozen) else new, new_opt, opt_state)
+    return optax.apply_updates(params, updates), new_opt
 
 
-def _discriminator_losses(d_params: dict, state: dict, sides: dict, rendered: dict, config):
-    """(sum over faces, metrics) of the discriminators: real A faces against this step's
-    reconstructions; B's codes against A's."""
-    total, metrics = 0.0, {}
-    if "d" in d_params:
-        _, target, mask, _ = sides["a"]
-        inside = mask_blur(mask, config.model.size)
-        net = patch_discriminator(config)
-        real = net.apply({"params": d_params["d"]}, target * inside)
-        fake = net.apply({"params": d_params["d"]}, rendered["face_a"] * inside)
-        per_face = sum(0.5 * (_bce(r, 1.0) + _bce(f, 0.0)) for r, f in zip(real, fake))
-        total, metrics["d_loss"] = total + per_face.sum(), per_face.mean()
-    if "code_d" in d_params:
-        net = code_discriminator(config)
-        real = net.apply({"params": d_params["code_d"]}, rendered["codes"]["b"])
-        fake = net.apply({"params": d_params["code_d"]}, rendered["codes"]["a"])
-        per_face = 0.5 * (_bce(real, 1.0) + _bce(fake, 0.0))
-        total, metrics["d_code_loss"] = total + per_face.sum(), per_face.mean()
-    return total, metrics
+def frozen_groups(config) -> tuple:
+    """The parameter groups a step leaves as they are: liae's inter_AB while random warp is off
+    (DeepFaceLab trains it only on warped faces)."""
+    liae = saehd_model.parse_archi(config.model.archi)[0] == "liae"
+    return ("inter_ab",) if liae and not config.augment.get("random_warp", True) else ()
+
+
+def _render_a(params, warped_a, config):
+    """A's faces through A's path (the training forward of one side)."""
+    model = saehd_model.build(config)
+    f = model.apply({"params": params}, warped_a, method=saehd_model.SAEHD.encode)
+    code = model.apply({"params": params}, f, "a", method=saehd_model.SAEHD.code)
+    return model.apply({"params": params}, code, "a", method=saehd_model.SAEHD.decode)[0]
+
+
+def _train_discriminators(state, new, sides, rendered, key, config):
+    """Updates the discriminators in `state` into `new`; returns (metrics, gradients)."""
+    nets = [n for n in ("d", "code_d") if n in state]
+    _, target, mask, _ = sides["a"]
+    fake = rendered["face_a"]
+    if "d" in nets:  # DeepFaceLab's order: the faces of the generator just updated
+        fake = _render_a(new["params"], sides["a"][0], config)
+    fake, codes = jax.lax.stop_gradient((fake, rendered["codes"]))
+    inside = mask_blur(mask, config.model.size)
+    (_, metrics), grads = jax.value_and_grad(saehd_gan.discriminator_losses, has_aux=True)(
+        {n: state[n]["params"] for n in nets}, target, fake, inside, codes, config)
+    for n, k in zip(nets, jax.random.split(key, len(nets))):
+        p, o = _apply(state[n]["params"], state[n]["opt"], grads[n], k, config)
+        new[n] = {"params": p, "opt": o}
+    return metrics, grads
 
 
 def train_step(state: dict, batch: dict, rng: jax.Array, config):
@@ -235,20 +250,16 @@ def train_step(state: dict, batch: dict, rng: jax.Array, config):
     sides = _warp(k_warp, batch, config)
     (_, (metrics, rendered)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         state["params"], state, sides, config)
-    params, opt = _apply(state["params"], state["opt"], grads, k_drop, config)
+    frozen = frozen_groups(config)
+    grads = {k: jax.tree.map(jnp.zeros_like, v) if k in frozen else v for k, v in grads.items()}
+    params, opt = _apply(state["params"], state["opt"], grads, k_drop, config, frozen)
     new = {"params": params, "opt": opt, "step": state["step"] + 1}
     if config.ema:
         new["ema"] = optax.incremental_update(params, state["ema"], 1.0 - config.ema)
-    nets = [n for n in ("d", "code_d") if n in state]
     all_grads = {"g": grads}
-    if nets:
-        rendered = jax.lax.stop_gradient(rendered)
-        (_, d_metrics), d_grads = jax.value_and_grad(_discriminator_losses, has_aux=True)(
-            {n: state[n]["params"] for n in nets}, state, sides, rendered, config)
+    if "d" in state or "code_d" in state:
+        d_metrics, d_grads = _train_discriminators(state, new, sides, rendered, k_d, config)
         metrics.update(d_metrics)
-        for n, key in zip(nets, jax.random.split(k_d, len(nets))):
-            p, o = _apply(state[n]["params"], state[n]["opt"], d_grads[n], key, config)
-            new[n] = {"params": p, "opt": o}
         all_grads.update(d_grads)
     return common.guard_finite(new, metrics, all_grads)
 
@@ -354,7 +365,10 @@ CONFIG_SCHEMA = {
     "loss.true_face_power": config_check.number(0, 1),
     "optim.name": ("adabelief", "adam"),
     "optim.clip_norm": config_check.number(0),
-    "optim.lr_dropout": config_check.number(0, 0.99),
+    "optim.lr_dropout": config_check.number(
+        0, 1, low_open=True, note="the share of update elements kept, 1.0 off, DeepFaceLab's on "
+        "0.3; before issue 31 it was the share dropped, 0.0 off"),
+    "optim.lr_cos": config_check.integer(0),
     "ema": config_check.number(0, 0.9999),
 }
 
