@@ -310,7 +310,8 @@ def test_saehd_flips_each_identity_at_its_own_rate():
     size, load = c.model.size, c.data.load_size
     batch = {n: {"image": rng.integers(0, 256, (2, load, load, 3), np.uint8),
                  "mask": rng.integers(0, 256, (2, load, load), np.uint8),
-                 "parts": rng.integers(0, 256, (2, load, load, 4), np.uint8)} for n in "ab"}
+                 "eyes_mouth": rng.integers(0, 128, (2, load, load), np.uint8)} for n in "ab"}
+    batch["a"]["eyes_mouth"][1] = 0  # a face whose eyes/mouth mask is empty stays empty
     sides = jax.jit(lambda b: saehd_task._warp(jax.random.key(0), b, c))(batch)
     for name, flipped in (("a", False), ("b", True)):
         warped, target, mask, _ = sides[name]
@@ -323,3 +324,10 @@ def test_saehd_flips_each_identity_at_its_own_rate():
         grid = ((t * [-1 if flipped else 1, 1]) * c.augment.region + 0.5) * load - 0.5
         want = augment.sample(batch[name]["mask"][0, ..., None] / 255.0, grid, np, "linear")
         np.testing.assert_allclose(mask[0], want, atol=1e-5)
+        # the eyes/mouth mask, in the target's view, divided by its maximum (DeepFaceLab's)
+        em = sides[name][3]
+        raw = augment.sample(batch[name]["eyes_mouth"][0, ..., None] / 255.0, grid, np, "linear")
+        np.testing.assert_allclose(em[0], raw / raw.max(), atol=1e-5)
+        assert float(np.max(em[0])) == pytest.approx(1.0)
+        if name == "a":
+            assert float(np.max(em[1])) == 0.0

@@ -14,7 +14,7 @@ Experiments, comma-separated: `[LABEL=]NAME[:VARIANT][+KEY=VALUE...]`, each `+KE
 as `--config.KEY=VALUE` (values without commas or '+'). With --continue_from=EARLIER (an
 earlier quality WORKDIR), NAME is instead a LABEL of that workdir: its run is copied into
 this WORKDIR and trains on for --minutes with its flags and the new overrides (DeepFaceLab's
-late-run recipe: `late=saehd_df64+augment.warp=0+model.gan_power=0.1`).
+late-run recipe: `late=saehd_df64+augment.random_warp=False+loss.gan_power=0.1`).
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ r"""Throughput benchmarks; each prints one JSON line.
     facejax benchmark quality --a=VIDEO --b=VIDEO --workdir=DIR [--minutes=40] \
         [--experiments=saehd:df64,deepfakes_original] [--cores=0,1] [--talking=VIDEO]
     facejax benchmark quality --continue_from=DIR --workdir=DIR2 --minutes=15 \
-        --experiments=late=saehd_df64+augment.warp=0+model.gan_power=0.1
+        --experiments=late=saehd_df64+augment.random_warp=False+loss.gan_power=0.1
 
 extract: frames/s of decode + detect + landmarks + align + write on a clip (default
 driving_d6.mp4), and examples/s of the input pipeline reading the result.

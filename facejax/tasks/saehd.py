@@ -46,14 +46,13 @@ import optax
 
 from facejax import augment, config_check, losses
 from facejax.errors import UserError
-from facejax.faces.parts import FACE_TYPES, PART_NAMES
+from facejax.faces.parts import FACE_TYPES
 from facejax.models import saehd as saehd_model
 from facejax.tasks import common, saehd_gan
 from facejax.tasks.protocol import Reference, Task
 
-FIELDS = ("image", "mask", "parts")
+FIELDS = ("image", "mask", "eyes_mouth")
 IDENTITIES = ("a", "b")
-EYES, MOUTH = PART_NAMES.index("eyes"), PART_NAMES.index("mouth")
 
 
 def optimizer(config):
@@ -93,18 +92,20 @@ def init(rng: jax.Array, config) -> dict:
 
 
 def _warp(rng, batch, config):
-    """Per identity: (warped input, target face, target hull mask, eyes+mouth mask)."""
+    """Per identity: (warped input, target face, target hull mask, eyes+mouth mask); the
+    eyes/mouth mask (the loader's DeepFaceLab mask) is divided by its maximum in the target's
+    view, as DeepFaceLab does, where that is above 0."""
     out = {}
     for name, key in zip(IDENTITIES, jax.random.split(rng, len(IDENTITIES))):
         b = batch[name]
-        parts = jnp.stack([b["parts"][..., EYES], b["parts"][..., MOUTH]], -1)
-        em = jnp.max(parts, axis=-1, keepdims=True)
-        stacked = jnp.concatenate([b["mask"][..., None], em], -1)
+        stacked = jnp.stack([b["mask"], b["eyes_mouth"]], -1)
         keys = jax.random.split(key, b["image"].shape[0])
         fn = lambda k, im, m: augment.warp_with_masks(
             k, im, m, config.model.size, config.augment, identity=name)
         warped, target, m = jax.vmap(fn)(keys, b["image"], stacked)
-        out[name] = (warped, target, m[..., :1], m[..., 1:])
+        em = m[..., 1:]
+        peak = em.max(axis=(1, 2, 3), keepdims=True)
+        out[name] = (warped, target, m[..., :1], jnp.where(peak > 0, em / peak, em))
     return out
 
 

@@ -62,7 +62,8 @@ def fixed_batch(config, task, batch: int = 4) -> dict:
     make = {"image": lambda: rng.integers(0, 256, (batch, s, s, 3), np.uint8),
             "landmark_image": lambda: rng.integers(0, 256, (batch, s, s, 3), np.uint8),
             "mask": lambda: rng.integers(0, 256, (batch, s, s), np.uint8),
-            "parts": lambda: rng.integers(0, 256, (batch, s, s, 4), np.uint8)}
+            "parts": lambda: rng.integers(0, 256, (batch, s, s, 4), np.uint8),
+            "eyes_mouth": lambda: rng.integers(0, 256, (batch, s, s), np.uint8)}
     return {n: {f: make[f]() for f in task.fields} for n in task.identities}
 
 
