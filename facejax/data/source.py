@@ -2,7 +2,8 @@
 
 A `FaceSource` is what the input pipeline draws batches from. It opens the ArrayRecord files of
 the TFDS dataset (`tfds_faces.builder`) for random access and decodes only the records and
-fields a batch asks for, resized to the load size. What stays in memory is small per record:
+fields a batch asks for, resized to the load size (or, for a model with a face type, re-cut
+to that type's square). What stays in memory is small per record:
 each record's landmarks (for yaw sampling) and frame number, and the identity labels, read once
 when the source opens.
 That read touches every record, so a truncated or corrupted file is found before training
@@ -26,9 +27,6 @@ from facejax.errors import UserError, warn
 from facejax.faces import align, face_types, masks
 
 IMAGE_FIELDS = ("image", "mask", "parts", "landmark_image")
-# Drawn from each record's landmarks at the load size, not stored: DeepFaceLab's eyes/mouth
-# priority mask (masks.eyes_mouth_mask), uint8 [S, S].
-DRAWN_FIELDS = ("eyes_mouth",)
 # Fields resampled like images (cubic); the masks take linear weights, as DeepFaceLab's do.
 _CUBIC_FIELDS = ("image", "landmark_image")
 # PNG channel order as OpenCV decodes it -> RGB(A) as the records were written.
@@ -186,7 +184,9 @@ class FaceSource:
 
     def take(self, idx: np.ndarray, fields) -> dict:
         """The records at `idx` (numbers in this source), each field stacked: images uint8
-        [n, S, S, C] (mask [n, S, S]), landmarks float32 [n, 68, 2], frame int64 [n]."""
+        [n, S, S, C] (mask [n, S, S]), landmarks float32 [n, 68, 2], frame int64 [n], and
+        "eyes_mouth", not stored but drawn from the landmarks at the load size: DeepFaceLab's
+        eyes/mouth priority mask (masks.eyes_mouth_mask), uint8 [n, S, S]."""
         idx = np.asarray(idx)
         images = [f for f in fields if f in IMAGE_FIELDS]
         out = {f: np.empty((len(idx), self.size, self.size, *_channels(f)), np.uint8)
