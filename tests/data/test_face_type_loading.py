@@ -2,23 +2,19 @@
 crop to the face type's square with a margin, and what it gives is what cutting that square
 straight from the video frame gives (training sees the faces conversion will cut)."""
 
-import cv2
 import numpy as np
 import pytest
 
 from facejax.data import pipeline, tfds_faces
-from facejax.faces import align, face_types
+from facejax.faces import align, face_types, video
 from facejax.training import inputs
 from facejax.experiments import saehd
 
 
 def _frame(video_path: str, index: int) -> np.ndarray:
-    cap = cv2.VideoCapture(video_path)
-    cap.set(cv2.CAP_PROP_POS_FRAMES, index)
-    ok, bgr = cap.read()
-    cap.release()
-    assert ok
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    """Frame `index` as extraction read it (OpenCV's own seek lands elsewhere on some MPEG-1
+    frames, GRID's frame 0 among them)."""
+    return video.FrameSource(video_path).read(index)
 
 
 def test_loaded_face_type_crop_is_the_square_cut_from_the_frame(grid_faces):
