@@ -15,7 +15,8 @@ swap against source: its mean absolute error, and its correlation over the clip 
 the source's mouth hardly moves; the error is not).
 Steadiness is the frame-to-frame landmark jitter of the swapped video against the source's.
 Sharpness is the variance of the Laplacian inside the face hull of an aligned crop of the
-swapped frame at the model's own resolution (`run.size`: nothing upsampled), against the same figure on the real faces of the swap's target (the other clip):
+swapped frame at the model's own resolution (`run.size`: nothing upsampled), against the same
+figure on the real faces of the swap's target (the other clip):
 a ratio of 1 is as sharp as the real person; a blurry swap scores well below. High-frequency
 error counts as sharpness there too, so the reconstructions also report their detail
 correlation: the correlation of their Laplacian with the input crop's inside the face hull

@@ -363,7 +363,8 @@ def bench_quality(opts: QualityOptions) -> dict:
         for kind, value in evaluated.get(label, {}).items():
             run[kind] = headline(value) if isinstance(value, dict) else value
     record = {"minutes": opts.minutes, "cores": cores, "clips": clips,
-              "extract_size": opts.extract_size, "max_frames": opts.max_frames, "continue_from": opts.continue_from,
+              "extract_size": opts.extract_size, "max_frames": opts.max_frames,
+              "continue_from": opts.continue_from,
               "runs": runs}
     files.write_json(os.path.join(opts.workdir, RECORD), record, default=float)
     files.atomic_write_bytes(os.path.join(opts.workdir, "quality.md"),

@@ -3,8 +3,8 @@
     facejax export --model=runs/saehd --format=dfm --output=runs/saehd.dfm
     facejax export --model=runs/ae --format=onnx --output=runs/ae.onnx
 
-Writes OUTPUT and OUTPUT.json (crop size and framing (face type or coverage), input and output names); the formats'
-contracts are in facejax/export.py.
+Writes OUTPUT and OUTPUT.json (crop size, framing: face type or coverage, input and output
+names); the formats' contracts are in facejax/export.py.
 """
 
 import json
