@@ -153,7 +153,8 @@ class FaceSource:
                          (process_index, process_count) if per_process else (0, 1))
             marks, frame, ident = _metadata(part)
             if face_type:
-                affines.append(_face_type_affines(part, marks, size, face_type, grow))
+                affines.append(_face_type_affines(part, marks, size, face_type, grow,
+                                                  check=split == "train"))
                 landmarks.append(np.stack([align.transform_points(m, p)
                                            for m, p in zip(affines[-1], marks)]))
             else:
@@ -240,12 +241,12 @@ def _eyes_mouth(points: np.ndarray, size: int) -> np.ndarray:
 
 
 def _face_type_affines(part: _Part, marks: np.ndarray, size: int, face_type: str,
-                       grow: float) -> np.ndarray:
+                       grow: float, check: bool) -> np.ndarray:
     """[n, 2, 3] extracted crop -> loaded crop of each face's `face_type` square grown by
-    `grow`; warns once where the extraction frames less than the square (its edges then repeat
-    the crop's border pixels)."""
+    `grow`; with `check` (one split of a run: the folders are the same for both), warns where
+    the extraction frames less than the square (its edges then repeat the crop's border)."""
     out = np.stack([face_types.matrix(m, size, face_type, grow) for m in marks])
-    if len(out):
+    if check and len(out):
         edge = face_types.corners(face_types.matrix(marks[0], size, face_type), size)
         margin = 0.03 * np.linalg.norm(edge[1] - edge[0])
         if edge.min() < -margin or edge.max() > part.extracted + margin:
