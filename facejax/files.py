@@ -60,7 +60,7 @@ def read_json(path: str, what: str = ""):
 MANAGED = {
     "extraction folder": ("extract_config.json", {
         "extract_config.json", "inputs", "tfds", "alignments.jsonl", "summary.json", ".lock",
-        ".chunks"}),
+        ".chunks", "masks.jsonl"}),
     "training workdir": ("config.json", {
         "config.json", "inference.json", "checkpoints", "tensorboard", "previews",
         "metrics.jsonl", "rollback.json", ".lock"}),

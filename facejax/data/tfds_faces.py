@@ -136,25 +136,28 @@ def external_parts(extraction_dir: str, rec: dict, size: int) -> np.ndarray | No
 
 
 def fingerprint(extraction_dir: str) -> str:
-    """Changes whenever the set of finished inputs or their record counts change. Counts lines
-    without parsing them: every run start asks for it, and the records are checked where they
-    are read (preparing the dataset, the run record).
+    """Changes whenever the faces the dataset would hold change: the bytes of every finished
+    input's alignments.jsonl (a face deleted or restored, by count or by which), and the count
+    of externally supplied part masks. Hashes the lines without parsing them: every run start
+    asks for it, and the records are checked where they are read (preparing the dataset, the
+    run record). Restoring the same records restores the same fingerprint, so their prepared
+    dataset is used again.
 
     Raises:
       UserError: not an extraction directory, an incomplete input, or no face records.
     """
-    size, counts = crop_size(extraction_dir), {}
+    size, digests = crop_size(extraction_dir), {}
     for key, path in _alignment_files(extraction_dir):
         with open(path, "rb") as f:
-            n = sum(1 for _ in f)
-        if n:
-            counts[key] = n
+            data = f.read()
+        if data.strip():
+            digests[key] = hashlib.sha1(data).hexdigest()
         parts = os.path.join(extraction_dir, extract_lib.INPUTS, key, "parts")
-        if n and os.path.isdir(parts):  # externally supplied part masks change the dataset too
-            counts[key + "/parts"] = len(os.listdir(parts))
-    if not counts:
+        if data.strip() and os.path.isdir(parts):  # externally supplied part masks too
+            digests[key + "/parts"] = len(os.listdir(parts))
+    if not digests:
         raise UserError(f"{extraction_dir}: holds no face records")
-    blob = json.dumps({"size": size, "counts": counts, "val": VAL_FRACTION}, sort_keys=True)
+    blob = json.dumps({"size": size, "inputs": digests, "val": VAL_FRACTION}, sort_keys=True)
     return hashlib.sha1(blob.encode()).hexdigest()[:12]
 
 
