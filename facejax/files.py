@@ -60,10 +60,10 @@ def read_json(path: str, what: str = ""):
 MANAGED = {
     "extraction folder": ("extract_config.json", {
         "extract_config.json", "inputs", "tfds", "alignments.jsonl", "summary.json", ".lock",
-        ".chunks", "masks.jsonl"}),
+        ".chunks", "masks.jsonl", "trash", "studio_cache"}),
     "training workdir": ("config.json", {
         "config.json", "inference.json", "checkpoints", "tensorboard", "previews",
-        "metrics.jsonl", "rollback.json", ".lock"}),
+        "metrics.jsonl", "rollback.json", ".lock", "convert_settings.json"}),
 }
 
 

@@ -23,7 +23,7 @@ LEVELS = {
     "facejax.tasks": 3, "facejax.runs": 3,
     "facejax.inference": 4, "facejax.training": 4,
     "facejax.train": 5, "facejax.convert": 5, "facejax.reenact": 5, "facejax.evaluate": 5,
-    "facejax.export": 5, "facejax.commands": 6, "facejax.__main__": 6,
+    "facejax.export": 5, "facejax.commands": 6, "facejax.__main__": 6, "facejax.studio": 6,
 }
 JOBS = 5
 NO_JAX = ("facejax.errors", "facejax.files", "facejax.progress", "facejax.faces",
@@ -139,6 +139,17 @@ def _reachable(start: str, modules: dict) -> dict:
                     seen[module] = name
                     todo.append(module)
     return seen
+
+
+def test_only_the_studio_imports_the_web_framework():
+    web = ("starlette", "uvicorn")
+    found = [f"{name} imports {target}" for name, imports in _modules().items()
+             for target in imports if target.split(".")[0] in web
+             and not _named(name, ("facejax.studio",))]
+    assert not found, "\n".join(found)
+    studio = [name for name, imports in _modules().items() if _named(name, ("facejax.studio",))
+              and any(t.split(".")[0] in web for t in imports)]
+    assert studio, "the check must see the studio's own imports of the framework"
 
 
 def test_loading_a_trained_run_reaches_no_training_data_code():

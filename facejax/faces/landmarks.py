@@ -166,12 +166,20 @@ def head_yaw(landmarks: np.ndarray, size: float) -> np.ndarray:
     head fitted to six points (cv2.solvePnP). 0 is frontal; a mirrored face has the opposite
     sign. Give landmarks of aligned crops: a face far from the image centre is seen at an
     angle and reads as turned. [N] float32."""
+    return head_pose(landmarks, size)[:, 0]
+
+
+def head_pose(landmarks: np.ndarray, size: float) -> np.ndarray:
+    """[N, 2] float32: (yaw, pitch) in radians of the generic head fitted as in head_yaw; pitch
+    is the rotation about the horizontal axis: 0 level, positive where it takes the chin away
+    from the camera (the head bowed), negative with the head raised."""
     camera = np.array([[size, 0, size / 2], [0, size, size / 2], [0, 0, 1]], np.float64)
-    out = np.zeros(len(landmarks), np.float32)
+    out = np.zeros((len(landmarks), 2), np.float32)
     for i, pts in enumerate(np.asarray(landmarks, np.float64)):
         ok, rvec, _ = cv2.solvePnP(_HEAD_MODEL, pts[list(_HEAD_POINTS)], camera, None,
                                    flags=cv2.SOLVEPNP_ITERATIVE)
         if ok:
             rot, _ = cv2.Rodrigues(rvec)
-            out[i] = np.arcsin(np.clip(-rot[2, 0], -1.0, 1.0))
+            out[i, 0] = np.arcsin(np.clip(-rot[2, 0], -1.0, 1.0))
+            out[i, 1] = np.arctan2(rot[2, 1], rot[2, 2])
     return out
