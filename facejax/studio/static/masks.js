@@ -30,9 +30,11 @@ function draw() {
 }
 
 function addPoint(event) {
-  const rect = $("canvas").getBoundingClientRect();
-  const x = (event.clientX - rect.left) * state.size / rect.width;
-  const y = (event.clientY - rect.top) * state.size / rect.height;
+  // Crop pixels with the origin at the top-left corner of the drawing area (inside the
+  // canvas's border), as masks.jsonl keeps them.
+  const canvas = $("canvas"), rect = canvas.getBoundingClientRect();
+  const x = (event.clientX - rect.left - canvas.clientLeft) * state.size / canvas.clientWidth;
+  const y = (event.clientY - rect.top - canvas.clientTop) * state.size / canvas.clientHeight;
   state.open.push([x, y]);
   draw();
 }
