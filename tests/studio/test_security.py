@@ -103,14 +103,15 @@ def test_a_bad_faces_folder_is_one_line_at_start_up(tmp_path, faces_dir):
     key = os.listdir(bad / "inputs")[0]
     (bad / "inputs" / key / "alignments.jsonl").write_text('{"record": "../x"}\n')
     # As a user runs it: one line, exit 2, nothing served.
-    for folder, problem in ((str(tmp_path / "missing"), "not an extraction folder"),
-                            (str(bad), "alignments.jsonl:1: not a face record")):
+    for folder, problem in ((str(tmp_path / "missing"), f"--faces {tmp_path}/missing: not an "
+                                                        "extraction folder"),
+                            (str(bad), f"{bad}/inputs/{key}/alignments.jsonl:1: not a face "
+                                       "record")):
         proc = run_tool("tools/studio.py", f"--faces={faces_dir},{folder}", "--port=0",
                         timeout=180)
         assert proc.returncode == 2, proc.stderr
         lines = proc.stderr.strip().splitlines()
-        assert len(lines) == 1 and lines[0].startswith(f"error: --faces {folder}: "), lines
-        assert problem in lines[0]
+        assert len(lines) == 1 and lines[0].startswith(f"error: {problem}"), lines
         assert "facejax studio: open" not in proc.stdout
     # The other start-up checks, each one UserError naming its flag.
     for args, problem in ((([str(tmp_path)],), f"--faces {tmp_path}: not an extraction"),
