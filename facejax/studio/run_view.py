@@ -7,6 +7,7 @@ Everything is read again on each poll; nothing is written.
 from __future__ import annotations
 
 import os
+import threading
 
 from facejax import files, runs
 from facejax.errors import UserError
@@ -15,6 +16,10 @@ from facejax.training import run_files
 PREVIEW = os.path.join("previews", "latest.png")
 # The rate the time left is estimated from (training's own measure, periodic.py).
 RATE_TAG = "steps_per_s"
+
+
+def _import_reader() -> None:
+    import tensorboard.backend.event_processing.event_accumulator  # noqa: F401
 
 
 class RunView:
@@ -28,6 +33,9 @@ class RunView:
             raise UserError(f"{flag} {workdir}: no {runs.CONFIG_FILE}; not a facejax workdir "
                             "(facejax train --workdir writes one when it starts)")
         self._events = None
+        # TensorBoard's reader imports TensorFlow (seconds): begun now, the page's first poll
+        # finds it loaded.
+        threading.Thread(target=_import_reader, daemon=True).start()
 
     def config(self) -> dict:
         return files.read_json(os.path.join(self.workdir, runs.CONFIG_FILE), "the run's config")

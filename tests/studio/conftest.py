@@ -71,3 +71,17 @@ def folder_bytes(folder: str) -> dict:
             with open(os.path.join(root, name), "rb") as f:
                 out[os.path.normpath(os.path.join(rel_root, name))] = f.read()
     return out
+
+
+@pytest.fixture(scope="session")
+def studio_run(grid_faces, tmp_path_factory):
+    """A workdir of the tiny autoencoder trained 4 steps on the two GRID speakers, with every
+    step's losses, held-out metrics at steps 0, 2 and 4 and preview grids at 2 and 4."""
+    from facejax import train
+    from facejax.experiments import deepfakes_original
+    c = deepfakes_original.get_config("tiny")
+    c.data.a, c.data.b = grid_faces["a"], grid_faces["b"]
+    c.num_steps, c.log_every, c.eval_every, c.preview_every = 4, 1, 2, 2
+    workdir = str(tmp_path_factory.mktemp("studio_run"))
+    train.train(c, workdir)
+    return workdir
