@@ -3,6 +3,14 @@
 The model sees the face through the same geometry as in training: the similarity alignment of
 extraction (its coverage) restricted to the region the model family looks at. Frames without a
 face pass through unchanged. Output files appear only when complete.
+
+The work on a frame is a chain of functions that facejax/frame_preview.py (the studio's merge
+page: one frame, re-rendered as the paste options change) calls too, so a previewed frame is
+the frame conversion writes: found_faces (detect and track, the predictor's own landmarks),
+smoothed (the One Euro filter over them), face_crop (the model's crop), model_faces (the
+model's output as faces and learned masks) and paste_frame (compose.paste, side by side with
+--preview). The paste options can be saved to a settings file (save_settings, load_settings)
+that `facejax convert --settings` reads.
 """
 
 from __future__ import annotations
@@ -12,14 +20,19 @@ import json
 import os
 import sys
 import time
+from typing import Iterable, Iterator
 
 import numpy as np
 
 from facejax import files, images
 from facejax.errors import UserError, one_line, write_failed
 from facejax.faces import align, compose, detect, find, video, video_look, video_writer
+from facejax.faces import landmarks as lm
 from facejax.inference import SwapModel
 from facejax.progress import Progress
+
+# The bounds of --erode and --blur (commands/convert.py), also checked in a settings file.
+MAX_ERODE, MAX_BLUR = 512, 512
 
 
 @dataclasses.dataclass
@@ -38,18 +51,180 @@ class ConvertOptions(compose.PasteOptions):
         if self.direction not in ("b2a", "a2b"):
             raise UserError(f"--direction {self.direction}: expected one of b2a, a2b")
         super().check()
+        if not -MAX_ERODE <= self.erode <= MAX_ERODE:
+            raise UserError(f"--erode {self.erode}: must be between {-MAX_ERODE} and {MAX_ERODE}")
+        if not 0 <= self.blur <= MAX_BLUR:
+            raise UserError(f"--blur {self.blur}: must be between 0 and {MAX_BLUR}")
         if self.smooth < 0.0:
             raise UserError(f"--smooth {self.smooth}: must be 0 (off) or a cutoff in Hz")
         if self.select not in find.SELECT:
             raise UserError(f"--select {self.select}: expected one of {', '.join(find.SELECT)}")
         if self.batch < 1:
             raise UserError(f"--batch {self.batch}: must be at least 1")
+        if self.confirm_every < 1:
+            raise UserError(f"--confirm_every {self.confirm_every}: must be at least 1")
 
 
-# ---- videos, images, folders -----------------------------------------------------------------
+# ---- settings files ----------------------------------------------------------------------------
 
-def _out_frame(frame, swapped, preview):
-    return np.concatenate([frame, swapped], axis=1) if preview else swapped
+def save_settings(path: str, opts: ConvertOptions) -> None:
+    """Writes `opts` (every field) to `path` as JSON, atomically, for `facejax convert
+    --settings=PATH`."""
+    opts.check()
+    files.write_json(path, dataclasses.asdict(opts))
+
+
+def read_settings(path: str) -> dict:
+    """The options a settings file sets, {field: value}, each of the type of its
+    ConvertOptions field and valid (with the defaults for the fields it leaves out).
+
+    Raises:
+      UserError: one line naming the file and the key or value: not JSON, not an object, an
+        unknown key, a value of the wrong type or out of range.
+    """
+    data = files.read_json(path, "convert settings")
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object of convert options, "
+                        f"got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(ConvertOptions)}
+    values = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise UserError(f"{path}: unknown key {key!r} (expected some of "
+                            f"{', '.join(fields)})")
+        kind = type(fields[key].default)
+        if kind is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if type(value) is not kind:
+            raise UserError(f"{path}: {key} {json.dumps(value)}: expected "
+                            f"{_TYPE_NAMES[kind]}")
+        values[key] = value
+    try:
+        ConvertOptions(**values).check()
+    except UserError as e:
+        raise UserError(f"{path}: {e}") from None
+    return values
+
+
+_TYPE_NAMES = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def load_settings(path: str) -> ConvertOptions:
+    """The ConvertOptions a settings file holds (read_settings; defaults for keys it lacks)."""
+    return ConvertOptions(**read_settings(path))
+
+
+# ---- one frame's work: shared by conversion and the studio's frame preview ---------------------
+
+def make_finder(opts: ConvertOptions) -> find.FaceFinder:
+    """The detector and tracker conversion walks frames with; its landmarks are the
+    predictor's own (smoothed() filters them)."""
+    return find.FaceFinder(detect.make_detector(opts.detector), min_face=0,
+                           confirm_every=opts.confirm_every, select=opts.select)
+
+
+def found_faces(frames: Iterable, finder: find.FaceFinder,
+                fps: float | None) -> Iterator[tuple[int, np.ndarray | None, np.ndarray | None]]:
+    """(index, frame, landmarks or None where no face) for each (index, frame) of a video at
+    `fps` (None: stills), tracked from frame to frame; an unreadable frame (None) is passed on
+    and leaves the tracker as it is."""
+    finder.reset(fps)
+    for index, frame in frames:
+        if frame is None:
+            yield index, None, None
+            continue
+        face, _ = finder(frame)
+        yield index, frame, None if face is None else face.landmarks
+
+
+def smoothed(found: Iterable, fps: float | None, cutoff: float) -> Iterator[tuple]:
+    """found_faces' items with their landmarks smoothed over the frames of a video: the One Euro
+    filter (lm.LandmarkSmoother, minimum cutoff `cutoff` Hz; 0 or stills: none), restarted after
+    a frame without a face as faces.find smooths. Causal: a frame's landmarks depend on the
+    frames before it. The frame slot is passed on; None marks an unreadable frame, which leaves
+    the filter as it is."""
+    smoother = lm.LandmarkSmoother(fps, cutoff) if fps and cutoff > 0 else None
+    for index, frame, points in found:
+        if smoother is not None and frame is not None:
+            if points is None:
+                smoother.reset()
+            else:
+                points = smoother(points)
+        yield index, frame, points
+
+
+def face_crop(model: SwapModel, frame: np.ndarray,
+              points: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(affine frame -> crop, the landmarks in the crop, the uint8 crop) the model is given."""
+    m = model.framing.matrix(points, model.size)
+    return m, align.transform_points(m, points), align.crop(frame, m, model.size)
+
+
+def model_faces(result) -> tuple[np.ndarray, list]:
+    """The model's output for a batch of crops: uint8 faces [N, S, S, 3] and the learned masks
+    (float [S, S] in [0, 1]; None each where the model gave none)."""
+    result = np.clip(np.asarray(result), 0, 1)
+    faces = (result[..., :3] * 255 + 0.5).astype(np.uint8)
+    # A fourth channel is the model's learned mask (inference.swap_function).
+    learned = list(result[..., 3]) if result.shape[-1] == 4 else [None] * len(faces)
+    return faces, learned
+
+
+def output_frame(frame: np.ndarray, swapped: np.ndarray, opts: ConvertOptions) -> np.ndarray:
+    """The frame written: the swapped one, or original | swapped with --preview."""
+    return np.concatenate([frame, swapped], axis=1) if opts.preview else swapped
+
+
+def paste_frame(frame: np.ndarray, face: np.ndarray, affine: np.ndarray,
+                crop_points: np.ndarray, opts: ConvertOptions, on_fallback=None,
+                learned: np.ndarray | None = None) -> np.ndarray:
+    """The frame written for `frame` with the model's `face` (compose.paste)."""
+    out, _ = compose.paste(frame, face, affine, crop_points, opts, on_fallback, learned)
+    return output_frame(frame, out, opts)
+
+
+# ---- videos, images, folders -------------------------------------------------------------------
+
+class _Batches:
+    """Crops waiting for the model, batched, and the model's results waiting to be pasted."""
+
+    def __init__(self, model: SwapModel, opts: ConvertOptions, emit, counts: dict):
+        self.model, self.opts, self.emit, self.counts = model, opts, emit, counts
+        self.pending = []   # (index, frame, affine, crop points, crop) waiting for the model
+        self.inflight = []  # (items, result) dispatched to the device, not pasted yet
+
+    def add(self, index: int, frame: np.ndarray, points: np.ndarray) -> None:
+        self.pending.append((index, frame, *face_crop(self.model, frame, points)))
+        if len(self.pending) >= self.opts.batch:
+            self.dispatch()
+
+    def _fallback(self, index: int, error: Exception) -> None:
+        if not self.counts["seamless_fallbacks"]:
+            print(f"note: seamless blending failed at frame {index} ({one_line(error)[:120]}); "
+                  "such frames are alpha-blended and counted in the summary",
+                  file=sys.stderr, flush=True)
+        self.counts["seamless_fallbacks"] += 1
+
+    def _paste_inflight(self) -> None:
+        for items, result in self.inflight:
+            faces, learned = model_faces(result)
+            for (i, f, m, pts, _), face, lmask in zip(items, faces, learned):
+                self.emit(i, paste_frame(f, face, m, pts, self.opts,
+                                         lambda e, i=i: self._fallback(i, e), lmask))
+        self.inflight.clear()
+
+    def dispatch(self) -> None:
+        # JAX dispatch is asynchronous: the model runs while the previous batch is pasted and
+        # the next one detected, so device and host work overlap.
+        if self.pending:
+            result = self.model.fn(np.stack([item[-1] for item in self.pending]))
+            self._paste_inflight()
+            self.inflight.append((list(self.pending), result))
+            self.pending.clear()
+
+    def flush(self) -> None:
+        self.dispatch()
+        self._paste_inflight()
 
 
 def process_frames(frames, model: SwapModel, opts: ConvertOptions, emit,
@@ -57,73 +232,28 @@ def process_frames(frames, model: SwapModel, opts: ConvertOptions, emit,
     """Runs the per-frame work over (index, frame) pairs of a video at `fps` (None: stills, no
     smoothing); emit(index, frame_out). Returns counts and the landmark track used for pasting
     (None where no face)."""
-    finder = find.FaceFinder(detect.make_detector(opts.detector), min_face=0,
-                             confirm_every=opts.confirm_every, select=opts.select,
-                             smooth=opts.smooth)
-    finder.reset(fps)
     counts = {"frames": 0, "faces_swapped": 0, "passed_through": 0, "unreadable": 0}
     if opts.blend == "seamless":
         counts["seamless_fallbacks"] = 0
-
-    def fallback(index, error):
-        if not counts["seamless_fallbacks"]:
-            print(f"note: seamless blending failed at frame {index} ({one_line(error)[:120]}); "
-                  "such frames are alpha-blended and counted in the summary",
-                  file=sys.stderr, flush=True)
-        counts["seamless_fallbacks"] += 1
+    batches = _Batches(model, opts, emit, counts)
     track = []
-    pending = []   # (index, frame, affine, crop points) waiting for the model
-    inflight = []  # (items, result) dispatched to the device, not pasted yet
-
-    def paste_inflight():
-        for items, result in inflight:
-            result = np.clip(np.asarray(result), 0, 1)
-            faces = (result[..., :3] * 255 + 0.5).astype(np.uint8)
-            # A fourth channel is the model's learned mask (inference.swap_function).
-            learned = result[..., 3] if result.shape[-1] == 4 else [None] * len(faces)
-            for (i, f, m, pts), face, lmask in zip(items, faces, learned):
-                out, _ = compose.paste(f, face, m, pts, opts,
-                                       lambda e, i=i: fallback(i, e), lmask)
-                emit(i, _out_frame(f, out, opts.preview))
-        inflight.clear()
-
-    def dispatch():
-        # JAX dispatch is asynchronous: the model runs while the previous batch is pasted and
-        # the next one detected, so device and host work overlap.
-        if pending:
-            crops = np.stack([align.crop(f, m, model.size) for _, f, m, _ in pending])
-            result = model.fn(crops)
-            paste_inflight()
-            inflight.append((list(pending), result))
-            pending.clear()
-
-    def flush():
-        dispatch()
-        paste_inflight()
-
-    for index, frame in frames:
+    for index, frame, points in smoothed(found_faces(frames, make_finder(opts), fps), fps,
+                                         opts.smooth):
         counts["frames"] += 1
+        track.append(points)
         if frame is None:
             counts["unreadable"] += 1
-            track.append(None)
             continue
-        face, _ = finder(frame)
-        if face is None:
-            flush()  # keep output order
+        if points is None:
+            batches.flush()  # keep output order
             counts["passed_through"] += 1
-            track.append(None)
-            emit(index, _out_frame(frame, frame, opts.preview))
+            emit(index, output_frame(frame, frame, opts))
         else:
-            pts = face.landmarks
-            track.append(pts)
-            m = model.framing.matrix(pts, model.size)
-            pending.append((index, frame, m, align.transform_points(m, pts)))
+            batches.add(index, frame, points)
             counts["faces_swapped"] += 1
-            if len(pending) >= opts.batch:
-                dispatch()
         if progress:
             progress.update(counts["frames"], swapped=counts["faces_swapped"])
-    flush()
+    batches.flush()
     return counts, track
 
 

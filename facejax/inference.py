@@ -108,11 +108,19 @@ def swap_function(run: Run, direction: str, batch: int, with_mask: bool = False)
     return batched(lambda x: fn(state, x), batch)
 
 
-def load_swap_model(workdir: str, direction: str, batch: int,
-                    with_mask: bool = False, step: int | None = None) -> SwapModel:
-    """The swap function of a trained run, compiled once for a fixed batch size."""
-    run = load_swapper(workdir, step)
+def swap_model(run: Run, direction: str, batch: int, with_mask: bool = False) -> SwapModel:
+    """The swap function of a loaded run (load_swapper), compiled once for a fixed batch size.
+
+    Raises:
+      UserError: `with_mask` for a family that predicts no mask.
+    """
     if with_mask and run.task.swap_with_mask is None:
         raise UserError(f"--mask: a {run.config.task} run predicts no mask of its own; use "
                         "hull or crop (SAEHD runs learn one)")
     return SwapModel(swap_function(run, direction, batch, with_mask), run.size, run.framing)
+
+
+def load_swap_model(workdir: str, direction: str, batch: int,
+                    with_mask: bool = False, step: int | None = None) -> SwapModel:
+    """The swap function of a trained run, compiled once for a fixed batch size."""
+    return swap_model(load_swapper(workdir, step), direction, batch, with_mask)

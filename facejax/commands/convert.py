@@ -4,9 +4,12 @@
 
 --direction b2a (default) turns B's faces into A's (autoencoder: encoder -> decoder_a;
 CycleGAN: G_ba); a2b the reverse. Writes OUTPUT (video: same fps, size, frame count) and a
-summary JSON beside it.
+summary JSON beside it. --settings=FILE takes the conversion options from a file that the
+studio's merge page saves (facejax.convert.save_settings); a flag given on the command line
+overrides the file.
 """
 
+import dataclasses
 import json
 
 from absl import flags, logging
@@ -39,7 +42,25 @@ flags.DEFINE_integer("confirm_every", 2, "Re-detect a tracked face every n frame
                      lower_bound=1)
 flags.DEFINE_integer("step", None, "The checkpoint to use (default: the latest); an earlier "
                      "one when the latest is damaged.", lower_bound=0)
+flags.DEFINE_string("settings", None, "A JSON file of conversion options (keys: the flags "
+                    "direction, mask, erode, blur, color, blend, smooth, select, batch, preview, "
+                    "detector, confirm_every), as the studio's merge page saves it. Its values "
+                    "replace the defaults; a flag given on the command line overrides the "
+                    "file's value.")
 flags.mark_flags_as_required(["model", "input", "output"])
+
+
+def option_values() -> dict:
+    """The ConvertOptions fields: the flags', replaced by --settings' values where the file
+    sets them, except for the flags given on the command line."""
+    from facejax import convert
+    names = [f.name for f in dataclasses.fields(convert.ConvertOptions)]
+    values = {name: FLAGS[name].value for name in names}
+    if FLAGS.settings:
+        for name, value in convert.read_settings(FLAGS.settings).items():
+            if not FLAGS[name].present:
+                values[name] = value
+    return values
 
 
 def main(argv):
@@ -48,16 +69,12 @@ def main(argv):
     from facejax import inference
     inference.configure_xla(FLAGS.model)  # the run's XLA:CPU settings, before JAX starts
     from facejax import convert
-    opts = convert.ConvertOptions(
-        direction=FLAGS.direction, mask=FLAGS.mask, erode=FLAGS.erode, blur=FLAGS.blur,
-        color=FLAGS.color, blend=FLAGS.blend, smooth=FLAGS.smooth, select=FLAGS.select,
-        batch=FLAGS.batch, preview=FLAGS.preview, detector=FLAGS.detector,
-        confirm_every=FLAGS.confirm_every)
+    opts = convert.ConvertOptions(**option_values())
     opts.check()
     from facejax.faces import compose, video
     video.FrameSource(FLAGS.input)  # bad input fails before the model loads
-    model = inference.load_swap_model(FLAGS.model, FLAGS.direction, FLAGS.batch,
-                                      with_mask=FLAGS.mask in compose.LEARNED, step=FLAGS.step)
+    model = inference.load_swap_model(FLAGS.model, opts.direction, opts.batch,
+                                      with_mask=opts.mask in compose.LEARNED, step=FLAGS.step)
     summary = convert.convert(model, FLAGS.input, FLAGS.output, opts)
     summary.pop("track")
     print(json.dumps(summary))
