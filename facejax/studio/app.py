@@ -1,6 +1,5 @@
 """The studio's web app (Starlette): the access token, the four pages, their static files, and
-the error answers the routes share. The routes live in faces_routes.py (Faces and Masks) and
-run_routes.py (Training and Merge).
+the error answers the routes share. The routes live in routes.py.
 
 Every request must carry the token, as `?token=` (the printed URL) or the cookie a request with
 it sets; anything else is answered 403. The browser names things by id only (a folder's index
@@ -37,8 +36,8 @@ class Studio:
     """What one studio serves: its extraction folders, its run (or None) and its clip (or
     None), and the token that opens it."""
     face_sets: list
-    run: object = None          # run_view.RunView
-    preview: object = None      # merge_view.MergeView
+    run: object = None          # run_views.RunView
+    preview: object = None      # run_views.MergeView
     token: str = dataclasses.field(default_factory=lambda: secrets.token_urlsafe(24))
 
     def __post_init__(self):
@@ -144,7 +143,7 @@ def _page(name: str):
 
 def make_app(studio: Studio) -> TokenGate:
     """The ASGI app serving `studio`, behind its token."""
-    from facejax.studio import faces_routes, run_routes
+    from facejax.studio import routes as studio_routes
 
     async def home(_request):
         return RedirectResponse("/faces")
@@ -158,7 +157,7 @@ def make_app(studio: Studio) -> TokenGate:
 
     routes = [Route("/", home), Route("/api/info", info),
               *[Route(f"/{name}", _page(name)) for name in PAGES],
-              *faces_routes.routes(studio), *run_routes.routes(studio),
+              *studio_routes.routes(studio),
               Mount("/static", StaticFiles(directory=STATIC), name="static")]
     app = Starlette(routes=routes, exception_handlers={Refused: refused})
     return TokenGate(app, studio.token)

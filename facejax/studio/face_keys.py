@@ -8,8 +8,9 @@ changed since, by size or modification time, is computed again).
 - fit: the records carry no landmark confidence (dlib's predictor gives none), so this is the
   landmark fit residual instead: the RMS distance, in mean-face units, of the landmarks from
   the mean face after the best similarity fit; a misread face fits worst.
-- identity: (computed on first use: about 0.3 s a face) the distance of the face's embedding (dlib's face recognition ResNet,
-  faces/identity.py) from the set's mean embedding ("who is not like the others").
+- identity: the distance of the face's embedding (dlib's face recognition ResNet,
+  faces/identity.py) from the set's mean embedding ("who is not like the others");
+  embeddings are computed on first use only (about 0.3 s a face on one core).
 - similar: the distance of each face's embedding to a picked face's (most alike first).
 """
 

@@ -24,8 +24,7 @@ def open_studio(faces: list[str], workdir: str | None = None, video: str | None 
     """
     from facejax.studio.app import Studio
     from facejax.studio.face_set import FaceSet
-    from facejax.studio.merge_view import MergeView
-    from facejax.studio.run_view import RunView
+    from facejax.studio.run_views import MergeView, RunView
     if not faces:
         raise UserError("--faces: give at least one extraction folder")
     face_sets = [FaceSet(folder) for folder in faces]
