@@ -40,7 +40,8 @@ _LONG_FIRST = ("tests/tasks/test_saehd.py", "tests/test_train.py",
                "tests/tasks/test_fingerprints.py", "tests/tasks/test_common.py",
                "tests/commands/test_benchmark.py", "tests/faces/test_detectors_end_to_end.py",
                "tests/tasks/", "tests/test_inference.py",
-               "tests/reliability/", "tests/test_convert.py", "tests/data/")
+               "tests/reliability/", "tests/test_convert.py", "tests/studio/test_run_pages.py",
+               "tests/data/")
 
 
 def _long_first(item) -> int:

@@ -92,6 +92,10 @@ def test_pip_install_gives_a_facejax_command_that_trains_from_any_folder(tmp_pat
     shipped = _packages(str(target / "facejax"), "facejax")
     assert shipped == (_packages(os.path.join(ROOT, "facejax"), "facejax")
                        | _packages(os.path.join(ROOT, "experiments"), "facejax.experiments"))
+    # The studio's pages ship inside its package (package data: no build step makes them).
+    static = target / "facejax" / "studio" / "static"
+    assert {"faces.html", "masks.html", "training.html", "merge.html", "studio.js"} <= {
+        p.name for p in static.iterdir()}
     script = target / "bin" / "facejax"
     assert script.is_file()
     away = tmp_path / "elsewhere"
