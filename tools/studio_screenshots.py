@@ -93,11 +93,18 @@ def shoot_pages(driver, srv, out: str) -> None:
 
     driver.get(srv.url("merge"))
     _wait(driver, lambda d: d.find_element(By.ID, "view").get_attribute("data-renders"))
-    driver.execute_script("const e = document.getElementById('blur'); e.value = 6;"
-                          "e.dispatchEvent(new Event('change'));")
-    _wait(driver, lambda d: d.find_element(By.ID, "view").get_attribute("data-renders") == "2")
+    # The page's own measure of each render (request to image shown): a frame not seen yet
+    # (the model runs), then an option changed on it (the paste alone runs again).
+    for n, (control, value, what) in enumerate((("frame", 40, "a new frame"),
+                                                ("blur", 6, "blur changed"),
+                                                ("erode", 4, "erode changed")), start=2):
+        driver.execute_script("const e = document.getElementById(arguments[0]);"
+                              "e.value = arguments[1]; e.dispatchEvent(new Event('change'));",
+                              control, str(value))
+        _wait(driver, lambda d: d.find_element(By.ID, "view").get_attribute("data-renders")
+              == str(n))
+        print(f"merge page, {what}: {driver.find_element(By.ID, 'timing').text}", flush=True)
     time.sleep(0.5)
-    print(driver.find_element(By.ID, "timing").text, flush=True)
     _shoot(driver, os.path.join(out, "studio_merge.png"))
 
 
