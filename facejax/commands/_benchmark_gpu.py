@@ -105,13 +105,13 @@ def _specs(tree, sharding):
                         tree)
 
 
-def compile_for_gpu(task, config, batch, devices: int = 1) -> dict:
+def compile_for_gpu(task, config, batch, devices) -> dict:
     """The family's train step for `batch` (arrays of one step's batch, their shapes used)
-    compiled for `devices` H100s: the compiled program, its text, lower and compile seconds
-    (wall), and the compile's CPU seconds (all of this process's threads)."""
+    compiled for `devices` (`gpu_topology(n).devices`): the compiled program, its text, lower
+    and compile seconds (wall), and the compile's CPU seconds (all of this process's threads)."""
     import jax
     from facejax import parallel
-    mesh = parallel.make_mesh(gpu_topology(devices).devices)
+    mesh = parallel.make_mesh(devices)
     rep, ds = parallel.replicated(mesh), parallel.batch_sharding(mesh)
     step = jax.jit(functools.partial(task.train_step, config=config),
                    in_shardings=(rep, ds, rep), out_shardings=(rep, rep), donate_argnums=0)
@@ -132,11 +132,12 @@ def bench_gpu_compile(config, face_folder, devices: int = 1) -> dict:
     """The gpu_compile benchmark's figures for `config`, its batch shaped as one from the faces
     of `face_folder(load size)`."""
     use_cpu_platform()
+    topology = gpu_topology(devices)  # before the faces are read: no plugin, no work
     from facejax import tasks
     from facejax.commands import _benchmark_train as benchmark_train
     task = tasks.get(config.task)
     batch = benchmark_train.input_batches(config, task, face_folder(config.data.load_size))(0)
-    out = compile_for_gpu(task, config, batch, devices)
+    out = compile_for_gpu(task, config, batch, topology.devices)
     calls = _CUSTOM_CALL.findall(out["text"])
     return {"benchmark": "gpu_compile", "task": config.task, "size": config.model.size,
             "batch_per_identity": config.batch_size, "target": out["device"],

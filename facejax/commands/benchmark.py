@@ -49,11 +49,11 @@ with --talking as B), one table in WORKDIR/quality.md and quality.json; experime
 `[LABEL=]NAME[:VARIANT][+KEY=VALUE...]`, and --continue_from trains an earlier workdir's runs
 on; see facejax/commands/_benchmark_quality.py.
 gpu_compile: the train step compiled ahead of time for --gpu_devices NVIDIA H100s on a machine
-without a GPU (JAX's CUDA plugin installed, e.g. jax-cuda12-plugin): lower and compile seconds,
-the compiled step's cuDNN convolutions and custom calls, and
-`cpu_form_sources`, the source lines of CPU-only convolution forms found in the compiled
-program, which must be none (exit 1 otherwise); the batch is shaped as one of real faces (--faces,
-or --clip extracted); see facejax/commands/_benchmark_gpu.py.
+without a GPU (JAX's CUDA plugin installed, e.g. jax-cuda12-plugin): lower and compile seconds
+(and the compile's CPU seconds), the compiled step's cuDNN convolutions and custom calls, and
+`cpu_form_sources`, the source lines of CPU-only convolution forms in the compiled program,
+which must be none (exit 1 otherwise); the batch is shaped as one of real faces (--faces, or
+--clip extracted); see facejax/commands/_benchmark_gpu.py.
 conv: one convolution layer (KIND:BxHxWxC:K:O[:PADDING], KIND strided, transposed or stride1)
 in every registered form (facejax/ops/conv/registry.py) that computes its kernel: the median
 ms of its value and both gradients, the forms alternated in --rounds rounds of --steps calls,
@@ -77,7 +77,7 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment file (train).", lock_config=True)
 flags.DEFINE_string("clip", os.path.join(samples.SHARED, "data", "videos",
                                          "liveportrait", "driving_d6.mp4"), "Clip (extract).")
-flags.DEFINE_string("faces", "", "train: an extraction folder the input pipeline reads "
+flags.DEFINE_string("faces", "", "train, gpu_compile: an extraction folder the input pipeline reads "
                     "(default: --clip's every 4th frame, extracted at the load size).")
 flags.DEFINE_list("records", ["1000", "20000"], "memory: dataset sizes, in records.")
 flags.DEFINE_string("memory_config", "face2face_pix2pix", "memory: the experiment trained.")

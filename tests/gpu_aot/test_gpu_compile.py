@@ -1,0 +1,86 @@
+"""Every family's train step compiled for an NVIDIA H100 on a machine without a GPU (`facejax
+benchmark gpu_compile`: JAX's CUDA plugin's compile-only topology), with no CPU-only convolution
+form in the compiled program. The compiling tests need the plugin and are skipped without it
+(.ci/run installs it into an environment of its own); the missing-plugin path runs without it."""
+
+import json
+
+import pytest
+
+from facejax.commands import _benchmark_gpu
+from facejax.errors import UserError
+from tests.helpers import run_tool
+
+PLUGIN = _benchmark_gpu.plugin_installed()
+needs_plugin = pytest.mark.skipif(not PLUGIN, reason="JAX's CUDA plugin is not installed")
+
+# Every family, at the sizes its tiny variant trains (the grid faces are 64 px). The SAEHD run
+# turns its two discriminators on, so saehd_gan's parts are compiled too.
+FAMILIES = [("deepfakes_original:tiny", ()), ("face2face_pix2pix:tiny", ()),
+            ("cyclegan_faces:tiny", ()),
+            ("saehd:tiny", ("--config.loss.gan_power=0.1", "--config.loss.true_face_power=0.01"))]
+
+
+def _gpu_compile(experiment, faces, *flags):
+    return run_tool("tools/benchmark.py", "gpu_compile", f"--config={experiment}",
+                    f"--faces={faces}", *flags, timeout=900)
+
+
+@needs_plugin
+@pytest.mark.parametrize("experiment, flags", FAMILIES, ids=[e for e, _ in FAMILIES])
+def test_every_familys_step_compiles_for_an_h100_without_cpu_forms(experiment, flags,
+                                                                   grid_faces):
+    proc = _gpu_compile(experiment, grid_faces["a"], *flags)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["target"] == "NVIDIA H100 80GB HBM3" and result["gpu_devices"] == 1
+    assert result["cpu_form_sources"] == []
+    # XLA's GPU compiler gave every convolution to cuDNN: value and both gradients.
+    assert {"__cudnn$convForward", "__cudnn$convBackwardInput",
+            "__cudnn$convBackwardFilter"} <= {c.replace("BiasActivation", "")
+                                              for c in result["custom_calls"]}
+    assert not [c for c in result["custom_calls"] if "callback" in c]  # no host round trip
+
+
+@needs_plugin
+def test_a_cpu_form_compiled_for_the_gpu_is_found_and_fails_the_command(grid_faces):
+    """An explicit CPU form (the strided layers as space-to-depth Winograd tiles) is compiled
+    as asked on any platform: the check names its source lines and the command exits 1."""
+    proc = _gpu_compile("deepfakes_original:tiny", grid_faces["a"],
+                        "--config.model.conv_impl=winograd")
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: gpu_compile: CPU-only forms in the step compiled for the GPU")
+    assert "space_to_depth.py:" in last and "winograd.py:" in last
+    assert "Traceback" not in proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert result["cpu_form_sources"] and result["cudnn_convolutions"] > 0
+
+
+def test_cpu_form_sources_reads_the_compiled_programs_metadata():
+    text = ('%a = f32[2] add(%x, %y), metadata={op_name="jit(f)/add" '
+            'source_file="/src/facejax/ops/conv/winograd.py" source_line=107}\n'
+            '%b = f32[2] mul(%a, %a), metadata={source_file="/src/facejax/ops/conv/xla.py" '
+            'source_line=24}\n'
+            '%c = f32[2] mul(%b, %b), metadata={source_file="/src/facejax/ops/conv/valid.py" '
+            'source_line=24}\n'
+            '%d = f32[2] mul(%c, %c), metadata={source_file="/src/facejax/ops/conv/winograd.py"'
+            ' source_line=12}\n')
+    assert _benchmark_gpu.cpu_form_sources(text) == ["valid.py:24", "winograd.py:12",
+                                                      "winograd.py:107"]
+    assert _benchmark_gpu.cpu_form_sources(text.replace("winograd.py", "xla.py")
+                                           .replace("valid.py", "xla.py")) == []
+
+
+def test_without_the_plugin_the_command_says_so_on_one_line(monkeypatch, grid_faces):
+    monkeypatch.setattr(_benchmark_gpu, "PLUGINS", ("jax_plugins.no_such_plugin",))
+    with pytest.raises(UserError, match="CUDA plugin is not installed"):
+        _benchmark_gpu.gpu_topology()
+    if PLUGIN:
+        return  # the command itself would find the plugin
+    proc = _gpu_compile("deepfakes_original:tiny", grid_faces["a"])
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1].endswith(
+        "gpu_compile: JAX's CUDA plugin is not installed (pip install jax-cuda12-plugin at the "
+        "pinned JAX version; no GPU needed)")
+    assert "Traceback" not in proc.stderr and proc.stdout == ""
