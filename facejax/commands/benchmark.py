@@ -77,8 +77,8 @@ FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment file (train).", lock_config=True)
 flags.DEFINE_string("clip", os.path.join(samples.SHARED, "data", "videos",
                                          "liveportrait", "driving_d6.mp4"), "Clip (extract).")
-flags.DEFINE_string("faces", "", "train, gpu_compile: an extraction folder the input pipeline reads "
-                    "(default: --clip's every 4th frame, extracted at the load size).")
+flags.DEFINE_string("faces", "", "train, gpu_compile: an extraction folder the input pipeline "
+                    "reads (default: --clip's every 4th frame, extracted at the load size).")
 flags.DEFINE_list("records", ["1000", "20000"], "memory: dataset sizes, in records.")
 flags.DEFINE_string("memory_config", "face2face_pix2pix", "memory: the experiment trained.")
 flags.DEFINE_list("memory_flags", ["--config.batch_size=4"], "memory: more flags of the run.")
