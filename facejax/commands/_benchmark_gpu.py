@@ -50,6 +50,7 @@ device_description_str: "NVIDIA H100 80GB HBM3"
 PLUGINS = ("jax_plugins.xla_cuda12", "jax_plugins.xla_cuda13")
 _SOURCE = re.compile(r'source_file="([^"]+)" source_line=(\d+)')
 _CUSTOM_CALL = re.compile(r'custom_call_target="([^"]+)"')
+_CONVOLUTION = re.compile(r"\sconvolution\(")  # an HLO convolution no library call replaced
 
 
 def plugin_installed() -> bool:
@@ -145,5 +146,6 @@ def bench_gpu_compile(config, face_folder, devices: int = 1) -> dict:
             "compile_s": round(out["compile_s"], 1),
             "compile_cpu_s": round(out["compile_cpu_s"], 1),
             "cudnn_convolutions": sum(c.startswith("__cudnn$conv") for c in calls),
+            "other_convolutions": len(_CONVOLUTION.findall(out["text"])),
             "custom_calls": sorted(set(calls)),
             "cpu_form_sources": cpu_form_sources(out["text"])}

@@ -50,7 +50,8 @@ with --talking as B), one table in WORKDIR/quality.md and quality.json; experime
 on; see facejax/commands/_benchmark_quality.py.
 gpu_compile: the train step compiled ahead of time for --gpu_devices NVIDIA H100s on a machine
 without a GPU (JAX's CUDA plugin installed, e.g. jax-cuda12-plugin): lower and compile seconds
-(and the compile's CPU seconds), the compiled step's cuDNN convolutions and custom calls, and
+(and the compile's CPU seconds), the compiled step's cuDNN convolutions, convolutions left
+to XLA (`other_convolutions`), its custom calls, and
 `cpu_form_sources`, the source lines of CPU-only convolution forms in the compiled program,
 which must be none (exit 1 otherwise); the batch is shaped as one of real faces (--faces, or
 --clip extracted); see facejax/commands/_benchmark_gpu.py.
