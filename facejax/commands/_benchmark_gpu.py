@@ -48,7 +48,7 @@ dnn_version_info { major: 9 minor: 8 }
 device_description_str: "NVIDIA H100 80GB HBM3"
 """
 PLUGINS = ("jax_plugins.xla_cuda12", "jax_plugins.xla_cuda13")
-_SOURCE = re.compile(r'source_file="([^"]+)" source_line=(\d+)')
+_SOURCE = re.compile(r'loc\("([^"]+)":(\d+):')  # an MLIR source location: file, line
 _CUSTOM_CALL = re.compile(r'custom_call_target="([^"]+)"')
 _CONVOLUTION = re.compile(r"\sconvolution\(")  # an HLO convolution no library call replaced
 
@@ -90,12 +90,14 @@ def gpu_topology(devices: int = 1):
                         f"{str(e).splitlines()[0]}")
 
 
-def cpu_form_sources(hlo_text: str) -> list[str]:
+def cpu_form_sources(lowered_text: str) -> list[str]:
     """"module.py:line" of every source line of a CPU-only form (ops/conv/backend.py's
-    CPU_FORM_MODULES) that the instructions of a compiled program's text come from."""
+    CPU_FORM_MODULES) that an operation of a lowered program comes from (its StableHLO text
+    with debug info: each operation's Python call stack as locations). The compiled program's
+    text names no source files (XLA keeps stack frame ids), and compiling only removes code."""
     from facejax.ops.conv import backend
     files = tuple(f"facejax/ops/conv/{m}.py" for m in backend.CPU_FORM_MODULES)
-    found = {f"{path.rsplit('/', 1)[1]}:{line}" for path, line in _SOURCE.findall(hlo_text)
+    found = {f"{path.rsplit('/', 1)[1]}:{line}" for path, line in _SOURCE.findall(lowered_text)
              if path.endswith(files)}
     return sorted(found, key=lambda s: (s.split(":")[0], int(s.split(":")[1])))
 
@@ -108,7 +110,8 @@ def _specs(tree, sharding):
 
 def compile_for_gpu(task, config, batch, devices) -> dict:
     """The family's train step for `batch` (arrays of one step's batch, their shapes used)
-    compiled for `devices` (`gpu_topology(n).devices`): the compiled program, its text, lower
+    compiled for `devices` (`gpu_topology(n).devices`): the compiled program, its text, the
+    lowered program's text with source locations, lower
     and compile seconds (wall), and the compile's CPU seconds (all of this process's threads)."""
     import jax
     from facejax import parallel
@@ -125,6 +128,7 @@ def compile_for_gpu(task, config, batch, devices) -> dict:
         t, cpu = time.perf_counter(), time.process_time()
         compiled = lowered.compile()
     return {"compiled": compiled, "text": compiled.as_text(), "lower_s": lower_s,
+            "lowered_text": lowered.as_text(debug_info=True),
             "compile_s": time.perf_counter() - t, "compile_cpu_s": time.process_time() - cpu,
             "device": mesh.devices.flat[0].device_kind}
 
@@ -148,4 +152,4 @@ def bench_gpu_compile(config, face_folder, devices: int = 1) -> dict:
             "cudnn_convolutions": sum(c.startswith("__cudnn$conv") for c in calls),
             "other_convolutions": len(_CONVOLUTION.findall(out["text"])),
             "custom_calls": sorted(set(calls)),
-            "cpu_form_sources": cpu_form_sources(out["text"])}
+            "cpu_form_sources": cpu_form_sources(out["lowered_text"])}

@@ -81,15 +81,13 @@ def test_a_cpu_form_compiled_for_the_gpu_is_found_and_fails_the_command(grid_fac
     assert result["cpu_form_sources"] and result["cudnn_convolutions"] > 0
 
 
-def test_cpu_form_sources_reads_the_compiled_programs_metadata():
-    text = ('%a = f32[2] add(%x, %y), metadata={op_name="jit(f)/add" '
-            'source_file="/src/facejax/ops/conv/winograd.py" source_line=107}\n'
-            '%b = f32[2] mul(%a, %a), metadata={source_file="/src/facejax/ops/conv/xla.py" '
-            'source_line=24}\n'
-            '%c = f32[2] mul(%b, %b), metadata={source_file="/src/facejax/ops/conv/valid.py" '
-            'source_line=24}\n'
-            '%d = f32[2] mul(%c, %c), metadata={source_file="/src/facejax/ops/conv/winograd.py"'
-            ' source_line=12}\n')
+def test_cpu_form_sources_reads_the_lowered_programs_locations():
+    text = ('#loc304 = loc("/src/facejax/ops/conv/winograd.py":107:30 to :63)\n'
+            '#loc305 = loc("/src/facejax/ops/conv/xla.py":24:11 to :49)\n'
+            '#loc306 = loc("/src/facejax/ops/conv/valid.py":24:11 to 25:3)\n'
+            '#loc307 = loc("/src/facejax/ops/conv/winograd.py":12:9 to 88:94)\n'
+            '#loc308 = loc("/src/facejax/ops/conv/winograd.py":107:1)\n'
+            '#loc309 = loc("/src/facejax/ops/conv/__init__.py":104:9)\n')
     assert _benchmark_gpu.cpu_form_sources(text) == ["valid.py:24", "winograd.py:12",
                                                       "winograd.py:107"]
     assert _benchmark_gpu.cpu_form_sources(text.replace("winograd.py", "xla.py")
