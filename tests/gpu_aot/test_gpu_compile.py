@@ -1,7 +1,8 @@
 """Every family's train step compiled for an NVIDIA H100 on a machine without a GPU (`facejax
 benchmark gpu_compile`: JAX's CUDA plugin's compile-only topology), with no CPU-only convolution
-form in the compiled program. The compiling tests need the plugin and are skipped without it
-(.ci/run installs it into an environment of its own); the missing-plugin path runs without it."""
+form in the program compiled (the source locations of its lowered form). The compiling tests
+need the plugin and are skipped without it (.ci/run installs it beside .venv and puts it on
+PYTHONPATH for them); the missing-plugin path runs without it."""
 
 import json
 import os
