@@ -5,6 +5,7 @@ r"""Throughput benchmarks; each prints one JSON line.
         [--config.batch_size=16] [--steps=5] [--faces=EXTRACTION_DIR]
     facejax benchmark convert [--clip=PATH]
     facejax benchmark conv --layer=stride1:16x32x32x128:3:256[:same|valid|pad1]
+    facejax benchmark gpu_compile --config=saehd:df128 [--faces=EXTRACTION_DIR] [--gpu_devices=1]
     facejax benchmark landmarks [--detector=NAME] [--max_upsample=N]
     facejax benchmark memory [--faces=EXTRACTION_DIR] [--records=1000,20000] \
         [--memory_config=face2face_pix2pix] [--memory_flags=--config.batch_size=4] [--steps=50]
@@ -47,6 +48,13 @@ experiment for --minutes of wall time on its own core, evaluate each on the held
 with --talking as B), one table in WORKDIR/quality.md and quality.json; experiments are
 `[LABEL=]NAME[:VARIANT][+KEY=VALUE...]`, and --continue_from trains an earlier workdir's runs
 on; see facejax/commands/_benchmark_quality.py.
+gpu_compile: the train step compiled ahead of time for --gpu_devices NVIDIA H100s on a machine
+without a GPU (JAX's CUDA plugin installed, e.g. jax-cuda12-plugin): lower and compile seconds
+(and the compile's CPU seconds), the compiled step's cuDNN convolutions, convolutions left
+to XLA (`other_convolutions`), its custom calls, and
+`cpu_form_sources`, the source lines of CPU-only convolution forms in the compiled program,
+which must be none (exit 1 otherwise); the batch is shaped as one of real faces (--faces, or
+--clip extracted); see facejax/commands/_benchmark_gpu.py.
 conv: one convolution layer (KIND:BxHxWxC:K:O[:PADDING], KIND strided, transposed or stride1)
 in every registered form (facejax/ops/conv/registry.py) that computes its kernel: the median
 ms of its value and both gradients, the forms alternated in --rounds rounds of --steps calls,
@@ -64,18 +72,20 @@ from absl import flags, logging
 from ml_collections import config_flags
 
 from facejax import cli, samples, xla_setup
-from facejax.errors import UserError
+from facejax.errors import RunError, UserError
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file("config", None, "Experiment file (train).", lock_config=True)
 flags.DEFINE_string("clip", os.path.join(samples.SHARED, "data", "videos",
                                          "liveportrait", "driving_d6.mp4"), "Clip (extract).")
-flags.DEFINE_string("faces", "", "train: an extraction folder the input pipeline reads "
-                    "(default: --clip's every 4th frame, extracted at the load size).")
+flags.DEFINE_string("faces", "", "train, gpu_compile: an extraction folder the input pipeline "
+                    "reads (default: --clip's every 4th frame, extracted at the load size).")
 flags.DEFINE_list("records", ["1000", "20000"], "memory: dataset sizes, in records.")
 flags.DEFINE_string("memory_config", "face2face_pix2pix", "memory: the experiment trained.")
 flags.DEFINE_list("memory_flags", ["--config.batch_size=4"], "memory: more flags of the run.")
 flags.DEFINE_integer("steps", 5, "Timed steps (train).",
+                     lower_bound=1)
+flags.DEFINE_integer("gpu_devices", 1, "gpu_compile: the H100s the step is compiled for.",
                      lower_bound=1)
 flags.DEFINE_integer("warmup", 2, "train: untimed steps before the timed ones (after the first).",
                      lower_bound=0)
@@ -230,6 +240,11 @@ def parse_layer(text: str):
     return kind, shape, k, out, padding
 
 
+def bench_gpu_compile():
+    from facejax.commands import _benchmark_gpu as benchmark_gpu
+    return benchmark_gpu.bench_gpu_compile(FLAGS.config, face_folder, FLAGS.gpu_devices)
+
+
 def bench_conv():
     import jax
     from facejax.ops import conv
@@ -324,13 +339,16 @@ def main(argv):
     cli.set_started_jax(xla_setup.no_compilation_cache())
     commands = {"extract": bench_extract, "train": bench_train, "convert": bench_convert,
                 "conv": bench_conv, "landmarks": bench_landmarks, "memory": bench_memory,
-                "quality": bench_quality}
+                "quality": bench_quality, "gpu_compile": bench_gpu_compile}
     if len(argv) != 2 or argv[1] not in commands:
         raise UserError(f"usage: benchmark.py {'|'.join(commands)} [flags]")
-    if argv[1] == "train" and FLAGS.config is None:
-        raise UserError("--config: train needs --config=NAME[:VARIANT] (an experiment)")
+    if argv[1] in ("train", "gpu_compile") and FLAGS.config is None:
+        raise UserError(f"--config: {argv[1]} needs --config=NAME[:VARIANT] (an experiment)")
     result = commands[argv[1]]()
     print(json.dumps(result))
+    if result.get("cpu_form_sources"):
+        raise RunError(f"gpu_compile: CPU-only forms in the step compiled for the GPU: "
+                       f"{', '.join(result['cpu_form_sources'])}")
     if argv[1] == "landmarks":
         print(landmarks_table(result))
     if argv[1] == "quality":

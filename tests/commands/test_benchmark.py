@@ -65,6 +65,7 @@ def test_convert_reports_its_figures():
 def test_bad_commands_are_one_line():
     for args, message in ((["nope"], "usage: benchmark.py extract|train|convert|conv"),
                           (["train"], "--config: train needs"),
+                          (["gpu_compile"], "--config: gpu_compile needs"),
                           (["conv", "--layer=stride2:1x8x8x4:3:4"], "--layer=stride2:1x8x8x4:3:4")):
         proc = run_tool("tools/benchmark.py", *args)
         assert proc.returncode == 2 and message in proc.stderr.strip().splitlines()[-1], args

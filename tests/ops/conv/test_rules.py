@@ -4,6 +4,8 @@ matching rule wins, and a stride-1 Winograd tile never passes the layer's cap.""
 
 import itertools
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -71,6 +73,38 @@ def test_resolve_explicit_auto_plain_and_unknown(monkeypatch):
     monkeypatch.setattr(backend.jax, "default_backend", lambda: "gpu")
     assert conv.resolve("stride1", "auto", shape) == "xla"  # other backends: XLA's own
     assert conv.resolve("stride1", "im2col", shape) == "im2col"
+
+
+def _mesh_of(platform: str):
+    device = jax.sharding.AbstractDevice(device_kind=f"a {platform}", num_cores=None,
+                                         platform=platform)
+    return jax.sharding.AbstractMesh((1,), ("data",), abstract_device=device)
+
+
+def test_forms_follow_the_platform_of_the_mesh_traced_under(monkeypatch):
+    """A step traced under a GPU's mesh takes XLA's own convolutions even where the default
+    backend is the CPU (compiled ahead of time for the GPU: facejax benchmark gpu_compile), and
+    one traced under a CPU mesh the CPU's forms whatever the default backend."""
+    from facejax.ops.conv import backend
+    shape = rules.Shape(kernel=3, in_channels=256, out_channels=256, pixels=66 * 66, batch=1)
+    cpu_choice = rules.choose("stride1", shape)
+    assert cpu_choice != "xla" and jax.default_backend() == "cpu"
+    x, w = jnp.zeros((1, 16, 16, 64)), jnp.zeros((3, 3, 64, 64))
+    unpadded = lambda x, w: conv.convolve("stride1", x, w, ((0, 0), (0, 0)), impl="xla")
+    with jax.sharding.use_abstract_mesh(_mesh_of("gpu")):
+        assert backend.target_platform() == "gpu"
+        assert conv.resolve("stride1", "auto", shape) == "xla"
+        assert conv.resolve("strided", "auto", shape) == "xla"
+        assert "conv_valid" not in str(jax.make_jaxpr(lambda x, w: unpadded(x, w))(x, w))
+    assert conv.resolve("stride1", "auto", shape) == cpu_choice  # no mesh: the backend's
+    assert "conv_valid" in str(jax.make_jaxpr(lambda x, w: unpadded(x, w))(x, w))
+    monkeypatch.setattr(backend.jax, "default_backend", lambda: "gpu")
+    with jax.sharding.use_abstract_mesh(_mesh_of("cpu")):
+        assert conv.resolve("stride1", "auto", shape) == cpu_choice
+    mesh = jax.make_mesh((1,), ("data",), devices=jax.devices()[:1])
+    with jax.set_mesh(mesh):  # a concrete CPU mesh, as facejax.train traces its step under
+        assert backend.target_platform() == "cpu"
+        assert conv.resolve("stride1", "auto", shape) == cpu_choice
 
 
 def test_transposed_form_follows_the_strided_one():
