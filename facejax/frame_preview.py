@@ -25,6 +25,7 @@ every tool that loads a run, call inference.configure_xla(model_dir) before JAX 
 from __future__ import annotations
 
 import collections
+import threading
 
 import numpy as np
 
@@ -38,7 +39,10 @@ _SwapKey = tuple[int, bytes, bool, int]
 
 class FramePreview:
     """Frames of `clip` swapped by the run in `model_dir` (its latest checkpoint, or `step`) in
-    `direction`, as facejax convert writes them.
+    `direction`, as facejax convert writes them. `detector`: the face finding the constructor
+    walks the clip with (another in the options walks it again, once). Keeps up to
+    `max_frame_bytes` of decoded frames and the model's output for `max_swaps` crops. Renders
+    one request at a time (a lock), so a web server's threads may share one.
 
     Raises:
       UserError: a missing or unreadable clip or run (one line, as facejax convert says it).
@@ -61,6 +65,7 @@ class FramePreview:
         self._batches: dict[tuple, dict] = {}     # the same + (batch,) -> {frame: its batch}
         self._swaps: collections.OrderedDict[_SwapKey, tuple] = collections.OrderedDict()
         self._max_swaps = max_swaps
+        self._lock = threading.Lock()
         # The first walk: the clip's frames and its track for the default face finding.
         self._track(convert.ConvertOptions(direction=direction, detector=detector))
 
@@ -149,9 +154,9 @@ class FramePreview:
             faces, learned = convert.model_faces(model.fn(np.stack([c for _, _, c in crops])))
             for key, (affine, crop_points, _), face, mask in zip(keys, crops, faces, learned):
                 self._swaps[key] = (affine, crop_points, face, mask)
-            while len(self._swaps) > self._max_swaps:
-                self._swaps.popitem(last=False)
-        self._swaps.move_to_end(mine)
+        self._swaps.move_to_end(mine)  # the least recently shown go first
+        while len(self._swaps) > max(self._max_swaps, 1):
+            self._swaps.popitem(last=False)
         return self._swaps[mine]
 
     def render(self, index: int, opts: convert.ConvertOptions) -> np.ndarray:
@@ -168,6 +173,10 @@ class FramePreview:
                          opts: convert.ConvertOptions) -> tuple[np.ndarray, np.ndarray]:
         """(render(index, opts), the blend mask it was pasted with: float32 [H, W] in [0, 1],
         zero where no face), for a view of the mask."""
+        with self._lock:  # a web server's threads may ask at once; the caches are not shared
+            return self._render(index, opts)
+
+    def _render(self, index: int, opts: convert.ConvertOptions) -> tuple[np.ndarray, np.ndarray]:
         opts.check()
         if opts.direction != self.direction:
             raise UserError(f"--direction {opts.direction}: this preview swaps "

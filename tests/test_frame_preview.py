@@ -143,6 +143,22 @@ def test_bad_render_requests_are_one_line(preview):
             preview.render(index, opts)
 
 
+def test_bad_clips_and_runs_are_one_line(tiny_ae_run, tmp_path):
+    for model_dir, clip, message in ((str(tmp_path / "none"), CLIP, "no such workdir"),
+                                     (tiny_ae_run, str(tmp_path / "none.mp4"), "no such file"),
+                                     (tiny_ae_run, CLIP, "--detector nope: expected hog")):
+        with pytest.raises(UserError, match=message):
+            frame_preview.FramePreview(model_dir, clip,
+                                       detector="nope" if "detector" in message else "hog")
+
+
+def test_frames_not_kept_in_memory_are_decoded_again_the_same(preview, tiny_ae_run):
+    lean = frame_preview.FramePreview(tiny_ae_run, CLIP, max_frame_bytes=0, max_swaps=3)
+    assert lean.frame_count == preview.frame_count
+    for k in (60, 3, 61, 3):  # backwards too: decoding starts again from the clip's start
+        np.testing.assert_array_equal(lean.render(k, SAVED), preview.render(k, SAVED))
+
+
 def test_settings_round_trip(tmp_path):
     path = str(tmp_path / "merge.json")
     convert.save_settings(path, SAVED)
