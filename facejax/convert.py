@@ -177,26 +177,43 @@ def output_frame(frame: np.ndarray, swapped: np.ndarray, opts: ConvertOptions) -
 
 def paste_frame(frame: np.ndarray, face: np.ndarray, affine: np.ndarray,
                 crop_points: np.ndarray, opts: ConvertOptions, on_fallback=None,
-                learned: np.ndarray | None = None) -> np.ndarray:
-    """The frame written for `frame` with the model's `face` (compose.paste)."""
-    out, _ = compose.paste(frame, face, affine, crop_points, opts, on_fallback, learned)
-    return output_frame(frame, out, opts)
+                learned: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(the frame written for `frame` with the model's `face`, the blend mask [H, W] in
+    [0, 1]): compose.paste."""
+    out, alpha = compose.paste(frame, face, affine, crop_points, opts, on_fallback, learned)
+    return output_frame(frame, out, opts), alpha
 
 
 # ---- videos, images, folders -------------------------------------------------------------------
 
-class _Batches:
-    """Crops waiting for the model, batched, and the model's results waiting to be pasted."""
+def model_batches(items: Iterable, batch: int) -> Iterator[list]:
+    """smoothed()'s items grouped as conversion gives them to the model: up to `batch` frames
+    with a face in a row make a batch; a frame without a face ends the batch before it and is
+    a group of its own, as is an unreadable frame (frame None), which ends no batch. The
+    studio's preview runs a frame's batch as conversion does, so its face is the same."""
+    pending = []
+    for item in items:
+        _, frame, points = item
+        if frame is not None and points is not None:
+            pending.append(item)
+            if len(pending) >= batch:
+                yield pending
+                pending = []
+            continue
+        if frame is not None and pending:
+            yield pending
+            pending = []
+        yield [item]
+    if pending:
+        yield pending
 
-    def __init__(self, model: SwapModel, opts: ConvertOptions, emit, counts: dict):
-        self.model, self.opts, self.emit, self.counts = model, opts, emit, counts
-        self.pending = []   # (index, frame, affine, crop points, crop) waiting for the model
-        self.inflight = []  # (items, result) dispatched to the device, not pasted yet
 
-    def add(self, index: int, frame: np.ndarray, points: np.ndarray) -> None:
-        self.pending.append((index, frame, *face_crop(self.model, frame, points)))
-        if len(self.pending) >= self.opts.batch:
-            self.dispatch()
+class _Pastes:
+    """The model's results waiting to be pasted: a batch is pasted while the next one runs."""
+
+    def __init__(self, opts: ConvertOptions, emit, counts: dict):
+        self.opts, self.emit, self.counts = opts, emit, counts
+        self.inflight = []  # (items, crops' affines and landmarks, result) not pasted yet
 
     def _fallback(self, index: int, error: Exception) -> None:
         if not self.counts["seamless_fallbacks"]:
@@ -205,26 +222,24 @@ class _Batches:
                   file=sys.stderr, flush=True)
         self.counts["seamless_fallbacks"] += 1
 
-    def _paste_inflight(self) -> None:
-        for items, result in self.inflight:
+    def flush(self) -> None:
+        for items, geometry, result in self.inflight:
             faces, learned = model_faces(result)
-            for (i, f, m, pts, _), face, lmask in zip(items, faces, learned):
-                self.emit(i, paste_frame(f, face, m, pts, self.opts,
-                                         lambda e, i=i: self._fallback(i, e), lmask))
+            for (i, f, _), (m, pts), face, lmask in zip(items, geometry, faces, learned):
+                out, _ = paste_frame(f, face, m, pts, self.opts,
+                                     lambda e, i=i: self._fallback(i, e), lmask)
+                self.emit(i, out)
         self.inflight.clear()
 
-    def dispatch(self) -> None:
+    def dispatch(self, model: SwapModel, items: list) -> None:
+        """Runs the model on a batch of (index, frame, landmarks), then pastes the batch
+        before it."""
+        crops = [face_crop(model, frame, points) for _, frame, points in items]
         # JAX dispatch is asynchronous: the model runs while the previous batch is pasted and
         # the next one detected, so device and host work overlap.
-        if self.pending:
-            result = self.model.fn(np.stack([item[-1] for item in self.pending]))
-            self._paste_inflight()
-            self.inflight.append((list(self.pending), result))
-            self.pending.clear()
-
-    def flush(self) -> None:
-        self.dispatch()
-        self._paste_inflight()
+        result = model.fn(np.stack([crop for _, _, crop in crops]))
+        self.flush()
+        self.inflight.append((items, [(m, pts) for m, pts, _ in crops], result))
 
 
 def process_frames(frames, model: SwapModel, opts: ConvertOptions, emit,
@@ -235,25 +250,29 @@ def process_frames(frames, model: SwapModel, opts: ConvertOptions, emit,
     counts = {"frames": 0, "faces_swapped": 0, "passed_through": 0, "unreadable": 0}
     if opts.blend == "seamless":
         counts["seamless_fallbacks"] = 0
-    batches = _Batches(model, opts, emit, counts)
+    pastes = _Pastes(opts, emit, counts)
     track = []
-    for index, frame, points in smoothed(found_faces(frames, make_finder(opts), fps), fps,
-                                         opts.smooth):
-        counts["frames"] += 1
-        track.append(points)
+
+    def tracked(items):  # in frame order, before batching
+        for item in items:
+            track.append(item[2])
+            yield item
+    faces = smoothed(found_faces(frames, make_finder(opts), fps), fps, opts.smooth)
+    for group in model_batches(tracked(faces), opts.batch):
+        index, frame, points = group[0]
+        counts["frames"] += len(group)
         if frame is None:
             counts["unreadable"] += 1
-            continue
-        if points is None:
-            batches.flush()  # keep output order
+        elif points is None:
+            pastes.flush()  # keep output order
             counts["passed_through"] += 1
             emit(index, output_frame(frame, frame, opts))
         else:
-            batches.add(index, frame, points)
-            counts["faces_swapped"] += 1
+            pastes.dispatch(model, group)
+            counts["faces_swapped"] += len(group)
         if progress:
             progress.update(counts["frames"], swapped=counts["faces_swapped"])
-    batches.flush()
+    pastes.flush()
     return counts, track
 
 

@@ -3,7 +3,8 @@ the backend of the studio's merge page (issue 32).
 
 `FramePreview(...).render(index, opts)` is the frame `facejax convert` writes for that index
 with those options: it runs conversion's own steps (facejax/convert.py: found_faces, smoothed,
-face_crop, model_faces, paste_frame) and keeps what does not depend on the paste options:
+model_batches, face_crop, model_faces, paste_frame) and keeps what does not depend on the paste
+options:
 
 - the clip's decoded frames (in memory up to `max_frame_bytes`, the rest decoded again when
   asked for);
@@ -11,19 +12,20 @@ face_crop, model_faces, paste_frame) and keeps what does not depend on the paste
   landmarks), once per detector, face selection and confirm_every: tracking is causal, so a
   frame's face depends on the frames before it (the constructor walks the clip once);
 - the smoothed track, once per smoothing cutoff (the One Euro filter over the cached track);
-- the model's face and learned mask of a frame's crop, per crop.
+- the model's face and learned mask of a frame's crop, per crop: a frame's whole model batch
+  (as conversion forms it: opts.batch frames with a face in a row) is run as conversion runs
+  it, so the face is the same to the bit, and the neighbours the slider moves to next are
+  cached with it.
 
 So changing erode, blur, colour, mask or blend re-runs only the paste; changing the smoothing
-re-filters the cached track and runs the model on the frame's new crop.
-
-The model is compiled for one crop at a time (`batch`): conversion's batches give the same
-faces to within rounding (tests/test_frame_preview.py compares the two). As for every tool
-that loads a run, call inference.configure_xla(model_dir) before JAX starts.
+re-filters the cached track and runs the model on the frame's batch of new crops. As for
+every tool that loads a run, call inference.configure_xla(model_dir) before JAX starts.
 """
 
 from __future__ import annotations
 
 import collections
+import threading
 
 import numpy as np
 
@@ -31,34 +33,39 @@ from facejax import convert, inference
 from facejax.errors import UserError
 from facejax.faces import compose, video
 
-# What a crop's model output is cached under: the frame, the crop's landmarks, learned mask.
-_SwapKey = tuple[int, bytes, bool]
+# What a crop's model output is cached under: the frame, its landmarks, learned mask, batch.
+_SwapKey = tuple[int, bytes, bool, int]
 
 
 class FramePreview:
     """Frames of `clip` swapped by the run in `model_dir` (its latest checkpoint, or `step`) in
-    `direction`, as facejax convert writes them.
+    `direction`, as facejax convert writes them. `detector`: the face finding the constructor
+    walks the clip with (another in the options walks it again, once). Keeps up to
+    `max_frame_bytes` of decoded frames and the model's output for `max_swaps` crops. Renders
+    one request at a time (a lock), so a web server's threads may share one.
 
     Raises:
       UserError: a missing or unreadable clip or run (one line, as facejax convert says it).
     """
 
     def __init__(self, model_dir: str, clip: str, direction: str = "b2a",
-                 step: int | None = None, detector: str = "hog", batch: int = 1,
+                 step: int | None = None, detector: str = "hog",
                  max_frame_bytes: int = 2 << 30, max_swaps: int = 512):
-        convert.ConvertOptions(direction=direction, detector=detector, batch=batch).check()
+        convert.ConvertOptions(direction=direction, detector=detector).check()
         self.source = video.FrameSource(clip)
         self.fps = self.source.info.fps if self.source.kind == "video" else None
-        self.direction, self.detector, self.batch = direction, detector, batch
+        self.direction, self.detector = direction, detector
         self.run = inference.load_swapper(model_dir, step)
-        self._models: dict[bool, inference.SwapModel] = {}
+        self._models: dict[tuple, inference.SwapModel] = {}  # (learned mask, batch) ->
         self._frames: dict[int, np.ndarray | None] = {}
         self._frame_budget = max_frame_bytes
         self._count: int | None = None  # set by the first walk
         self._tracks: dict[tuple, list] = {}      # (detector, select, confirm_every) -> track
         self._smoothed: dict[tuple, list] = {}    # the same + (smooth,) -> smoothed track
+        self._batches: dict[tuple, dict] = {}     # the same + (batch,) -> {frame: its batch}
         self._swaps: collections.OrderedDict[_SwapKey, tuple] = collections.OrderedDict()
         self._max_swaps = max_swaps
+        self._lock = threading.Lock()
         # The first walk: the clip's frames and its track for the default face finding.
         self._track(convert.ConvertOptions(direction=direction, detector=detector))
 
@@ -103,37 +110,54 @@ class FramePreview:
             self._count = len(track)
         return self._tracks[key]
 
-    def landmarks(self, index: int, opts: convert.ConvertOptions) -> np.ndarray | None:
-        """The landmarks conversion pastes frame `index`'s face with (None: no face)."""
+    def _smoothed_track(self, opts: convert.ConvertOptions) -> list:
+        """[(index, True or None where unreadable, landmarks or None)] of every frame: the
+        smoothed() items conversion pastes with (the frame slot marks only readability)."""
         key = (opts.detector, opts.select, opts.confirm_every, opts.smooth)
         if key not in self._smoothed:
-            # The frame slot carries only whether the frame was readable (smoothed's rule).
             found = ((i, True if ok else None, points)
                      for i, (ok, points) in enumerate(self._track(opts)))
-            self._smoothed[key] = [p for _, _, p in convert.smoothed(found, self.fps,
-                                                                      opts.smooth)]
-        return self._smoothed[key][index]
+            self._smoothed[key] = list(convert.smoothed(found, self.fps, opts.smooth))
+        return self._smoothed[key]
+
+    def landmarks(self, index: int, opts: convert.ConvertOptions) -> np.ndarray | None:
+        """The landmarks conversion pastes frame `index`'s face with (None: no face)."""
+        return self._smoothed_track(opts)[index][2]
+
+    def _batch_of(self, index: int, opts: convert.ConvertOptions) -> list:
+        """The frames conversion runs the model on together with frame `index`."""
+        key = (opts.detector, opts.select, opts.confirm_every, opts.smooth, opts.batch)
+        if key not in self._batches:
+            self._batches[key] = {item[0]: group for group in convert.model_batches(
+                self._smoothed_track(opts), opts.batch) for item in group}
+        return self._batches[key][index]
 
     # ---- the model and the paste ---------------------------------------------------------------
 
-    def _model(self, with_mask: bool) -> inference.SwapModel:
-        if with_mask not in self._models:
-            self._models[with_mask] = inference.swap_model(self.run, self.direction,
-                                                           self.batch, with_mask)
-        return self._models[with_mask]
+    def _model(self, with_mask: bool, batch: int) -> inference.SwapModel:
+        if (with_mask, batch) not in self._models:
+            self._models[with_mask, batch] = inference.swap_model(self.run, self.direction,
+                                                                  batch, with_mask)
+        return self._models[with_mask, batch]
 
-    def _swap(self, index: int, crop: np.ndarray, points: np.ndarray,
-              with_mask: bool) -> tuple[np.ndarray, np.ndarray | None]:
-        """The model's face and learned mask for frame `index`'s crop (cached per crop)."""
-        key = (index, points.tobytes(), with_mask)
-        if key in self._swaps:
-            self._swaps.move_to_end(key)
-            return self._swaps[key]
-        faces, learned = convert.model_faces(self._model(with_mask).fn(crop[None]))
-        self._swaps[key] = (faces[0], learned[0])
-        if len(self._swaps) > self._max_swaps:
+    def _swap(self, index: int, opts: convert.ConvertOptions) -> tuple:
+        """(affine, crop landmarks, face, learned mask) of frame `index`: its model batch run
+        as conversion runs it (the same crops in the same places, so the same faces), each
+        of the batch's results cached."""
+        with_mask = opts.mask in compose.LEARNED
+        group = self._batch_of(index, opts)
+        keys = [(i, points.tobytes(), with_mask, opts.batch) for i, _, points in group]
+        mine = keys[[i for i, _, _ in group].index(index)]
+        if mine not in self._swaps:
+            model = self._model(with_mask, opts.batch)
+            crops = [convert.face_crop(model, self.frame(i), points) for i, _, points in group]
+            faces, learned = convert.model_faces(model.fn(np.stack([c for _, _, c in crops])))
+            for key, (affine, crop_points, _), face, mask in zip(keys, crops, faces, learned):
+                self._swaps[key] = (affine, crop_points, face, mask)
+        self._swaps.move_to_end(mine)  # the least recently shown go first
+        while len(self._swaps) > max(self._max_swaps, 1):
             self._swaps.popitem(last=False)
-        return self._swaps[key]
+        return self._swaps[mine]
 
     def render(self, index: int, opts: convert.ConvertOptions) -> np.ndarray:
         """Frame `index` (0-based) as facejax convert writes it with `opts`: H x W x 3 uint8
@@ -143,6 +167,16 @@ class FramePreview:
           UserError: bad options, another direction than the preview's, an index outside the
             clip, or a frame that cannot be decoded (conversion skips it).
         """
+        return self.render_with_mask(index, opts)[0]
+
+    def render_with_mask(self, index: int,
+                         opts: convert.ConvertOptions) -> tuple[np.ndarray, np.ndarray]:
+        """(render(index, opts), the blend mask it was pasted with: float32 [H, W] in [0, 1],
+        zero where no face), for a view of the mask."""
+        with self._lock:  # a web server's threads may ask at once; the caches are not shared
+            return self._render(index, opts)
+
+    def _render(self, index: int, opts: convert.ConvertOptions) -> tuple[np.ndarray, np.ndarray]:
         opts.check()
         if opts.direction != self.direction:
             raise UserError(f"--direction {opts.direction}: this preview swaps "
@@ -157,8 +191,7 @@ class FramePreview:
             raise UserError(f"{self.source.path}: frame {index} cannot be decoded "
                             "(conversion skips it)")
         if points is None:
-            return convert.output_frame(frame, frame, opts)
-        model = self._model(opts.mask in compose.LEARNED)
-        affine, crop_points, crop = convert.face_crop(model, frame, points)
-        face, learned = self._swap(index, crop, points, opts.mask in compose.LEARNED)
+            return (convert.output_frame(frame, frame, opts),
+                    np.zeros(frame.shape[:2], np.float32))
+        affine, crop_points, face, learned = self._swap(index, opts)
         return convert.paste_frame(frame, face, affine, crop_points, opts, None, learned)

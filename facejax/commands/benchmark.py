@@ -4,6 +4,7 @@ r"""Throughput benchmarks; each prints one JSON line.
     facejax benchmark train --config=deepfakes_original[:VARIANT] \
         [--config.batch_size=16] [--steps=5] [--faces=EXTRACTION_DIR]
     facejax benchmark convert [--clip=PATH]
+    facejax benchmark merge --model=RUN [--clip=PATH]
     facejax benchmark conv --layer=stride1:16x32x32x128:3:256[:same|valid|pad1]
     facejax benchmark gpu_compile --config=saehd:df128 [--faces=EXTRACTION_DIR] [--gpu_devices=1]
     facejax benchmark landmarks [--detector=NAME] [--max_upsample=N]
@@ -18,6 +19,9 @@ extract: frames/s of decode + detect + landmarks + align + write on a clip (defa
 driving_d6.mp4), and examples/s of the input pipeline reading the result.
 convert: frames/s swapping faces in the first 300 frames of a clip (default driving_d6.mp4,
 480×480) with the 64 px autoencoder: detect/track, landmarks, align, model, paste.
+merge: the studio's merge preview of --clip with the run in --model: opening, first render,
+a render after a paste option or the smoothing changed, a frame of a new model batch, wall and
+CPU seconds; see facejax/commands/_benchmark_merge.py.
 train: median step time (on one batch of real faces), images/s, compile seconds, GFLOP per step from XLA's
 cost analysis of the model built of plain layers (`ops.conv.plain_forms`; the faster forms that
 run count fewer: `executed_gflop_per_step`), achieved GFLOP/s (model GFLOP ÷ step time), and
@@ -80,6 +84,7 @@ flags.DEFINE_string("clip", os.path.join(samples.SHARED, "data", "videos",
                                          "liveportrait", "driving_d6.mp4"), "Clip (extract).")
 flags.DEFINE_string("faces", "", "train, gpu_compile: an extraction folder the input pipeline "
                     "reads (default: --clip's every 4th frame, extracted at the load size).")
+flags.DEFINE_string("model", None, "merge: the workdir of a trained run.")
 flags.DEFINE_list("records", ["1000", "20000"], "memory: dataset sizes, in records.")
 flags.DEFINE_string("memory_config", "face2face_pix2pix", "memory: the experiment trained.")
 flags.DEFINE_list("memory_flags", ["--config.batch_size=4"], "memory: more flags of the run.")
@@ -194,6 +199,13 @@ def bench_convert():
             "frame_size": f"{src.info.width}x{src.info.height}", "model": "deepfakes 64 px",
             "frames": counts["frames"], "faces": counts["faces_swapped"],
             "frames_per_s": round(counts["frames"] / seconds, 1)}
+
+
+def bench_merge():
+    from facejax.commands import _benchmark_merge
+    if not FLAGS.model:
+        raise UserError("--model: merge needs --model=RUN (a trained run's workdir)")
+    return _benchmark_merge.bench_merge(FLAGS.model, FLAGS.clip)
 
 
 def face_folder(size: int) -> str:
@@ -339,7 +351,8 @@ def main(argv):
     cli.set_started_jax(xla_setup.no_compilation_cache())
     commands = {"extract": bench_extract, "train": bench_train, "convert": bench_convert,
                 "conv": bench_conv, "landmarks": bench_landmarks, "memory": bench_memory,
-                "quality": bench_quality, "gpu_compile": bench_gpu_compile}
+                "quality": bench_quality, "gpu_compile": bench_gpu_compile,
+                "merge": bench_merge}
     if len(argv) != 2 or argv[1] not in commands:
         raise UserError(f"usage: benchmark.py {'|'.join(commands)} [flags]")
     if argv[1] in ("train", "gpu_compile") and FLAGS.config is None:

@@ -62,10 +62,20 @@ def test_convert_reports_its_figures():
     assert r["frames"] == r["faces"] == 75 and r["frames_per_s"] > 0
 
 
+def test_merge_reports_its_figures(tiny_ae_run):
+    r = _bench("merge", f"--model={tiny_ae_run}", f"--clip={CLIP}")
+    assert r["frames"] == 75 and r["frame_size"] == "360x288" and r["batch"] == 8
+    assert r["model"] == "autoencoder 32 px"
+    for key in ("open_s", "first_render_s", "paste_changed_s", "new_batch_s", "neighbour_s",
+                "smoothing_changed_s"):
+        assert r[key]["wall"] > 0 and r[key]["cpu"] > 0, key
+
+
 def test_bad_commands_are_one_line():
     for args, message in ((["nope"], "usage: benchmark.py extract|train|convert|conv"),
                           (["train"], "--config: train needs"),
                           (["gpu_compile"], "--config: gpu_compile needs"),
+                          (["merge"], "--model: merge needs --model=RUN"),
                           (["conv", "--layer=stride2:1x8x8x4:3:4"], "--layer=stride2:1x8x8x4:3:4")):
         proc = run_tool("tools/benchmark.py", *args)
         assert proc.returncode == 2 and message in proc.stderr.strip().splitlines()[-1], args
