@@ -120,6 +120,7 @@ def main() -> None:
         folders, workdir, clip = args.faces.split(","), args.workdir, args.video
     else:
         folders, workdir, clip = make_inputs(args.work)
+    os.makedirs(args.out, exist_ok=True)
     from facejax.studio import server
     srv = server.StudioServer(server.open_studio(folders, workdir, clip)).start()
     driver = chromium()
