@@ -23,7 +23,7 @@ LEVELS = {
     "facejax.tasks": 3, "facejax.runs": 3,
     "facejax.inference": 4, "facejax.training": 4,
     "facejax.train": 5, "facejax.convert": 5, "facejax.reenact": 5, "facejax.evaluate": 5,
-    "facejax.export": 5, "facejax.commands": 6, "facejax.__main__": 6,
+    "facejax.export": 5, "facejax.segment": 5, "facejax.commands": 6, "facejax.__main__": 6,
 }
 JOBS = 5
 NO_JAX = ("facejax.errors", "facejax.files", "facejax.progress", "facejax.faces",
@@ -51,6 +51,7 @@ UNREACHABLE = {
     "facejax.export": ("facejax.data", "tensorflow", "tensorflow_datasets"),
     "facejax.reenact": ("facejax.data", "tensorflow", "tensorflow_datasets"),
     "facejax.evaluate": ("facejax.data", "tensorflow", "tensorflow_datasets"),
+    "facejax.segment": ("facejax.data", "tensorflow", "tensorflow_datasets"),
     "facejax.commands.evaluate": ("facejax.data", "tensorflow", "tensorflow_datasets"),
     "facejax.tasks": ("facejax.data", "tensorflow", "tensorflow_datasets", "cv2", "dlib"),
 }

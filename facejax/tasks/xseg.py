@@ -123,4 +123,4 @@ TASK = Task(
     evaluate=evaluate, preview=preview, preview_columns=("input", "mask", "masked"),
     params_of=lambda state: state["params"],
     with_params=lambda state, params: dict(state, params=params),
-    host_augment=host_augment, config_schema=CONFIG_SCHEMA)
+    host_augment=host_augment, segment=predict, config_schema=CONFIG_SCHEMA)
