@@ -5,7 +5,7 @@ mean IoU of the run's mask with it, and of the landmark hull's, as one JSON line
 
     python tools/xseg_occlusion_iou.py --model=runs/xseg_generic \
         --faces=runs/faces_x,runs/faces_y \
-        --donors=../shared/data/videos/liveportrait/driving_d6.mp4,../shared/data/videos/liveportrait/driving_d9.mp4
+        --donors=$LP/driving_d6.mp4,$LP/driving_d9.mp4  # LP=../shared/data/videos/liveportrait
 
 Faces are loaded at the model's side (both splits of each folder); donors give 4 frames each.
 """
