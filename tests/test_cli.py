@@ -12,11 +12,11 @@ from facejax import cli
 from tests.helpers import ROOT
 
 COMMANDS = ("benchmark", "convert", "demo", "evaluate", "export", "extract", "reenact", "samples",
-            "train")
+            "train", "xseg")
 # A flag each command defines: its --help must list it.
 A_FLAG = {"benchmark": "--steps", "convert": "--mask", "demo": "--every_n",
           "evaluate": "--held_out", "export": "--format", "extract": "--detector", "reenact": "--driver",
-          "samples": "--out", "train": "--workdir"}
+          "samples": "--out", "train": "--workdir", "xseg": "--faces"}
 
 
 def _run(args, cwd="/tmp", env=None):
