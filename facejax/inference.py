@@ -124,3 +124,37 @@ def load_swap_model(workdir: str, direction: str, batch: int,
                     with_mask: bool = False, step: int | None = None) -> SwapModel:
     """The swap function of a trained run, compiled once for a fixed batch size."""
     return swap_model(load_swapper(workdir, step), direction, batch, with_mask)
+
+
+def load_segmenter(workdir: str, batch: int, step: int | None = None) -> Callable:
+    """The mask function of a trained segmentation run (`Task.segment`, its latest or given
+    checkpoint): uint8 crops [n, L, L, 3] of any side L -> uint8 masks [n, L, L] (0..255), the
+    crops resized to the model's side and the masks back, one compiled batch.
+
+    Raises:
+      UserError: the run is not a segmentation model, or cannot be loaded.
+    """
+    config = runs.load_config(workdir)
+    task = tasks.get(config.task)
+    if task.segment is None:
+        raise UserError(f"--model={workdir}: a {config.task} run predicts no face mask; give "
+                        "an XSeg run (facejax train --config=xseg)")
+    run = load_run(workdir, step)
+    config, size = task.inference_config(run.config), run.size
+    fn = jax.jit(lambda s, x: task.segment(s, x.astype(np.float32) / 255.0, config))
+    model = batched(lambda x: fn(run.state, x), batch)
+
+    def segment(crops: np.ndarray) -> np.ndarray:
+        side = crops.shape[1]
+        x = crops if side == size else np.stack([_resize(c, size) for c in crops])
+        masks = np.asarray(model(x))[..., 0]
+        out = masks if side == size else np.stack([_resize(m, side) for m in masks])
+        return np.clip(np.round(out * 255), 0, 255).astype(np.uint8)
+    return segment
+
+
+def _resize(image: np.ndarray, side: int) -> np.ndarray:
+    import cv2  # OpenCV's area average going down, cubic going up, as extraction resizes
+    shrink = image.shape[0] > side
+    return cv2.resize(image, (side, side),
+                      interpolation=cv2.INTER_AREA if shrink else cv2.INTER_CUBIC)

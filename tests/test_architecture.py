@@ -23,7 +23,7 @@ LEVELS = {
     "facejax.tasks": 3, "facejax.runs": 3,
     "facejax.inference": 4, "facejax.training": 4,
     "facejax.train": 5, "facejax.convert": 5, "facejax.reenact": 5, "facejax.evaluate": 5,
-    "facejax.export": 5,
+    "facejax.export": 5, "facejax.segment": 5,
     # Above the convert job it views (one frame of it, re-rendered), below the command lines.
     "facejax.frame_preview": 5.5,
     "facejax.commands": 6, "facejax.__main__": 6, "facejax.studio": 6,
@@ -55,6 +55,7 @@ UNREACHABLE = {
     "facejax.export": ("facejax.data", "tensorflow", "tensorflow_datasets"),
     "facejax.reenact": ("facejax.data", "tensorflow", "tensorflow_datasets"),
     "facejax.evaluate": ("facejax.data", "tensorflow", "tensorflow_datasets"),
+    "facejax.segment": ("facejax.data", "tensorflow", "tensorflow_datasets"),
     "facejax.commands.evaluate": ("facejax.data", "tensorflow", "tensorflow_datasets"),
     "facejax.tasks": ("facejax.data", "tensorflow", "tensorflow_datasets", "cv2", "dlib"),
 }

@@ -12,11 +12,12 @@ from facejax import cli
 from tests.helpers import ROOT
 
 COMMANDS = ("benchmark", "convert", "demo", "evaluate", "export", "extract", "reenact", "samples",
-            "studio", "train")
+            "studio", "train", "xseg")
 # A flag each command defines: its --help must list it.
 A_FLAG = {"benchmark": "--steps", "convert": "--mask", "demo": "--every_n",
           "evaluate": "--held_out", "export": "--format", "extract": "--detector", "reenact": "--driver",
-          "samples": "--out", "studio": "--faces", "train": "--workdir"}
+          "samples": "--out", "studio": "--faces", "train": "--workdir",
+          "xseg": "--faces"}
 
 
 def _run(args, cwd="/tmp", env=None):

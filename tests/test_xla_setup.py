@@ -13,7 +13,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_cyclegan_takes_eigen_convolutions_and_a_users_setting_wins(monkeypatch):
     from facejax import tasks
     assert {n: tasks.get(n).cpu_convolutions for n in tasks.TASKS} == {
-        "autoencoder": "ynnpack", "pix2pix": "ynnpack", "cyclegan": "eigen", "saehd": "ynnpack"}
+        "autoencoder": "ynnpack", "pix2pix": "ynnpack", "cyclegan": "eigen", "saehd": "ynnpack",
+        "xseg": "ynnpack"}
     monkeypatch.setenv("XLA_FLAGS", "--xla_dump_to=/tmp/x")
     xla_setup.configure("ynnpack")
     assert os.environ["XLA_FLAGS"] == "--xla_dump_to=/tmp/x"

@@ -27,7 +27,7 @@ import tensorflow_datasets as tfds
 from facejax import lock
 from facejax.data import extract as extract_lib
 from facejax.errors import RunError, Stopped, UserError
-from facejax.faces import align, masks, video
+from facejax.faces import align, mask_labels, masks, video
 
 VAL_FRACTION = 0.1
 
@@ -137,11 +137,11 @@ def external_parts(extraction_dir: str, rec: dict, size: int) -> np.ndarray | No
 
 def fingerprint(extraction_dir: str) -> str:
     """Changes whenever the faces the dataset would hold change: the bytes of every finished
-    input's alignments.jsonl (a face deleted or restored, by count or by which), and the count
-    of externally supplied part masks. Hashes the lines without parsing them: every run start
-    asks for it, and the records are checked where they are read (preparing the dataset, the
-    run record). Restoring the same records restores the same fingerprint, so their prepared
-    dataset is used again.
+    input's alignments.jsonl (a face deleted or restored, by count or by which), and the counts
+    of externally supplied part masks and of applied XSeg masks (`facejax xseg apply`). Hashes
+    the lines without parsing them: every run start asks for it, and the records are checked
+    where they are read (preparing the dataset, the run record). Restoring the same records
+    restores the same fingerprint, so their prepared dataset is used again.
 
     Raises:
       UserError: not an extraction directory, an incomplete input, or no face records.
@@ -155,6 +155,10 @@ def fingerprint(extraction_dir: str) -> str:
         parts = os.path.join(extraction_dir, extract_lib.INPUTS, key, "parts")
         if data.strip() and os.path.isdir(parts):  # externally supplied part masks too
             digests[key + "/parts"] = len(os.listdir(parts))
+        applied = os.path.join(extraction_dir, extract_lib.INPUTS, key,
+                               mask_labels.APPLIED_FOLDER)
+        if data.strip() and os.path.isdir(applied):  # the masks facejax xseg apply wrote
+            digests[key + "/" + mask_labels.APPLIED_FOLDER] = len(os.listdir(applied))
     if not digests:
         raise UserError(f"{extraction_dir}: holds no face records")
     blob = json.dumps({"size": size, "inputs": digests, "val": VAL_FRACTION}, sort_keys=True)

@@ -33,6 +33,10 @@ from facejax import files
 from facejax.errors import UserError
 
 FILE = "masks.jsonl"
+# The folder beside each input's crops where `facejax xseg apply` writes one mask per face
+# (inputs/<key>/xseg/NNNNNN.png: gray, 255 on the visible face): named after DeepFaceLab's
+# XSeg, as its users know it; the only place outside the tasks that spells the name.
+APPLIED_FOLDER = "xseg"
 KINDS = ("include", "exclude")
 _SHIFT = 4  # sub-pixel bits for cv2.fillPoly
 _SUPERSAMPLE = 8

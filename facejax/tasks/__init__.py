@@ -8,7 +8,7 @@ import importlib
 from facejax.errors import UserError
 from facejax.tasks.protocol import Task
 
-TASKS = ("autoencoder", "pix2pix", "cyclegan", "saehd")
+TASKS = ("autoencoder", "pix2pix", "cyclegan", "saehd", "xseg")
 
 
 def get(name: str) -> Task:

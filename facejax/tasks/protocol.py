@@ -8,6 +8,7 @@ family has none, and the tools check for them:
     swap_with_mask                           the model's own mask (convert.py --mask learned)
     generate                                 reenact.py (drive a face with landmarks)
     host_augment                             augment.placement "host" (input pipeline)
+    segment                                  the visible-face mask of a crop (facejax xseg apply)
 
 Beside its functions a family declares what the tools around it need to know of it: the ranges
 of the config keys only it reads (`config_schema`, merged with the common ones by
@@ -58,6 +59,9 @@ class Task:
         the input pipeline instead of the step.
       swap_with_mask: (state, faces, direction, config) -> (faces, learned mask [N, S, S, 1]),
         for a family whose model predicts its own mask (convert.py's --mask learned).
+      segment: (state, faces, config) -> the visible-face mask [N, S, S, 1] in [0, 1] of faces
+        float [N, S, S, 3] in [0, 1] at the model size, for a segmentation family (occluders
+        left out; `facejax xseg apply`, convert.py's --mask xseg).
       resumed: (state, added part names) -> state, for a family whose options add top-level
         state parts that are not simply initialised (a weight average starts at the
         weights): a resumed run's parts that its checkpoint lacked, put right; the others
@@ -86,6 +90,7 @@ class Task:
     generate: Optional[Callable] = None
     host_augment: Optional[Callable] = None
     swap_with_mask: Optional[Callable] = None
+    segment: Optional[Callable] = None
     resumed: Optional[Callable] = None
     config_schema: dict = dataclasses.field(default_factory=dict, compare=False)
     reference: Optional[Reference] = None

@@ -12,7 +12,7 @@ import os
 import jax
 
 from facejax import augment, run_info
-from facejax.data import pipeline, run_record, source, tfds_faces
+from facejax.data import labelled, pipeline, run_record, source, tfds_faces
 from facejax.errors import UserError
 
 
@@ -35,6 +35,9 @@ def open_sources(config, task, split: str, per_process: bool):
     for name in task.identities:
         spec, flag = source.setting(config.data, name)
         folders = source.folders(spec, flag)
+        if config.data.get("labels") == "labels":  # the hand-labelled faces of masks.jsonl
+            sources[name] = labelled.LabelledSource(folders, config.data.load_size)
+            continue
         if jax.process_count() > 1:
             # One process prepares the TFDS datasets; the others wait and read them.
             from jax.experimental import multihost_utils

@@ -25,10 +25,11 @@ VARIANTS = {
     "face2face_pix2pix": ("default", "small", "tiny"),
     "cyclegan_faces": ("default", "256", "tiny"),
     "saehd": ("df128", "liae128", "df256", "df64", "tiny"),
+    "xseg": ("default", "generic", "tiny"),
 }
 # Values (not only the tree) and two train steps' metrics: the variants cheap enough to compile
 # in the suite. Their layer shapes take im2col, subpixel, taps, mixed, thin and XLA's forms.
-STEPPED = (("deepfakes_original", "tiny"), ("face2face_pix2pix", "tiny"))
+STEPPED = (("deepfakes_original", "tiny"), ("face2face_pix2pix", "tiny"), ("xseg", "tiny"))
 # Slow tests: real widths, whose layers take the Winograd, space-to-depth and phase forms, and
 # the CycleGAN and SAEHD steps (their loss terms are checked against numpy and the reference's
 # formula in tests/tasks/test_cyclegan.py and test_saehd.py).

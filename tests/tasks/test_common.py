@@ -9,7 +9,8 @@ import pytest
     "deepfakes_original",
     pytest.param("face2face_pix2pix", marks=pytest.mark.slow),
     pytest.param("cyclegan_faces", marks=pytest.mark.slow),
-    pytest.param("saehd", marks=pytest.mark.slow)])
+    pytest.param("saehd", marks=pytest.mark.slow),
+    pytest.param("xseg", marks=pytest.mark.slow)])
 def test_bfloat16_compute_tracks_float32(experiment, grid_faces):
     """compute_dtype=bfloat16: parameters and optimizer state stay float32, and a short run's
     reconstruction-type losses follow the float32 run's within 5%. Adversarial terms (through
