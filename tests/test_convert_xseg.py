@@ -16,7 +16,6 @@ from tests.helpers import GRID, LIVEPORTRAIT, run_tool
 
 CLIP = f"{GRID}/GRID_brbk7n.mpg"  # speaker B: swapped b2a by the tiny autoencoder
 FRAMES = 30
-MOUTH = slice(48, 68)  # the mouth's points of the 68 landmarks
 
 
 def _donor() -> np.ndarray:
@@ -27,21 +26,16 @@ def _donor() -> np.ndarray:
 
 def _occluded_frames() -> tuple[list, list]:
     """The clip's first FRAMES frames with a disc textured from a real image pasted over the
-    mouth (it follows the mouth from frame to frame), and the discs (bool [H, W] each)."""
+    mouth (occluders.over_mouth: it follows the mouth), and the discs (bool [H, W] each)."""
     finder = convert.make_finder(convert.ConvertOptions())
     pairs = [(i, f) for i, f in video.FrameSource(CLIP).frames()][:FRAMES]
-    found = list(convert.found_faces(iter(pairs), finder, 25.0))
     donor = _donor()
     frames, discs = [], []
-    for _, frame, points in found:
+    for _, frame, points in convert.found_faces(iter(pairs), finder, 25.0):
         assert points is not None  # every GRID frame has its face
-        h, w = frame.shape[:2]
-        mouth = points[MOUTH]
-        extent = 0.75 * (mouth[:, 0].max() - mouth[:, 0].min())
-        rng = np.random.default_rng(33)  # the same disc and texture on every frame
-        disc = occluders.shape_mask(rng, max(h, w), "disc", mouth.mean(0), extent)[:h, :w]
-        tex = occluders.texture(rng, donor, max(h, w))[:h, :w]
-        frames.append(np.where(disc[..., None], tex, frame).astype(np.uint8))
+        occluded, disc = occluders.over_mouth(frame, points, donor)
+        assert 0.01 < disc.mean() < 0.05  # a mouth-sized disc
+        frames.append(occluded)
         discs.append(disc)
     return frames, discs
 
@@ -53,9 +47,9 @@ def occluded():
 
 def psnr_inside(outs, frames, regions) -> float:
     """PSNR (dB, 8 bit) of `outs` against `frames` over the pixels of `regions`, all frames."""
-    err = np.concatenate([(o.astype(np.float64) - f)[r].ravel()
-                          for o, f, r in zip(outs, frames, regions)])
-    return float(10 * np.log10(255.0 ** 2 / max(np.mean(err ** 2), 1e-12)))
+    from facejax import metrics
+    return metrics.psnr(np.concatenate([o[r] for o, r in zip(outs, regions)]),
+                        np.concatenate([f[r] for f, r in zip(frames, regions)]), 255.0)
 
 
 def _convert(frames, model, opts, segment=None):

@@ -49,9 +49,9 @@ flags.DEFINE_integer("step", None, "The checkpoint to use (default: the latest);
                      "one when the latest is damaged.", lower_bound=0)
 flags.DEFINE_string("settings", None, "A JSON file of conversion options (keys: the flags "
                     "direction, mask, erode, blur, color, blend, smooth, select, batch, preview, "
-                    "detector, confirm_every, xseg_model), as the studio's merge page saves it. Its values "
-                    "replace the defaults; a flag given on the command line overrides the "
-                    "file's value.")
+                    "detector, confirm_every, xseg_model), as the studio's merge page saves "
+                    "it. Its values replace the defaults; a flag given on the command line "
+                    "overrides the file's value.")
 flags.mark_flags_as_required(["model", "input", "output"])
 
 
