@@ -211,3 +211,19 @@ def test_bad_xseg_options_are_one_line_errors(xseg_run, tiny_ae_run, occluded_cl
     with pytest.raises(UserError, match="--xseg_model"):
         xseg_convert.load("xseg", "", 8)
     assert xseg_convert.load("hull", "", 8) is None
+
+
+def test_the_merge_preview_renders_the_frame_conversion_writes_with_xseg(
+        occluded_clip, xseg_run, tiny_ae_run):
+    from facejax.frame_preview import FramePreview
+    preview = FramePreview(tiny_ae_run, occluded_clip)
+    decoded = [f for _, f in video.FrameSource(occluded_clip).frames()]
+    model = inference.load_swap_model(tiny_ae_run, "b2a", 8)
+    opts = convert.ConvertOptions(mask="xseg", xseg_model=xseg_run)
+    want, _ = _convert(decoded, model, opts)
+    for index in (0, 13, 29):
+        np.testing.assert_array_equal(preview.render(index, opts), want[index])
+    hull = preview.render(13, convert.ConvertOptions())
+    assert (hull != want[13]).any()
+    with pytest.raises(UserError, match="--mask=xseg needs --xseg_model"):
+        preview.render(13, convert.ConvertOptions(mask="xseg"))
