@@ -1,6 +1,7 @@
-"""Occluders pasted over real face crops (and over the mouth of a real frame): the occluded crop and the visible-face mask are exact
-(pixel by pixel against the shape and the texture), deterministic from the seed, textured from
-another real image, and the shapes are what they say (one solid piece, in the size asked)."""
+"""Occluders pasted over real face crops (and over the mouth of a real frame): the occluded
+crop and the visible-face mask are exact (pixel by pixel against the shape and the texture),
+deterministic from the seed, textured from another real image, and the shapes are what they
+say (one solid piece, in the size asked)."""
 
 import os
 
