@@ -8,7 +8,8 @@ The work on a frame is a chain of functions that facejax/frame_preview.py (the s
 page: one frame, re-rendered as the paste options change) calls too, so a previewed frame is
 the frame conversion writes: found_faces (detect and track, the predictor's own landmarks),
 smoothed (the One Euro filter over them), face_crop (the model's crop), model_faces (the
-model's output as faces and learned masks) and paste_frame (compose.paste, side by side with
+model's output as faces and learned masks), xseg_convert.crop_masks (with --mask=xseg: the
+segmentation run's mask of the same crop) and paste_frame (compose.paste, side by side with
 --preview). The paste options can be saved to a settings file (save_settings, load_settings)
 that `facejax convert --settings` reads.
 """
@@ -24,7 +25,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from facejax import files, images
+from facejax import files, images, xseg_convert
 from facejax.errors import UserError, one_line, write_failed
 from facejax.faces import align, compose, detect, find, video, video_look, video_writer
 from facejax.faces import landmarks as lm
@@ -46,11 +47,13 @@ class ConvertOptions(compose.PasteOptions):
     preview: bool = False       # original | swapped side by side
     detector: str = "hog"
     confirm_every: int = 2      # re-detect a tracked face every n frames (1: every frame)
+    xseg_model: str = ""        # the segmentation run of the xseg masks (xseg_convert.py)
 
     def check(self):
         if self.direction not in ("b2a", "a2b"):
             raise UserError(f"--direction {self.direction}: expected one of b2a, a2b")
         super().check()
+        xseg_convert.check(self.mask, self.xseg_model)
         if not -MAX_ERODE <= self.erode <= MAX_ERODE:
             raise UserError(f"--erode {self.erode}: must be between {-MAX_ERODE} and {MAX_ERODE}")
         if not 0 <= self.blur <= MAX_BLUR:
@@ -177,10 +180,12 @@ def output_frame(frame: np.ndarray, swapped: np.ndarray, opts: ConvertOptions) -
 
 def paste_frame(frame: np.ndarray, face: np.ndarray, affine: np.ndarray,
                 crop_points: np.ndarray, opts: ConvertOptions, on_fallback=None,
-                learned: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+                learned: np.ndarray | None = None,
+                xseg: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(the frame written for `frame` with the model's `face`, the blend mask [H, W] in
-    [0, 1]): compose.paste."""
-    out, alpha = compose.paste(frame, face, affine, crop_points, opts, on_fallback, learned)
+    [0, 1]): compose.paste (`learned`: the model's mask; `xseg`: the segmenter's)."""
+    out, alpha = compose.paste(frame, face, affine, crop_points, opts, on_fallback, learned,
+                               xseg)
     return output_frame(frame, out, opts), alpha
 
 
@@ -211,9 +216,9 @@ def model_batches(items: Iterable, batch: int) -> Iterator[list]:
 class _Pastes:
     """The model's results waiting to be pasted: a batch is pasted while the next one runs."""
 
-    def __init__(self, opts: ConvertOptions, emit, counts: dict):
-        self.opts, self.emit, self.counts = opts, emit, counts
-        self.inflight = []  # (items, crops' affines and landmarks, result) not pasted yet
+    def __init__(self, opts: ConvertOptions, emit, counts: dict, segment=None):
+        self.opts, self.emit, self.counts, self.segment = opts, emit, counts, segment
+        self.inflight = []  # (items, crops' affines, landmarks, xseg masks, result) not pasted
 
     def _fallback(self, index: int, error: Exception) -> None:
         if not self.counts["seamless_fallbacks"]:
@@ -225,9 +230,9 @@ class _Pastes:
     def flush(self) -> None:
         for items, geometry, result in self.inflight:
             faces, learned = model_faces(result)
-            for (i, f, _), (m, pts), face, lmask in zip(items, geometry, faces, learned):
+            for (i, f, _), (m, pts, xmask), face, lmask in zip(items, geometry, faces, learned):
                 out, _ = paste_frame(f, face, m, pts, self.opts,
-                                     lambda e, i=i: self._fallback(i, e), lmask)
+                                     lambda e, i=i: self._fallback(i, e), lmask, xmask)
                 self.emit(i, out)
         self.inflight.clear()
 
@@ -238,19 +243,24 @@ class _Pastes:
         # JAX dispatch is asynchronous: the model runs while the previous batch is pasted and
         # the next one detected, so device and host work overlap.
         result = model.fn(np.stack([crop for _, _, crop in crops]))
+        xseg = xseg_convert.crop_masks(self.segment, [crop for _, _, crop in crops])
         self.flush()
-        self.inflight.append((items, [(m, pts) for m, pts, _ in crops], result))
+        self.inflight.append((items, [(m, pts, x) for (m, pts, _), x in zip(crops, xseg)],
+                              result))
 
 
 def process_frames(frames, model: SwapModel, opts: ConvertOptions, emit,
-                   progress=None, fps: float | None = None) -> tuple[dict, list]:
+                   progress=None, fps: float | None = None, segment=None) -> tuple[dict, list]:
     """Runs the per-frame work over (index, frame) pairs of a video at `fps` (None: stills, no
-    smoothing); emit(index, frame_out). Returns counts and the landmark track used for pasting
-    (None where no face)."""
+    smoothing); emit(index, frame_out). `segment`: the XSeg masks' function
+    (xseg_convert.Segmenter; default: loaded from opts.xseg_model when opts.mask needs it).
+    Returns counts and the landmark track used for pasting (None where no face)."""
     counts = {"frames": 0, "faces_swapped": 0, "passed_through": 0, "unreadable": 0}
     if opts.blend == "seamless":
         counts["seamless_fallbacks"] = 0
-    pastes = _Pastes(opts, emit, counts)
+    if segment is None:
+        segment = xseg_convert.load(opts.mask, opts.xseg_model, opts.batch)
+    pastes = _Pastes(opts, emit, counts, segment)
     track = []
 
     def tracked(items):  # in frame order, before batching
@@ -277,8 +287,9 @@ def process_frames(frames, model: SwapModel, opts: ConvertOptions, emit,
 
 
 def convert(model, input_path: str, output: str, opts: ConvertOptions,
-            verbose: bool = True) -> dict:
-    """Converts a video, an image or a folder of images. `model` is a SwapModel.
+            verbose: bool = True, segment=None) -> dict:
+    """Converts a video, an image or a folder of images. `model` is a SwapModel; `segment`
+    the XSeg masks' function (process_frames).
 
     Video in -> video out: H.264 MP4 (or the container OUTPUT names), same fps, size and frame
     count, the input's audio muxed in (facejax/faces/video_writer.py), its sample aspect ratio,
@@ -289,13 +300,16 @@ def convert(model, input_path: str, output: str, opts: ConvertOptions,
     opts.check()
     files.check_output(output, [input_path])
     try:
-        return _convert(model, input_path, output, opts, verbose)
+        if segment is None:  # a bad --xseg_model fails before anything is written
+            segment = xseg_convert.load(opts.mask, opts.xseg_model, opts.batch)
+        return _convert(model, input_path, output, opts, verbose, segment)
     except OSError as e:  # disk full and the like, writing images or the summary
         raise write_failed(e, os.path.dirname(os.path.abspath(output)),
                            "the input and the outputs written so far")
 
 
-def _convert(model, input_path: str, output: str, opts: ConvertOptions, verbose: bool) -> dict:
+def _convert(model, input_path: str, output: str, opts: ConvertOptions, verbose: bool,
+             segment) -> dict:
     """convert()'s work, with checked options and output path."""
     source = video.FrameSource(input_path)
     start = time.monotonic()
@@ -310,7 +324,7 @@ def _convert(model, input_path: str, output: str, opts: ConvertOptions, verbose:
                                       audio_from=input_path, look=look) as writer:
             counts, track = process_frames(source.frames(), model, opts,
                                            lambda i, f: writer.write(f), progress,
-                                           fps=source.info.fps)
+                                           fps=source.info.fps, segment=segment)
         summary_path = os.path.splitext(output)[0] + ".summary.json"
     else:
         single = source.kind == "image" and video.is_image_path(output)
@@ -325,7 +339,8 @@ def _convert(model, input_path: str, output: str, opts: ConvertOptions, verbose:
                 out_dir, os.path.basename(source.name_of(i)))
             images.write_image(name, frame)
 
-        counts, track = process_frames(source.frames(), model, opts, emit, progress)
+        counts, track = process_frames(source.frames(), model, opts, emit, progress,
+                                       segment=segment)
         summary_path = (os.path.splitext(output)[0] + ".summary.json" if single
                         else os.path.join(out_dir, "summary.json"))
     seconds = time.monotonic() - start

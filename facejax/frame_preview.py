@@ -15,7 +15,8 @@ options:
 - the model's face and learned mask of a frame's crop, per crop: a frame's whole model batch
   (as conversion forms it: opts.batch frames with a face in a row) is run as conversion runs
   it, so the face is the same to the bit, and the neighbours the slider moves to next are
-  cached with it.
+  cached with it; with --mask=xseg the segmentation run's (opts.xseg_model, loaded once per
+  run and batch) mask of the same crops too (xseg_convert.py).
 
 So changing erode, blur, colour, mask or blend re-runs only the paste; changing the smoothing
 re-filters the cached track and runs the model on the frame's batch of new crops. As for
@@ -29,12 +30,13 @@ import threading
 
 import numpy as np
 
-from facejax import convert, inference
+from facejax import convert, inference, xseg_convert
 from facejax.errors import UserError
 from facejax.faces import compose, video
 
-# What a crop's model output is cached under: the frame, its landmarks, learned mask, batch.
-_SwapKey = tuple[int, bytes, bool, int]
+# What a crop's model output is cached under: the frame, its landmarks, learned mask, batch,
+# XSeg run ("" without an XSeg mask).
+_SwapKey = tuple[int, bytes, bool, int, str]
 
 
 class FramePreview:
@@ -57,6 +59,7 @@ class FramePreview:
         self.direction, self.detector = direction, detector
         self.run = inference.load_swapper(model_dir, step)
         self._models: dict[tuple, inference.SwapModel] = {}  # (learned mask, batch) ->
+        self._segmenters: dict[tuple, xseg_convert.Segmenter] = {}  # (XSeg run, batch) ->
         self._frames: dict[int, np.ndarray | None] = {}
         self._frame_budget = max_frame_bytes
         self._count: int | None = None  # set by the first walk
@@ -140,20 +143,31 @@ class FramePreview:
                                                                   batch, with_mask)
         return self._models[with_mask, batch]
 
+    def _segmenter(self, opts: convert.ConvertOptions) -> xseg_convert.Segmenter | None:
+        if opts.mask not in compose.XSEG:
+            return None
+        key = (opts.xseg_model, opts.batch)
+        if key not in self._segmenters:
+            self._segmenters[key] = xseg_convert.load(opts.mask, opts.xseg_model, opts.batch)
+        return self._segmenters[key]
+
     def _swap(self, index: int, opts: convert.ConvertOptions) -> tuple:
-        """(affine, crop landmarks, face, learned mask) of frame `index`: its model batch run
-        as conversion runs it (the same crops in the same places, so the same faces), each
-        of the batch's results cached."""
+        """(affine, crop landmarks, face, learned mask, XSeg mask) of frame `index`: its model
+        batch run as conversion runs it (the same crops in the same places, so the same faces
+        and masks), each of the batch's results cached."""
         with_mask = opts.mask in compose.LEARNED
+        xseg_run = opts.xseg_model if opts.mask in compose.XSEG else ""
         group = self._batch_of(index, opts)
-        keys = [(i, points.tobytes(), with_mask, opts.batch) for i, _, points in group]
+        keys = [(i, points.tobytes(), with_mask, opts.batch, xseg_run) for i, _, points in group]
         mine = keys[[i for i, _, _ in group].index(index)]
         if mine not in self._swaps:
-            model = self._model(with_mask, opts.batch)
+            model, segment = self._model(with_mask, opts.batch), self._segmenter(opts)
             crops = [convert.face_crop(model, self.frame(i), points) for i, _, points in group]
             faces, learned = convert.model_faces(model.fn(np.stack([c for _, _, c in crops])))
-            for key, (affine, crop_points, _), face, mask in zip(keys, crops, faces, learned):
-                self._swaps[key] = (affine, crop_points, face, mask)
+            xseg = xseg_convert.crop_masks(segment, [c for _, _, c in crops])
+            for key, (affine, crop_points, _), face, mask, xmask in zip(keys, crops, faces,
+                                                                        learned, xseg):
+                self._swaps[key] = (affine, crop_points, face, mask, xmask)
         self._swaps.move_to_end(mine)  # the least recently shown go first
         while len(self._swaps) > max(self._max_swaps, 1):
             self._swaps.popitem(last=False)
@@ -193,5 +207,5 @@ class FramePreview:
         if points is None:
             return (convert.output_frame(frame, frame, opts),
                     np.zeros(frame.shape[:2], np.float32))
-        affine, crop_points, face, learned = self._swap(index, opts)
-        return convert.paste_frame(frame, face, affine, crop_points, opts, None, learned)
+        affine, crop_points, face, learned, xseg = self._swap(index, opts)
+        return convert.paste_frame(frame, face, affine, crop_points, opts, None, learned, xseg)

@@ -50,15 +50,16 @@ class Run:
         return runs.framing(self.config, self.task, self.info)
 
 
-def load_run(workdir: str, step: int | None = None) -> Run:
+def load_run(workdir: str, step: int | None = None, flag: str = "--model") -> Run:
     """A workdir's config, record and latest (or given) checkpoint.
 
     Raises:
-      UserError: missing or incomplete workdir, or a checkpoint that does not fit its config.
+      UserError: missing or incomplete workdir, or a checkpoint that does not fit its config
+        (the message names the workdir as `flag`).
     """
-    config = runs.load_config(workdir)
+    config = runs.load_config(workdir, flag=flag)
     task = tasks.get(config.task)
-    state = runs.restore_state(workdir, config, task, step=step)
+    state = runs.restore_state(workdir, config, task, step=step, flag=flag)
     return Run(workdir, config, task, state, run_info.read(workdir))
 
 
@@ -126,20 +127,22 @@ def load_swap_model(workdir: str, direction: str, batch: int,
     return swap_model(load_swapper(workdir, step), direction, batch, with_mask)
 
 
-def load_segmenter(workdir: str, batch: int, step: int | None = None) -> Callable:
+def load_segmenter(workdir: str, batch: int, step: int | None = None,
+                   flag: str = "--model") -> Callable:
     """The mask function of a trained segmentation run (`Task.segment`, its latest or given
     checkpoint): uint8 crops [n, L, L, 3] of any side L -> uint8 masks [n, L, L] (0..255), the
     crops resized to the model's side and the masks back, one compiled batch.
 
     Raises:
-      UserError: the run is not a segmentation model, or cannot be loaded.
+      UserError: the run is not a segmentation model, or cannot be loaded (the message names
+        it as `flag`).
     """
-    config = runs.load_config(workdir)
+    config = runs.load_config(workdir, flag=flag)
     task = tasks.get(config.task)
     if task.segment is None:
-        raise UserError(f"--model={workdir}: a {config.task} run predicts no face mask; give "
+        raise UserError(f"{flag}={workdir}: a {config.task} run predicts no face mask; give "
                         "an XSeg run (facejax train --config=xseg)")
-    run = load_run(workdir, step)
+    run = load_run(workdir, step, flag)
     config, size = task.inference_config(run.config), run.size
     fn = jax.jit(lambda s, x: task.segment(s, x.astype(np.float32) / 255.0, config))
     model = batched(lambda x: fn(run.state, x), batch)

@@ -22,6 +22,8 @@ LEVELS = {
     "facejax.models": 2, "facejax.experiments": 2,
     "facejax.tasks": 3, "facejax.runs": 3,
     "facejax.inference": 4, "facejax.training": 4,
+    # Conversion's XSeg masks: a part of the convert job (and of its preview), over inference.
+    "facejax.xseg_convert": 4.5,
     "facejax.train": 5, "facejax.convert": 5, "facejax.reenact": 5, "facejax.evaluate": 5,
     "facejax.export": 5, "facejax.segment": 5,
     # Above the convert job it views (one frame of it, re-rendered), below the command lines.

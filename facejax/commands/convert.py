@@ -20,9 +20,14 @@ flags.DEFINE_string("model", None, "Workdir of a trained run (its config and las
 flags.DEFINE_string("input", None, "Video, image or folder of images.")
 flags.DEFINE_string("output", None, "Output video, image, or folder.")
 flags.DEFINE_enum("direction", "b2a", ["b2a", "a2b"], "Swap direction.")
-flags.DEFINE_enum("mask", "hull", ["hull", "crop", "learned", "learned_x_hull"],
-                  "Blend mask: landmark hull, whole crop, the model's learned mask (SAEHD), or "
-                  "the learned mask inside the hull.")
+flags.DEFINE_enum("mask", "hull", ["hull", "crop", "learned", "learned_x_hull", "xseg",
+                                   "xseg_x_learned"],
+                  "Blend mask: landmark hull, whole crop, the model's learned mask (SAEHD), "
+                  "the learned mask inside the hull, the --xseg_model run's mask of the "
+                  "frame's face (an occluder in front of it stays in front), or that times the "
+                  "learned mask (SAEHD).")
+flags.DEFINE_string("xseg_model", "", "Workdir of a trained segmentation run (facejax train "
+                    "--config=xseg; its latest checkpoint) for --mask=xseg and xseg_x_learned.")
 flags.DEFINE_integer("erode", 0, "Shrink (>0) or grow (<0) the mask, in frame pixels.",
                      lower_bound=-512, upper_bound=512)
 flags.DEFINE_integer("blur", 8, "Feathering radius of the mask edge, in frame pixels.",
@@ -44,9 +49,9 @@ flags.DEFINE_integer("step", None, "The checkpoint to use (default: the latest);
                      "one when the latest is damaged.", lower_bound=0)
 flags.DEFINE_string("settings", None, "A JSON file of conversion options (keys: the flags "
                     "direction, mask, erode, blur, color, blend, smooth, select, batch, preview, "
-                    "detector, confirm_every), as the studio's merge page saves it. Its values "
-                    "replace the defaults; a flag given on the command line overrides the "
-                    "file's value.")
+                    "detector, confirm_every, xseg_model), as the studio's merge page saves "
+                    "it. Its values replace the defaults; a flag given on the command line "
+                    "overrides the file's value.")
 flags.mark_flags_as_required(["model", "input", "output"])
 
 
@@ -71,11 +76,13 @@ def main(argv):
     from facejax import convert
     opts = convert.ConvertOptions(**option_values())
     opts.check()
+    from facejax import xseg_convert
     from facejax.faces import compose, video
-    video.FrameSource(FLAGS.input)  # bad input fails before the model loads
+    video.FrameSource(FLAGS.input)  # bad input fails before the models load
+    segment = xseg_convert.load(opts.mask, opts.xseg_model, opts.batch)
     model = inference.load_swap_model(FLAGS.model, opts.direction, opts.batch,
                                       with_mask=opts.mask in compose.LEARNED, step=FLAGS.step)
-    summary = convert.convert(model, FLAGS.input, FLAGS.output, opts)
+    summary = convert.convert(model, FLAGS.input, FLAGS.output, opts, segment=segment)
     summary.pop("track")
     print(json.dumps(summary))
 

@@ -12,8 +12,10 @@ import numpy as np
 from facejax.errors import UserError
 from facejax.faces import align, masks
 
-MASKS = ("hull", "crop", "learned", "learned_x_hull")
-LEARNED = ("learned", "learned_x_hull")
+MASKS = ("hull", "crop", "learned", "learned_x_hull", "xseg", "xseg_x_learned")
+LEARNED = ("learned", "learned_x_hull", "xseg_x_learned")  # need the model's learned mask
+XSEG = ("xseg", "xseg_x_learned")  # need a segmentation model's mask of the frame's crop
+SOFT = LEARNED + ("xseg",)  # soft masks: resampled bicubic (uncrop_mask)
 BLENDS = ("alpha", "seamless")
 
 
@@ -21,7 +23,9 @@ BLENDS = ("alpha", "seamless")
 class PasteOptions:
     """How a generated face goes into its frame (convert.ConvertOptions extends it)."""
     mask: str = "hull"          # "hull" (landmark hull), "crop" (the whole crop), "learned"
-                                # (the model's own mask) or "learned_x_hull" (their product)
+                                # (the model's own mask), "learned_x_hull" (their product),
+                                # "xseg" (XSeg's mask of the frame's face: what hides it is
+                                # left out) or "xseg_x_learned" (XSeg's times the learned)
     erode: int = 0              # pixels in the frame; negative grows the mask
     blur: int = 0               # feathering radius in frame pixels; 0 = hard edge
     color: str = "rct"          # "none", "rct" (LAB mean/std), "hist" (histogram matching)
@@ -68,18 +72,35 @@ COLOR = {"none": lambda f, t, m: f, "rct": match_rct, "hist": match_histogram}
 
 
 def crop_mask_of(kind: str, crop_points: np.ndarray, size: int,
-                 learned: np.ndarray | None = None) -> np.ndarray:
+                 learned: np.ndarray | None = None,
+                 xseg: np.ndarray | None = None) -> np.ndarray:
     """float32 [S, S] blend mask of the crop in [0, 1]: the landmark hull, the whole crop, the
-    model's learned mask, or the learned mask inside the hull."""
+    model's learned mask, the learned mask inside the hull, the segmentation model's mask of
+    the frame's crop (`xseg`: the visible face, its occluders left out) or its product with
+    the learned mask (DeepFaceLab's merger modes XSeg and XSeg-prd*learned)."""
     if kind == "crop":
         return np.ones((size, size), np.float32)
+    if kind in XSEG:
+        if xseg is None:
+            raise ValueError(f"mask {kind!r} needs the segmentation model's mask of the crop")
+        visible = _soft(xseg, size)
+        if kind == "xseg":
+            return visible
+        if learned is None:
+            raise ValueError(f"mask {kind!r} needs the model's learned mask")
+        return visible * _soft(learned, size)
     hull = masks.face_hull(crop_points, (size, size)).astype(np.float32) / np.float32(255)
     if kind == "hull":
         return hull
     if learned is None:
         raise ValueError(f"mask {kind!r} needs the model's learned mask")
-    soft = np.clip(np.asarray(learned, np.float32).reshape(size, size), 0, 1)
+    soft = _soft(learned, size)
     return soft * hull if kind == "learned_x_hull" else soft
+
+
+def _soft(mask: np.ndarray, size: int) -> np.ndarray:
+    """A float mask of the crop as float32 [S, S] clipped to [0, 1]."""
+    return np.clip(np.asarray(mask, np.float32).reshape(size, size), 0, 1)
 
 
 def uncrop_face(face: np.ndarray, roi: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -107,19 +128,21 @@ def uncrop_mask(crop_mask: np.ndarray, roi: np.ndarray, shape: tuple[int, int],
 
 def paste(frame: np.ndarray, face: np.ndarray, affine: np.ndarray, crop_points: np.ndarray,
           opts: PasteOptions, on_fallback=None,
-          learned: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+          learned: np.ndarray | None = None,
+          xseg: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Blends a generated crop back into `frame`. Returns (new frame, alpha mask [H, W]).
 
     All the work happens in the frame region the crop covers (plus the feathering margin), not
     on the whole frame. The face goes back bicubic (uncrop_face), the mask as uncrop_mask says.
     Where OpenCV's seamless clone fails (tiny or degenerate masks), the face is alpha-blended
     and `on_fallback(error)` is called. `learned`: the model's own mask of the crop, float
-    [S, S] in [0, 1], for the "learned" masks.
+    [S, S] in [0, 1], for the "learned" masks; `xseg`: a segmentation model's mask of the
+    frame's crop (the same crop `affine` cuts), float [S, S] in [0, 1], for the "xseg" masks.
     """
     size = face.shape[0]
     h, w = frame.shape[:2]
     original = align.crop(frame, affine, size)
-    crop_mask = crop_mask_of(opts.mask, crop_points, size, learned)
+    crop_mask = crop_mask_of(opts.mask, crop_points, size, learned, xseg)
     face = COLOR[opts.color](face, original, crop_mask)
     corners = align.transform_points(align.invert(affine),
                                      np.array([[0, 0], [size, 0], [0, size], [size, size]]))
@@ -134,7 +157,7 @@ def paste(frame: np.ndarray, face: np.ndarray, affine: np.ndarray, crop_points: 
     roi[:, 2] += roi[:, :2] @ np.array([x0, y0], np.float64)  # ROI pixel -> crop pixel
     shape = (y1 - y0, x1 - x0)
     warped = uncrop_face(face, roi, shape)
-    soft = opts.mask in LEARNED
+    soft = opts.mask in SOFT
     a = masks.feather(uncrop_mask(crop_mask, roi, shape, soft), opts.erode, opts.blur)
     if soft:
         a[a < np.float32(1 / 255)] = 0  # the feathered edge's tail, cut as above

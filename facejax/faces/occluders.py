@@ -178,3 +178,21 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     a, b = np.asarray(a) > 0, np.asarray(b) > 0
     union = np.count_nonzero(a | b)
     return 1.0 if union == 0 else np.count_nonzero(a & b) / union
+
+
+MOUTH = slice(48, 68)  # the mouth's points of the 68 landmarks
+
+
+def over_mouth(frame: np.ndarray, points: np.ndarray, donor: np.ndarray,
+               seed: int = 33) -> tuple[np.ndarray, np.ndarray]:
+    """(`frame` with a disc textured from the real image `donor` pasted over the mouth, the disc
+    bool [H, W]): centred on the mouth's landmarks (68-point `points`), its radius three
+    quarters of the mouth's width; the same disc and texture for the same `seed`, so over a
+    clip's frames it follows the mouth (issue 33's conversion check)."""
+    h, w = frame.shape[:2]
+    mouth = np.asarray(points)[MOUTH]
+    extent = 0.75 * (mouth[:, 0].max() - mouth[:, 0].min())
+    rng = np.random.default_rng(seed)
+    disc = shape_mask(rng, max(h, w), "disc", mouth.mean(0), extent)[:h, :w]
+    tex = texture(rng, donor, max(h, w))[:h, :w]
+    return np.where(disc[..., None], tex, frame).astype(np.uint8), disc

@@ -1,6 +1,7 @@
-"""Occluders pasted over real face crops: the occluded crop and the visible-face mask are exact
-(pixel by pixel against the shape and the texture), deterministic from the seed, textured from
-another real image, and the shapes are what they say (one solid piece, in the size asked)."""
+"""Occluders pasted over real face crops (and over the mouth of a real frame): the occluded
+crop and the visible-face mask are exact (pixel by pixel against the shape and the texture),
+deterministic from the seed, textured from another real image, and the shapes are what they
+say (one solid piece, in the size asked)."""
 
 import os
 
@@ -104,3 +105,24 @@ def test_iou():
     a[:2], b[1:3] = 1, 1
     assert occluders.iou(a, b) == pytest.approx(4 / 12)
     assert occluders.iou(a, a) == 1.0 and occluders.iou(b * 0, a * 0) == 1.0
+
+
+def test_a_disc_over_the_mouth_of_a_real_frame(donor):
+    from facejax.faces import detect, find
+    from tests.helpers import GRID
+    frame = video.FrameSource(os.path.join(GRID, "GRID_brbk7n.mpg")).read(5)
+    face, _ = find.FaceFinder(detect.make_detector("hog"), min_face=0)(frame)
+    out, disc = occluders.over_mouth(frame, face.landmarks, donor)
+    mouth = face.landmarks[48:68]
+    ys, xs = np.nonzero(disc)
+    centre = np.array([xs.mean() + 0.5, ys.mean() + 0.5])
+    assert np.abs(centre - mouth.mean(0)).max() < 1.0
+    width = mouth[:, 0].max() - mouth[:, 0].min()
+    assert abs(np.sqrt(disc.sum() / np.pi) / (0.75 * width) - 1) < 0.35  # radius, ratio 0.7-1
+    np.testing.assert_array_equal(out[~disc], frame[~disc])
+    assert np.abs(out[disc].astype(int) - frame[disc]).mean() > 20  # another image's pixels
+    again, same = occluders.over_mouth(frame, face.landmarks, donor)
+    np.testing.assert_array_equal(again, out)
+    np.testing.assert_array_equal(same, disc)
+    other, _ = occluders.over_mouth(frame, face.landmarks, donor, seed=34)
+    assert (other != out).any()
