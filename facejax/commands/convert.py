@@ -55,10 +55,10 @@ flags.DEFINE_string("settings", None, "A JSON file of conversion options (keys: 
 flags.mark_flags_as_required(["model", "input", "output"])
 
 
-def option_values() -> dict:
-    """The ConvertOptions fields: the flags', replaced by --settings' values where the file
+def option_values(convert) -> dict:
+    """The ConvertOptions fields of the conversion module `convert` (imported by the caller,
+    after the run's XLA settings): the flags', replaced by --settings' values where the file
     sets them, except for the flags given on the command line."""
-    from facejax import convert
     names = [f.name for f in dataclasses.fields(convert.ConvertOptions)]
     values = {name: FLAGS[name].value for name in names}
     if FLAGS.settings:
@@ -74,7 +74,7 @@ def main(argv):
     from facejax import inference
     inference.configure_xla(FLAGS.model)  # the run's XLA:CPU settings, before JAX starts
     from facejax import convert
-    opts = convert.ConvertOptions(**option_values())
+    opts = convert.ConvertOptions(**option_values(convert))
     opts.check()
     from facejax import xseg_convert
     from facejax.faces import compose, video

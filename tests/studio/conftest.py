@@ -8,6 +8,13 @@ import shutil
 
 import pytest
 
+from facejax.data import extract
+from tests.helpers import GRID
+
+# Speaker A's input key in the grid_faces extraction: its name and a hash of the clip's full
+# path, so it depends on where ../shared lies and is computed as extraction computes it.
+KEY = extract.input_key(os.path.join(GRID, "GRID_bbaf2n.mpg"))
+
 CHROMIUM = os.environ.get("FACEJAX_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("FACEJAX_CHROMEDRIVER", "/usr/bin/chromedriver")
 
@@ -55,9 +62,13 @@ def browser():
 
 
 def wait_for(driver, condition, timeout=60, message=""):
-    """Waits until `condition(driver)` is truthy; returns its value."""
+    """Waits until `condition(driver)` is truthy; returns its value. An element the page
+    replaced while the condition read it (the grid re-rendering) counts as not yet."""
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
-    return WebDriverWait(driver, timeout, poll_frequency=0.1).until(condition, message)
+    return WebDriverWait(driver, timeout, poll_frequency=0.1,
+                         ignored_exceptions=(StaleElementReferenceException,)).until(
+        condition, message)
 
 
 def folder_bytes(folder: str) -> dict:

@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 
 from facejax.faces import align, landmarks, mask_labels
-from tests.studio.conftest import serving
+from tests.studio.conftest import KEY, serving
 
-KEY = "GRID_bbaf2n.mpg-680c0511"
 
 
 def _get(srv, path: str) -> dict:

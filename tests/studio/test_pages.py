@@ -15,9 +15,8 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support.ui import Select
 
 from facejax.faces import mask_labels
-from tests.studio.conftest import folder_bytes, serving, wait_for
+from tests.studio.conftest import KEY, folder_bytes, serving, wait_for
 
-KEY = "GRID_bbaf2n.mpg-680c0511"
 
 
 def _ids(folder: str) -> list[str]:

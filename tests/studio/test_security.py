@@ -13,7 +13,7 @@ import urllib.request
 
 from facejax.lock import FolderLock
 from tests.helpers import ROOT, run_tool
-from tests.studio.conftest import folder_bytes, serving
+from tests.studio.conftest import KEY, folder_bytes, serving
 
 
 def _request(url, body=None, cookie=None):
@@ -36,7 +36,7 @@ def _with_token(srv, path):
 
 
 def test_a_request_without_the_token_is_refused(faces_dir):
-    face = "GRID_bbaf2n.mpg-680c0511/000003"
+    face = f"{KEY}/000003"
     assert os.path.exists(os.path.join(faces_dir, "inputs", face.split("/")[0]))
     paths = ["/faces", "/masks", "/training", "/merge", "/api/info", "/api/faces",
              f"/api/crop?face={face}", "/static/studio.js", "/api/masks"]
@@ -64,9 +64,9 @@ def test_ids_that_leave_the_folder_are_refused(faces_dir, tmp_path):
     secret = tmp_path / "secret.png"
     secret.write_bytes(b"\x89PNG not yours")
     before = folder_bytes(faces_dir)
-    crafted = ["../../secret", "GRID_bbaf2n.mpg-680c0511/../../../secret",
+    crafted = ["../../secret", f"{KEY}/../../../secret",
                "../faces_a/inputs/x/000001", "..%2f..%2fsecret", "/etc/passwd",
-               "GRID_bbaf2n.mpg-680c0511/000003/../../../../secret"]
+               f"{KEY}/000003/../../../../secret"]
     with serving([faces_dir]) as srv:
         for face in crafted:
             q = urllib.parse.quote(face, safe="")
@@ -144,7 +144,7 @@ def test_host_elsewhere_is_said_loudly(faces_dir):
 
 def test_the_folder_lock_keeps_writers_apart(faces_dir):
     before = folder_bytes(faces_dir)
-    face_a, face_b = "GRID_bbaf2n.mpg-680c0511/000010", "GRID_bbaf2n.mpg-680c0511/000020"
+    face_a, face_b = f"{KEY}/000010", f"{KEY}/000020"
     with serving([faces_dir]) as one, serving([faces_dir]) as two:
         # An extraction (or anything holding the folder's lock) refuses the studio's writes
         # with the holder named; nothing changes.

@@ -86,11 +86,12 @@ def test_sharded_step_equals_single_device_step(grid_faces):
                for devices in (jax.devices()[:1], jax.devices())]
     assert len(jax.devices()) >= 2
     assert float(results[0][1]["loss"]) == pytest.approx(float(results[1][1]["loss"]), rel=1e-5)
-    # RMSprop's first steps move each weight by about lr/sqrt(1 - rho) (3e-3): the sharded sums'
-    # rounding, which the normalisation layers carry on, stays within 3% of one such move
-    # (measured: 8% of the weights differ by more than 1e-6, none by more than 4.3e-5).
+    # RMSprop's first steps move each weight by about lr/sqrt(1 - rho) (3e-3) whatever the
+    # gradient's size, so a gradient the sharded sums' rounding changes moves its weight by a
+    # share of a step: within a tenth of one (measured 4.3e-5 at XLA's defaults, 1.3e-4 under
+    # the suite's -O0), where a wrong reduction moves weights by whole steps.
     step = config.optim.learning_rate / np.sqrt(1 - config.optim.rho)
-    assert_same_params(results[0][0]["params"], results[1][0]["params"], atol=0.03 * step)
+    assert_same_params(results[0][0]["params"], results[1][0]["params"], atol=0.1 * step)
 
 
 def test_a_short_run_learns_the_visible_face(grid_faces, tmp_path):
