@@ -7,7 +7,9 @@ rewrites that input's alignments.jsonl and the merged `DIR/alignments.jsonl` ato
 them. The dataset fingerprint hashes each input's alignments.jsonl, so the next run prepares the
 dataset again. `undo` takes the newest batch back: the crops move home, each input's file gets
 its old bytes again (where nothing else changed it since; otherwise the lines go back in frame
-order), so the fingerprint, and the prepared dataset it names, are the old ones again.
+order), so the fingerprint, and the prepared dataset it names, are the old ones again. A
+deleted face's mask label leaves `DIR/masks.jsonl` for `DIR/trash/<batch>/masks.jsonl` (XSeg
+trains on the labels of faces that are there) and comes back with undo.
 
 Every write holds the folder's lock (facejax/lock.py, the one extraction takes), so a second
 studio or an extraction on the same folder is refused with a line naming the holder rather than
@@ -171,10 +173,14 @@ class FaceSet:
                     raise UserError(f"{sorted(ids - found)[0]}: not a face of {self.folder} "
                                     "(deleted since the page was loaded?); reload the page")
                 new[key] = b"".join(kept)
-            batch = self._write_batch(wanted, old, new)
+            labels = mask_labels.read(self.folder)
+            moved = {f: labels.pop(f) for f in sorted(wanted) if f in labels}
+            batch = self._write_batch(wanted, old, new, moved)
             for key, data in new.items():
                 files.atomic_write_bytes(self._alignments(key), data)
             extract.merge(self.folder)
+            if moved:  # a label of a face that is gone would stop XSeg's training
+                mask_labels.write(self.folder, labels)
             for face in sorted(wanted):
                 src = mask_labels.crop_path(self.folder, face)
                 if os.path.exists(src):
@@ -187,9 +193,10 @@ class FaceSet:
         key, _, frame = face.rpartition("/")
         return os.path.join(batch, "faces", key, f"{frame}.png")
 
-    def _write_batch(self, faces: set, old: dict, new: dict) -> str:
-        """The batch folder holding what undo needs, complete before anything else changes:
-        written under a temporary name, then renamed."""
+    def _write_batch(self, faces: set, old: dict, new: dict, labels: dict) -> str:
+        """The batch folder holding what undo needs (the old alignments, the deleted faces'
+        mask labels), complete before anything else changes: written under a temporary name,
+        then renamed."""
         batches = self.batches()
         name = f"{int(batches[-1]) + 1 if batches else 1:06d}"
         final = os.path.join(self._trash(), name)
@@ -198,6 +205,8 @@ class FaceSet:
         os.makedirs(os.path.join(partial, "alignments"))
         for key, data in old.items():
             files.atomic_write_bytes(os.path.join(partial, "alignments", f"{key}.jsonl"), data)
+        if labels:
+            mask_labels.write(partial, labels)
         files.write_json(os.path.join(partial, "manifest.json"), {
             "faces": sorted(faces), "after": {k: _sha1(v) for k, v in new.items()}})
         os.replace(partial, final)
@@ -224,6 +233,9 @@ class FaceSet:
             for key, after in manifest["after"].items():
                 self._restore_alignments(batch, key, after)
             extract.merge(self.folder)
+            trashed_labels = mask_labels.read(batch)
+            if trashed_labels:
+                mask_labels.write(self.folder, {**mask_labels.read(self.folder), **trashed_labels})
             shutil.rmtree(batch)
             with contextlib.suppress(OSError):
                 os.rmdir(self._trash())  # only when empty: the folder as it was
