@@ -140,7 +140,7 @@ def load_segmenter(workdir: str, batch: int, step: int | None = None,
     config = runs.load_config(workdir, flag=flag)
     task = tasks.get(config.task)
     if task.segment is None:
-        raise UserError(f"{flag}={workdir}: a {config.task} run predicts no face mask; give "
+        raise UserError(f"{flag}={workdir}: its task {config.task} predicts no face mask; give "
                         "an XSeg run (facejax train --config=xseg)")
     run = load_run(workdir, step, flag)
     config, size = task.inference_config(run.config), run.size

@@ -155,8 +155,9 @@ def test_the_command_converts_with_a_trained_xseg_run(occluded, occluded_clip, x
     results = {}
     for mask in ("xseg", "hull"):
         out = str(tmp_path / f"{mask}.mp4")
+        segmenter = [f"--xseg_model={xseg_run}"] if mask == "xseg" else []
         proc = run_tool("tools/convert.py", f"--model={tiny_ae_run}", f"--input={occluded_clip}",
-                        f"--output={out}", f"--mask={mask}", f"--xseg_model={xseg_run}")
+                        f"--output={out}", f"--mask={mask}", *segmenter)
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert json.loads(proc.stdout.strip().splitlines()[-1])["faces_swapped"] == FRAMES
         results[mask] = [f for _, f in video.FrameSource(out).frames()]
@@ -198,11 +199,14 @@ def test_bad_xseg_options_are_one_line_errors(xseg_run, tiny_ae_run, occluded_cl
             (["--mask=xseg"], "error: --mask=xseg needs --xseg_model=RUN"),
             (["--mask=xseg_x_learned"], "error: --mask=xseg_x_learned needs --xseg_model=RUN"),
             (["--mask=xseg", f"--xseg_model={tiny_ae_run}"],
-             f"error: --xseg_model={tiny_ae_run}: a autoencoder run predicts no face mask"),
+             f"error: --xseg_model={tiny_ae_run}: its task autoencoder predicts no face mask"),
             (["--mask=xseg", f"--xseg_model={tmp_path}/missing"],
              f"error: --xseg_model {tmp_path}/missing: no such workdir"),
             ([f"--settings={settings}", "--xseg_model="],
-             "error: --mask=xseg needs --xseg_model=RUN")):
+             "error: --mask=xseg needs --xseg_model=RUN"),
+            (["--mask=learned_x_hull", f"--xseg_model={xseg_run}"],
+             f"error: --xseg_model={xseg_run}: used only with --mask=xseg or xseg_x_learned, "
+             "and --mask is learned_x_hull")):
         proc = run_tool("tools/convert.py", f"--model={tiny_ae_run}", f"--input={occluded_clip}",
                         f"--output={out}", *args)
         assert proc.returncode != 0

@@ -74,7 +74,7 @@ def test_the_command_counts_names_an_unreadable_crop_and_refuses_other_models(
     assert f"error: {bad}" in proc.stdout and "Traceback" not in proc.stderr
     for args, message in (
             (["apply", f"--model={tiny_ae_run}", f"--faces={folder}"],
-             f"error: --model={tiny_ae_run}: a autoencoder run predicts no face mask"),
+             f"error: --model={tiny_ae_run}: its task autoencoder predicts no face mask"),
             (["apply", f"--model={xseg_run}", f"--faces={tmp_path}"],
              f"error: --faces={tmp_path}: no extracted faces"),
             ([f"--model={xseg_run}", f"--faces={folder}"],

@@ -14,14 +14,16 @@ import json
 
 from absl import flags, logging
 
+from facejax.errors import UserError
+from facejax.faces import compose  # numpy and OpenCV: JAX starts only after configure_xla
+
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", None, "Workdir of a trained run (its config and last checkpoint).")
 flags.DEFINE_string("input", None, "Video, image or folder of images.")
 flags.DEFINE_string("output", None, "Output video, image, or folder.")
 flags.DEFINE_enum("direction", "b2a", ["b2a", "a2b"], "Swap direction.")
-flags.DEFINE_enum("mask", "hull", ["hull", "crop", "learned", "learned_x_hull", "xseg",
-                                   "xseg_x_learned"],
+flags.DEFINE_enum("mask", "hull", list(compose.MASKS),
                   "Blend mask: landmark hull, whole crop, the model's learned mask (SAEHD), "
                   "the learned mask inside the hull, the --xseg_model run's mask of the "
                   "frame's face (an occluder in front of it stays in front), or that times the "
@@ -76,8 +78,11 @@ def main(argv):
     from facejax import convert
     opts = convert.ConvertOptions(**option_values(convert))
     opts.check()
+    if FLAGS["xseg_model"].present and opts.mask not in compose.XSEG:
+        raise UserError(f"--xseg_model={FLAGS.xseg_model}: used only with --mask="
+                        f"{' or '.join(compose.XSEG)}, and --mask is {opts.mask}")
     from facejax import xseg_convert
-    from facejax.faces import compose, video
+    from facejax.faces import video
     video.FrameSource(FLAGS.input)  # bad input fails before the models load
     segment = xseg_convert.load(opts.mask, opts.xseg_model, opts.batch)
     model = inference.load_swap_model(FLAGS.model, opts.direction, opts.batch,

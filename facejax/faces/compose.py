@@ -12,10 +12,14 @@ import numpy as np
 from facejax.errors import UserError
 from facejax.faces import align, masks
 
-MASKS = ("hull", "crop", "learned", "learned_x_hull", "xseg", "xseg_x_learned")
+# The segmentation model's mask of the frame's face, as --mask names it: DeepFaceLab's merger
+# calls the mode XSeg, and users look for that name. Spelled here only (test_protocol checks
+# that no module outside the tasks spells a family's name, this option value excepted).
+SEGMENTED = "xseg"
+MASKS = ("hull", "crop", "learned", "learned_x_hull", SEGMENTED, "xseg_x_learned")
 LEARNED = ("learned", "learned_x_hull", "xseg_x_learned")  # need the model's learned mask
-XSEG = ("xseg", "xseg_x_learned")  # need a segmentation model's mask of the frame's crop
-SOFT = LEARNED + ("xseg",)  # soft masks: resampled bicubic (uncrop_mask)
+XSEG = (SEGMENTED, "xseg_x_learned")  # need a segmentation model's mask of the frame's crop
+SOFT = LEARNED + (SEGMENTED,)  # soft masks: resampled bicubic (uncrop_mask)
 BLENDS = ("alpha", "seamless")
 
 
@@ -84,7 +88,7 @@ def crop_mask_of(kind: str, crop_points: np.ndarray, size: int,
         if xseg is None:
             raise ValueError(f"mask {kind!r} needs the segmentation model's mask of the crop")
         visible = _soft(xseg, size)
-        if kind == "xseg":
+        if kind == SEGMENTED:
             return visible
         if learned is None:
             raise ValueError(f"mask {kind!r} needs the model's learned mask")
