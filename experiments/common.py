@@ -3,9 +3,11 @@
 import ml_collections
 
 
-def data(load_size: int, identities=("a", "b")) -> ml_collections.ConfigDict:
-    """Extraction directories per identity (facejax extract) and how they are loaded."""
-    return ml_collections.ConfigDict(dict(
+def data(load_size: int, identities=("a", "b"), mask: str | None = None
+         ) -> ml_collections.ConfigDict:
+    """Extraction directories per identity (facejax extract) and how they are loaded; `mask`,
+    for a family that trains inside a face mask, the mask it trains inside by default."""
+    c = ml_collections.ConfigDict(dict(
         # Extraction folders (facejax extract): one, or several comma-separated (globs too),
         # e.g. several clips of one person; FOLDER@W draws that folder's faces in share W.
         **{name: f"runs/faces_{name}" for name in identities},
@@ -21,6 +23,11 @@ def data(load_size: int, identities=("a", "b")) -> ml_collections.ConfigDict:
         yaw_bins=0,  # >0: sample evenly over head yaw in this many bins (DeepFaceLab: 128)
         degrade=dict(prob=0.0, max_blur=0.0, jpeg_min=100),
     ))
+    if mask is not None:
+        # The mask the loss is taken inside: "hull" (the landmark hull), "xseg" (each face's
+        # mask from facejax xseg apply: what hides the face is left out), or "" (none).
+        c.mask = mask
+    return c
 
 
 def loop(c: ml_collections.ConfigDict, *, batch_size: int, num_steps: int, log_every: int,

@@ -32,7 +32,8 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         compute_dtype="float32",   # or "bfloat16" (parameters and optimizer stay float32)
     ))
     c.augment = augment.default_config()
-    c.data = common.data(load_size=80)  # the model sees augment.region of the crop
+    # The model sees augment.region of the crop; the original's loss takes the whole view.
+    c.data = common.data(load_size=80, mask="")
     c.optim = ml_collections.ConfigDict(dict(learning_rate=5e-5, b1=0.5, b2=0.999))
     common.loop(c, batch_size=16, num_steps=100_000, log_every=50, every=1000, eval_batches=2)
     if variant == "128":

@@ -48,7 +48,7 @@ def get_config(variant: str = "df128") -> ml_collections.ConfigDict:
         true_face_power=0.0))  # df only; DeepFaceLab suggests 0.01
     # DeepFaceLab's view, flips and warp; --config.augment.random_warp=False turns the warp off
     c.augment = augment.default_config("dfl")
-    c.data = common.data(load_size=160)
+    c.data = common.data(load_size=160, mask="hull")
     c.optim = ml_collections.ConfigDict(dict(
         name="adabelief", learning_rate=5e-5, b1=0.9, b2=0.999, decay_steps=0,
         clip_norm=0.0,     # global-norm gradient clipping (DeepFaceLab's clipgrad: 1.0); 0 off

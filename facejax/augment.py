@@ -320,17 +320,29 @@ def warp_with_masks(key: jax.Array, image: jax.Array, masks: jax.Array, out_size
     linearly as DeepFaceLab's masks are."""
     p = warp_params(key, cfg, identity)
     warped, target = apply_warp(jnp, p, image, out_size, cfg)
-    grid, _ = source_coords(jnp, p, out_size, image.shape[0], cfg)
-    return warped, target, sample(masks.astype(jnp.float32) / np.float32(255), grid, jnp, "linear")
+    return warped, target, target_masks(jnp, p, masks, out_size, cfg)
+
+
+def target_masks(xp, p: dict, masks, out_size: int, cfg):
+    """uint8 [L, L, M] masks in the target's view of warp `p`: float32 [out, out, M] in
+    [0, 1], sampled linearly."""
+    grid, _ = source_coords(xp, p, out_size, masks.shape[0], cfg)
+    return sample(masks.astype(xp.float32) / np.float32(255), grid, xp, "linear")
 
 
 def warp_batch_np(rng: np.random.Generator, images: np.ndarray, out_size: int, cfg,
-                  identity: str | None = None):
-    """The host path: uint8 [B, L, L, 3] -> (warped, target) float32 [B, out, out, 3]."""
-    pairs = [apply_warp(np, warp_params_np(rng, cfg, identity), im, out_size, cfg)
-             for im in images]
-    return (np.stack([w for w, _ in pairs]).astype(np.float32),
-            np.stack([t for _, t in pairs]).astype(np.float32))
+                  identity: str | None = None, masks: np.ndarray | None = None):
+    """The host path: uint8 [B, L, L, 3] -> (warped, target) float32 [B, out, out, 3], and
+    with uint8 masks [B, L, L] their target views [B, out, out, 1] third (the draws are the
+    same with or without)."""
+    params = [warp_params_np(rng, cfg, identity) for _ in images]
+    pairs = [apply_warp(np, p, im, out_size, cfg) for p, im in zip(params, images)]
+    out = (np.stack([w for w, _ in pairs]).astype(np.float32),
+           np.stack([t for _, t in pairs]).astype(np.float32))
+    if masks is None:
+        return out
+    return out + (np.stack([target_masks(np, p, m[..., None], out_size, cfg)
+                            for p, m in zip(params, masks)]).astype(np.float32),)
 
 
 def warp_field(key: jax.Array, out_size: int, in_size: int, cfg) -> jax.Array:

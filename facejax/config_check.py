@@ -184,7 +184,8 @@ def check(config, family: Schema) -> None:
             if not isinstance(value, bool):
                 raise UserError(f"--config.{key}={_show(value)}: must be True or False")
         elif rule is not None and value not in rule:
-            raise UserError(f"--config.{key}={_show(value)}: expected one of {', '.join(rule)}")
+            shown = ", ".join(option or '""' for option in rule)
+            raise UserError(f"--config.{key}={_show(value)}: expected one of {shown}")
     _augment_kind(config)
 
 

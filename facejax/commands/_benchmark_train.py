@@ -69,10 +69,12 @@ def input_batches(config, task, folder: str):
     places it there."""
     from facejax.data import pipeline
     from facejax.training import inputs
-    sources = {name: pipeline.FaceSource([folder], "train", config.data.load_size)
+    sources = {name: pipeline.FaceSource([folder], "train", config.data.load_size,
+                                         mask=config.data.get("mask", ""))
                for name in task.identities}
     return pipeline.FaceBatches(sources, global_batch=config.batch_size, seed=0,
-                                fields=task.fields, augment=inputs.host_augment(config, task))
+                                fields=inputs.fields(config, task),
+                                augment=inputs.host_augment(config, task))
 
 
 def pipeline_images_per_s(config, task, batches, sharding, workers: int,

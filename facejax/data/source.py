@@ -24,9 +24,14 @@ import numpy as np
 
 from facejax.data import tfds_faces
 from facejax.errors import UserError, warn
-from facejax.faces import align, face_types, masks
+from facejax.faces import align, face_types, mask_labels, masks
 
 IMAGE_FIELDS = ("image", "mask", "parts", "landmark_image")
+STORED_IMAGES = IMAGE_FIELDS + ("applied_mask",)  # what the records hold
+# What a source's "mask" field holds (--config.data.mask): the landmark hull, or the masks of
+# `facejax xseg apply` (the records' "applied_mask"), named as their folder is.
+APPLIED = mask_labels.APPLIED_FOLDER
+MASK_KINDS = ("hull", APPLIED)
 # Fields resampled like images (cubic); the masks take linear weights, as DeepFaceLab's do.
 _CUBIC_FIELDS = ("image", "landmark_image")
 # PNG channel order as OpenCV decodes it -> RGB(A) as the records were written.
@@ -133,25 +138,30 @@ class FaceSource:
       face_type: "" loads each extracted crop whole, resized; a face type (faces/face_types.py)
         loads each face's square of that type, its side times `grow`, re-cut from the crop
         (one cubic resampling, the crop area-averaged first where it shrinks).
+      mask: --config.data.mask, what the "mask" field holds: "hull" (the landmark hull) or
+        "xseg" (the masks of `facejax xseg apply`; every face of the split must have one); ""
+        for a family without that setting (the hull, and no word on applied masks).
 
     Raises:
-      UserError: a folder not usable, too small, an empty split, or unreadable prepared files.
+      UserError: a folder not usable, too small, an empty split, unreadable prepared files, or
+        with mask "xseg", faces without an applied mask.
     """
 
     def __init__(self, folders, split: str, size: int, *, process_index: int = 0,
                  process_count: int = 1, per_process: bool = True, data_dir: str | None = None,
-                 weights=None, face_type: str = "", grow: float = 1.0):
+                 weights=None, face_type: str = "", grow: float = 1.0, mask: str = ""):
         if data_dir and len(folders) > 1:
             raise UserError(f"--config.data.data_dir={data_dir}: holds the dataset of one "
                             "extraction folder; leave it empty to train on several")
         self.size, self.weights = size, None if weights is None else list(weights)
-        self.face_type = face_type
+        self.face_type, self.mask = face_type, mask
         self.parts: list[_Part] = []
         landmarks, frames, identities, affines = [], [], [], []
         for folder in folders:
             part = _open(folder, split, size, data_dir,
                          (process_index, process_count) if per_process else (0, 1))
-            marks, frame, ident = _metadata(part)
+            marks, frame, ident, applied = _metadata(part)
+            _check_applied(part, split, mask, applied)
             if face_type:
                 affines.append(_face_type_affines(part, marks, size, face_type, grow,
                                                   check=split == "train"))
@@ -201,7 +211,8 @@ class FaceSource:
             except Exception as e:  # ArrayRecord's I/O and checksum errors
                 raise _unreadable(part.folder, part.prepared, e, _bad_file(part.split, record))
             for f in images:
-                out[f][row] = self._decode(example[f], part, record, f,
+                stored = "applied_mask" if f == "mask" and self.mask == APPLIED else f
+                out[f][row] = self._decode(example[stored], part, record, f,
                                            None if self.affine is None else self.affine[i])
         for f in fields:
             if f == "eyes_mouth":
@@ -269,7 +280,7 @@ def _open(folder: str, split: str, size: int, data_dir, slice_of) -> _Part:
                         f"extract again with --size={size} or more")
     if split not in builder.info.splits or builder.info.splits[split].num_examples == 0:
         raise UserError(f"{folder}: split '{split}' holds no faces")
-    skip = {f: tfds.decode.SkipDecoding() for f in IMAGE_FIELDS}
+    skip = {f: tfds.decode.SkipDecoding() for f in STORED_IMAGES}
     try:
         # Read through a read-only builder of the prepared folder: it pickles small to the
         # pipeline's workers, where ours would read the whole extraction folder again.
@@ -285,11 +296,11 @@ def _open(folder: str, split: str, size: int, data_dir, slice_of) -> _Part:
 
 
 def _metadata(part: _Part):
-    """Landmarks and frame of every record of the part, and the set of their identity labels,
-    reading each record once."""
+    """Landmarks and frame of every record of the part, the set of their identity labels, and
+    how many have an applied XSeg mask, reading each record once."""
     marks = np.zeros((len(part.index), 68, 2), np.float32)
     frames = np.zeros(len(part.index), np.int64)
-    identity = set()
+    identity, applied = set(), 0
     for row, record in enumerate(part.index):
         try:
             ex = part.records[int(record)]
@@ -297,4 +308,20 @@ def _metadata(part: _Part):
             raise _unreadable(part.folder, part.prepared, e, _bad_file(part.split, int(record)))
         marks[row], frames[row] = ex["landmarks"], ex["frame"]
         identity.add(ex["identity"].decode())
-    return marks, frames, identity
+        applied += bool(ex["has_applied_mask"])
+    return marks, frames, identity, applied
+
+
+def _check_applied(part: _Part, split: str, mask: str, applied: int) -> None:
+    """With mask "xseg", every face needs its applied mask (a face without one would train
+    inside the hull unnoticed); with "hull", says once where applied masks go unused."""
+    if mask not in ("",) + MASK_KINDS:
+        raise UserError(f"--config.data.mask={mask}: expected one of {', '.join(MASK_KINDS)}")
+    n = len(part.index)
+    if mask == APPLIED and applied < n:
+        raise UserError(f"--config.data.mask={mask}: {part.folder}: {n - applied} of {n} faces "
+                        f"({split}) have no XSeg mask; run facejax xseg apply --model=RUN "
+                        f"--faces={part.folder} (it computes the missing ones)")
+    if mask == "hull" and applied and split == "train":
+        warn(f"{part.folder}: {applied} of {n} faces have XSeg masks that this run does not "
+             f"use (--config.data.mask=hull); --config.data.mask={APPLIED} trains inside them")

@@ -135,9 +135,41 @@ def external_parts(extraction_dir: str, rec: dict, size: int) -> np.ndarray | No
     return cv2.cvtColor(m, cv2.COLOR_BGRA2RGBA)
 
 
+def applied_mask(extraction_dir: str, rec: dict, size: int) -> bytes | None:
+    """The PNG of the face's applied XSeg mask (`facejax xseg apply`), checked to be a gray
+    `size`×`size` 8-bit image; None where the face has none.
+
+    Raises:
+      UserError: a mask file that is not such an image.
+    """
+    path = mask_labels.applied_path(extraction_dir, rec["key"], rec["frame"])
+    if not os.path.isfile(path):
+        return None
+    import cv2
+    with open(path, "rb") as f:
+        data = f.read()
+    m = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if m is None or m.ndim != 2 or m.shape != (size, size) or m.dtype != np.uint8:
+        raise UserError(f"{path}: an applied mask must be a gray {size}x{size} 8-bit PNG "
+                        "(facejax xseg apply writes them)")
+    return data if data[:8] == b"\x89PNG\r\n\x1a\n" else _png(m)
+
+
+def _folder_digest(folder: str) -> str:
+    """sha1 over the names and bytes of a folder's files: mask files are small, and a mask
+    applied again by another model must change the dataset even where the count does not."""
+    h = hashlib.sha1()
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                h.update(name.encode() + b"\0" + hashlib.sha1(f.read()).digest())
+    return h.hexdigest()
+
+
 def fingerprint(extraction_dir: str) -> str:
     """Changes whenever the faces the dataset would hold change: the bytes of every finished
-    input's alignments.jsonl (a face deleted or restored, by count or by which), and the counts
+    input's alignments.jsonl (a face deleted or restored, by count or by which), and the files
     of externally supplied part masks and of applied XSeg masks (`facejax xseg apply`). Hashes
     the lines without parsing them: every run start asks for it, and the records are checked
     where they are read (preparing the dataset, the run record). Restoring the same records
@@ -154,11 +186,11 @@ def fingerprint(extraction_dir: str) -> str:
             digests[key] = hashlib.sha1(data).hexdigest()
         parts = os.path.join(extraction_dir, extract_lib.INPUTS, key, "parts")
         if data.strip() and os.path.isdir(parts):  # externally supplied part masks too
-            digests[key + "/parts"] = len(os.listdir(parts))
+            digests[key + "/parts"] = _folder_digest(parts)
         applied = os.path.join(extraction_dir, extract_lib.INPUTS, key,
                                mask_labels.APPLIED_FOLDER)
         if data.strip() and os.path.isdir(applied):  # the masks facejax xseg apply wrote
-            digests[key + "/" + mask_labels.APPLIED_FOLDER] = len(os.listdir(applied))
+            digests[key + "/" + mask_labels.APPLIED_FOLDER] = _folder_digest(applied)
     if not digests:
         raise UserError(f"{extraction_dir}: holds no face records")
     blob = json.dumps({"size": size, "inputs": digests, "val": VAL_FRACTION}, sort_keys=True)
@@ -181,9 +213,10 @@ def _png(rgb: np.ndarray) -> bytes:
 class FacejaxFaces(tfds.core.GeneratorBasedBuilder):
     """Aligned face records from one facejax extraction directory."""
 
-    VERSION = tfds.core.Version("1.1.0")
+    VERSION = tfds.core.Version("1.2.0")
     RELEASE_NOTES = {"1.0.0": "Aligned crops, landmarks, hull and part masks, landmark image.",
-                     "1.1.0": "DeepFaceLab's hull (brows raised); crops cut with cubic weights."}
+                     "1.1.0": "DeepFaceLab's hull (brows raised); crops cut with cubic weights.",
+                     "1.2.0": "Each face's applied XSeg mask (the hull where it has none)."}
 
     def __init__(self, *, extraction_dir: str, **kwargs):
         self.extraction_dir = extraction_dir
@@ -220,6 +253,10 @@ class FacejaxFaces(tfds.core.GeneratorBasedBuilder):
                 "image": tfds.features.Image(shape=(s, s, 3)),
                 "landmarks": tfds.features.Tensor(shape=(68, 2), dtype=np.float32),
                 "mask": tfds.features.Image(shape=(s, s, 1)),
+                # `facejax xseg apply`'s mask of the face, or the hull where it has none
+                # (has_applied_mask False), as DeepFaceLab's samples fall back to the hull.
+                "applied_mask": tfds.features.Image(shape=(s, s, 1)),
+                "has_applied_mask": np.bool_,
                 "parts": tfds.features.Image(shape=(s, s, 4)),
                 "landmark_image": tfds.features.Image(shape=(s, s, 3)),
                 "affine": tfds.features.Tensor(shape=(2, 3), dtype=np.float32),
@@ -251,10 +288,14 @@ class FacejaxFaces(tfds.core.GeneratorBasedBuilder):
             parts = external_parts(self.extraction_dir, rec, s)
             if parts is None:
                 parts = masks.part_masks(points, (s, s))
+            hull = _png(masks.face_hull(points, (s, s)))
+            applied = applied_mask(self.extraction_dir, rec, s)
             yield rec["record"], {
                 "image": _png(image),
                 "landmarks": points,
-                "mask": _png(masks.face_hull(points, (s, s))),
+                "mask": hull,
+                "applied_mask": hull if applied is None else applied,
+                "has_applied_mask": applied is not None,
                 "parts": _png(parts),
                 "landmark_image": _png(masks.landmark_image(points, s)),
                 "affine": affine,

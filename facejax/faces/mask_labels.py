@@ -64,6 +64,11 @@ def path_of(extraction_dir: str) -> str:
     return os.path.join(extraction_dir, FILE)
 
 
+def applied_path(extraction_dir: str, key: str, frame: int) -> str:
+    """Where `facejax xseg apply` writes the mask of input `key`'s face at `frame`."""
+    return os.path.join(extraction_dir, "inputs", key, APPLIED_FOLDER, f"{frame:06d}.png")
+
+
 def crop_path(extraction_dir: str, face: str) -> str:
     """The aligned crop PNG of the face with record id `face` (`<input key>/<NNNNNN>`)."""
     key, _, frame = face.rpartition("/")

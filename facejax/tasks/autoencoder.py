@@ -1,6 +1,8 @@
 """The original deepfakes task: shared encoder, decoder_a and decoder_b, L1 on warped faces.
 
 Swap: a face of B -> encoder -> decoder_a gives A's face with B's expression and pose.
+With --config.data.mask=hull or xseg the L1 is taken inside that mask of the target view (the
+batch then carries "mask"; training/inputs.fields), so what covers the face is not learned.
 """
 
 from __future__ import annotations
@@ -40,19 +42,25 @@ def forward(params: dict, images: jax.Array, decoder: str, config) -> jax.Array:
     return dec.apply({"params": params[decoder]}, code)
 
 
-def _augment(rng, images, config):
-    keys = jax.random.split(rng, images.shape[0])
-    fn = lambda k, im: augment.warp_pair(k, im, config.model.size, config.augment)
-    return jax.vmap(fn)(keys, images)
+def _augment(rng, faces: dict, config) -> tuple:
+    """(warped, target, target mask or None) of one identity's batch, on device."""
+    keys = jax.random.split(rng, faces["image"].shape[0])
+    if "mask" not in faces:
+        fn = lambda k, im: augment.warp_pair(k, im, config.model.size, config.augment)
+        return jax.vmap(fn)(keys, faces["image"]) + (None,)
+    fn = lambda k, im, m: augment.warp_with_masks(k, im, m[..., None], config.model.size,
+                                                  config.augment)
+    return jax.vmap(fn)(keys, faces["image"], faces["mask"])
 
 
 def host_augment(batch: dict, rng: np.random.Generator, config) -> dict:
     """The host path of the random warp (augment.placement "host"), in the input pipeline."""
     out = {}
     for name in IDENTITIES:
-        warped, target = augment.warp_batch_np(rng, batch[name]["image"], config.model.size,
-                                               config.augment, identity=name)
-        out[name] = {"warped": warped, "target": target}
+        views = augment.warp_batch_np(rng, batch[name]["image"], config.model.size,
+                                      config.augment, identity=name,
+                                      masks=batch[name].get("mask"))
+        out[name] = dict(zip(("warped", "target", "target_mask"), views))
     return out
 
 
@@ -70,16 +78,19 @@ def encode_pair(params: dict, a: jax.Array, b: jax.Array, config) -> tuple[jax.A
 def loss_fn(params, batch, rng, config):
     ka, kb = jax.random.split(rng)
     metrics, total = {}, 0.0
-    warped, target = {}, {}
+    warped, target, mask = {}, {}, {}
     for name, key in (("a", ka), ("b", kb)):
         if "warped" in batch[name]:  # augmented on the host
             warped[name], target[name] = batch[name]["warped"], batch[name]["target"]
+            mask[name] = batch[name].get("target_mask")
         else:
-            warped[name], target[name] = _augment(key, batch[name]["image"], config)
+            warped[name], target[name], mask[name] = _augment(key, batch[name], config)
     _, dec = ae_model.build(config)
     codes = dict(zip(IDENTITIES, encode_pair(params, warped["a"], warped["b"], config)))
     for name in IDENTITIES:
         recon = dec.apply({"params": params[f"decoder_{name}"]}, codes[name])
+        if mask[name] is not None:  # inside the face's mask only (--config.data.mask)
+            recon, target[name] = recon * mask[name], target[name] * mask[name]
         loss = losses.l1(recon, target[name]).mean()
         metrics[f"loss_{name}"] = loss
         total = total + loss
@@ -137,8 +148,9 @@ def model_region(config) -> float:
     return float(config.augment.region)
 
 
-CONFIG_SCHEMA = {key: config_check.integer(1) for key in (
-    "model.latent", "model.code_channels", "model.encoder_widths", "model.decoder_widths")}
+CONFIG_SCHEMA = {**{key: config_check.integer(1) for key in (
+    "model.latent", "model.code_channels", "model.encoder_widths", "model.decoder_widths")},
+    "data.mask": ("", "hull", "xseg")}
 
 TASK = Task(
     name="autoencoder", fields=FIELDS, identities=IDENTITIES, init=init, train_step=train_step,

@@ -361,6 +361,7 @@ CONFIG_SCHEMA = {
     "model.gan_dims": config_check.integer(1, 512),
     "model.gan_patch_size": config_check.integer(0, 640),  # 0: resolution / 8
     "model.face_type": FACE_TYPES,
+    "data.mask": ("hull", "xseg"),  # the learned mask and the loss follow it
     "loss.eyes_mouth_weight": config_check.number(0),
     "loss.gan_power": config_check.number(0, 5),
     "loss.true_face_power": config_check.number(0, 1),

@@ -50,10 +50,18 @@ def open_sources(config, task, split: str, per_process: bool):
             process_index=jax.process_index(), process_count=jax.process_count(),
             per_process=per_process, data_dir=data_dir,
             weights=source.weights(spec, flag) if split == "train" else None,
-            **loaded_framing(config))
+            mask=config.data.get("mask", ""), **loaded_framing(config))
     if split == "train" and not config.data.pretrain:  # the same folders give both splits
         _check_distinct(config, sources)
     return sources
+
+
+def fields(config, task) -> tuple:
+    """The record fields each batch carries: the task's, and "mask" where the config trains
+    inside one (--config.data.mask, for a family that reads it and wants no mask otherwise)."""
+    if config.data.get("mask") and "mask" not in task.fields:
+        return tuple(task.fields) + ("mask",)
+    return tuple(task.fields)
 
 
 def loaded_framing(config) -> dict:
@@ -113,7 +121,7 @@ def open_inputs(config, task, workdir: str) -> Inputs:
       UserError: a data folder unusable, or one person's faces given for two identities.
     """
     per_process = config.data.per_process
-    common = dict(global_batch=config.batch_size, fields=task.fields,
+    common = dict(global_batch=config.batch_size, fields=fields(config, task),
                   process_index=jax.process_index(), process_count=jax.process_count(),
                   per_process=per_process)
     train_sources = open_sources(config, task, "train", per_process)

@@ -17,7 +17,8 @@ from facejax.experiments import xseg as experiment
 from facejax.faces import mask_labels, occluders
 from facejax.tasks import xseg
 from facejax.training import run_files
-from tests.helpers import assert_same_params, train_and_resume, train_steps_on
+from tests.helpers import (assert_same_params, compilations, train_and_resume,
+                           train_steps_on)
 
 
 def tiny(grid_faces, **kw):
@@ -120,6 +121,20 @@ def test_exact_resume_and_the_nan_guard(grid_faces, tmp_path, capfd):
     bad.optim.learning_rate = 3e38
     with pytest.raises(train.Diverged, match="non-finite loss or gradient"):
         train.train(bad, str(tmp_path / "bad"))
+
+
+def test_no_recompilation_after_the_first_step(grid_faces, tmp_path):
+    """The family's compilations do not grow with a run's length: after a warm-up run, a
+    2-step and a 6-step run (evaluation and preview every 2) compile exactly as often."""
+    counts = []
+    with compilations() as compiles:
+        for steps in (2, 2, 6):
+            before = len(compiles)
+            train.train(tiny(grid_faces, num_steps=steps, eval_every=2, preview_every=2,
+                             checkpoint_every=2, log_every=1), str(tmp_path / f"{len(counts)}"))
+            counts.append(len(compiles) - before)
+    print(f"XSeg XLA compilations per run (2, 2 and 6 steps): {counts}")
+    assert counts[1] == counts[2] and counts[0] >= counts[1] > 0
 
 
 def _labelled_copy(grid_faces, tmp_path) -> tuple[str, list]:
