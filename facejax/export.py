@@ -80,7 +80,7 @@ def export(model_dir: str, output: str, fmt: str, direction: str = "b2a",
             model = jaxpr_onnx.to_onnx(fn, jax.ShapeDtypeStruct((1, size, size, 3), np.float32),
                                        input_name, output_names)
     except NotImplementedError as e:
-        raise UserError(f"--model {model_dir}: a {run.config.task} model cannot be exported to "
+        raise UserError(f"--model {model_dir}: its task {run.config.task} cannot be exported to "
                         f"ONNX yet ({e} has no translation)")
     files.atomic_write_bytes(output, model.SerializeToString())
     record = {"format": fmt, "task": run.config.task, "step": run.step, "direction": direction,

@@ -69,7 +69,7 @@ def load_swapper(workdir: str, step: int | None = None) -> Run:
     config = runs.load_config(workdir)
     task = tasks.get(config.task)
     if not task.swaps:
-        raise UserError(f"--model {workdir}: a {config.task} run has no swap direction "
+        raise UserError(f"--model {workdir}: its task {config.task} has no swap direction "
                         "(face2face models reenact: use facejax reenact)")
     run = load_run(workdir, step)
     return dataclasses.replace(run, config=task.inference_config(run.config))
@@ -116,7 +116,7 @@ def swap_model(run: Run, direction: str, batch: int, with_mask: bool = False) ->
       UserError: `with_mask` for a family that predicts no mask.
     """
     if with_mask and run.task.swap_with_mask is None:
-        raise UserError(f"--mask: a {run.config.task} run predicts no mask of its own; use "
+        raise UserError(f"--mask: the run's task {run.config.task} predicts no mask of its own; use "
                         "hull or crop (SAEHD runs learn one)")
     return SwapModel(swap_function(run, direction, batch, with_mask), run.size, run.framing)
 

@@ -46,7 +46,7 @@ def reenact(model_dir: str, driver_path: str, output: str, batch: int = 8,
     files.check_output(output, [driver_path, model_dir])
     config = runs.load_config(model_dir)
     if tasks.get(config.task).generate is None:
-        raise UserError(f"--model {model_dir}: a {config.task} run; reenactment needs a "
+        raise UserError(f"--model {model_dir}: its task is {config.task}; reenactment needs a "
                         "face2face (pix2pix) run")
     run = inference.load_run(model_dir)
     task, state, size = run.task, run.state, run.size

@@ -172,7 +172,7 @@ def train(config, workdir: str) -> dict:
     config_check.check(config, task.config_schema)
     config = inputs_lib.with_absolute_data(config, task)
     if config.quality_every and not task.swaps:
-        raise UserError(f"--config.quality_every={config.quality_every}: a {config.task} run "
+        raise UserError(f"--config.quality_every={config.quality_every}: the task {config.task} "
                         "has no swap to measure; set it to 0")
     run_files.check_writable(workdir)
     # One writer per workdir: process 0 holds its lock for the whole run (the processes of a

@@ -4,7 +4,8 @@ A copy of A's extraction folder gets a disc, textured from a real image (a frame
 clip), pasted over the mouth of a share of its training faces (faces/occluders.over_mouth);
 each face's exact visible mask (the hull minus the disc) is written where `facejax xseg apply`
 writes its masks, so the copy is what a perfect XSeg would give. Its held-out faces are left
-clean. The same experiment is trained twice on it, inside the hull (--config.data.mask=hull)
+clean; B's folder is copied with its hulls as its masks (a perfect XSeg of clean faces). The
+same experiment is trained twice on them, inside the hull (--config.data.mask=hull)
 and inside those masks (xseg), and each run's reconstruction of A's clean held-out faces is
 compared with the faces inside the disc (where the occluder sat in training) and over the
 whole view: the hull run learned to paint the occluder there, the xseg run never saw it. One
@@ -72,16 +73,17 @@ def occluded_copy(src: str, dst: str, donor: np.ndarray, share: float) -> dict:
     return counts
 
 
-def train(faces_a: str, mask: str) -> str:
+def train(faces_a: str, faces_b: str, mask: str) -> str:
     """Trains FLAGS.config inside `mask`; returns the workdir."""
     workdir = os.path.join(FLAGS.out, "runs", mask)
     shutil.rmtree(workdir, ignore_errors=True)
     cmd = [sys.executable, "-m", "facejax", "train", f"--config={FLAGS.config}",
            f"--workdir={workdir}", f"--config.data.a={faces_a}",
-           f"--config.data.b={FLAGS.faces_b}", f"--config.data.mask={mask}",
+           f"--config.data.b={faces_b}", f"--config.data.mask={mask}",
            f"--config.num_steps={FLAGS.steps}", "--config.checkpoint_every=100000",
            *[f"--config.{s}" for s in FLAGS.set]]
-    subprocess.run(cmd, check=True)
+    if subprocess.run(cmd).returncode:
+        raise SystemExit(f"error: training inside the {mask} masks failed (its lines above)")
     return workdir
 
 
@@ -122,10 +124,12 @@ def main(argv):
     donor = next(iter(video.FrameSource(FLAGS.donor).frames()))[1]
     faces_a = os.path.join(FLAGS.out, "faces_a_occluded")
     counts = occluded_copy(FLAGS.faces_a, faces_a, donor, FLAGS.share)
+    faces_b = os.path.join(FLAGS.out, "faces_b_masked")
+    occluded_copy(FLAGS.faces_b, faces_b, donor, 0.0)
     result = {"config": FLAGS.config, "steps": FLAGS.steps, "share": FLAGS.share, **counts}
     grid = []
     for mask in MASKS:
-        recon, views, discs, hulls = held_out(train(faces_a, mask), faces_a, donor)
+        recon, views, discs, hulls = held_out(train(faces_a, faces_b, mask), faces_a, donor)
         result[mask] = {"psnr_in_disc": psnr(recon, views, discs),
                         "psnr_in_hull": psnr(recon, views, hulls),
                         "held_out_faces": len(views)}

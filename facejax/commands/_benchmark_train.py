@@ -167,7 +167,7 @@ def bench_train(config, face_folder: Callable[[int], str], steps: int, warmup: i
     from facejax import tasks
     task = tasks.get(config.task)
     if reference is not None and task.reference is None:
-        raise UserError(f"--reference_python: a {config.task} run has no PyTorch reference")
+        raise UserError(f"--reference_python: the task {config.task} has no PyTorch reference")
     xla_setup.configure(task.cpu_convolutions)  # the family's XLA:CPU settings, as facejax train
     import jax
     from facejax import parallel

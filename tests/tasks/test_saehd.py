@@ -342,7 +342,7 @@ def test_learned_masks_need_a_model_that_learns_one(tiny_ae_run, tmp_path):
                     "--mask=learned")
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
-        "error: --mask: a autoencoder run predicts no mask of its own; use hull or crop (SAEHD "
+        "error: --mask: the run's task autoencoder predicts no mask of its own; use hull or crop (SAEHD "
         "runs learn one)")
 
 
