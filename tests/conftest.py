@@ -67,6 +67,19 @@ def grid_faces(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def xseg_run(grid_faces, tmp_path_factory):
+    """A workdir of the tiny XSeg trained 4 steps on GRID speaker B's faces."""
+    from facejax.experiments import xseg
+    from facejax import train
+    config = xseg.get_config("tiny")
+    config.data.a = grid_faces["b"]
+    config.num_steps, config.eval_every, config.preview_every = 4, 0, 0
+    wd = str(tmp_path_factory.mktemp("xseg_run"))
+    train.train(config, wd)
+    return wd
+
+
+@pytest.fixture(scope="session")
 def tiny_ae_run(grid_faces, tmp_path_factory):
     """A workdir of the tiny autoencoder trained 8 steps on the two GRID speakers."""
     from facejax.experiments import deepfakes_original

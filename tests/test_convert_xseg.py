@@ -8,8 +8,7 @@ import os
 import numpy as np
 import pytest
 
-from facejax import convert, inference, train, xseg_convert
-from facejax.experiments import xseg as experiment
+from facejax import convert, inference, xseg_convert
 from facejax.errors import UserError
 from facejax.faces import align, compose, masks, occluders, video, video_writer
 from tests.helpers import GRID, LIVEPORTRAIT, run_tool
@@ -123,16 +122,6 @@ def test_xseg_x_learned_is_the_product_and_each_mask_is_required():
         compose.crop_mask_of("xseg_x_learned", points, 64, None, xseg)
     with pytest.raises(ValueError, match="segmentation model"):
         compose.crop_mask_of("xseg", points, 64, learned)
-
-
-@pytest.fixture(scope="module")
-def xseg_run(grid_faces, tmp_path_factory):
-    config = experiment.get_config("tiny")
-    config.data.a = grid_faces["b"]
-    config.num_steps, config.eval_every, config.preview_every = 4, 0, 0
-    wd = str(tmp_path_factory.mktemp("xseg_run"))
-    train.train(config, wd)
-    return wd
 
 
 @pytest.fixture(scope="module")

@@ -9,22 +9,11 @@ import shutil
 import numpy as np
 import pytest
 
-from facejax import inference, segment, train
+from facejax import inference, segment
 from facejax.data import tfds_faces
 from facejax.errors import UserError
-from facejax.experiments import xseg as experiment
 from facejax.faces import video
 from tests.helpers import run_tool
-
-
-@pytest.fixture(scope="module")
-def xseg_run(grid_faces, tmp_path_factory):
-    config = experiment.get_config("tiny")
-    config.data.a = grid_faces["a"]
-    config.num_steps, config.eval_every, config.preview_every = 4, 0, 0
-    wd = str(tmp_path_factory.mktemp("xseg_run"))
-    train.train(config, wd)
-    return wd
 
 
 def _crops(folder):

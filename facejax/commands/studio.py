@@ -18,6 +18,8 @@ flags.DEFINE_string("video", None, "A clip for the Merge page (needs --workdir).
 flags.DEFINE_string("settings", None, "Where the Merge page saves its convert settings "
                     "(default: WORKDIR/convert_settings.json).")
 flags.DEFINE_enum("direction", "b2a", ["b2a", "a2b"], "The Merge page's swap direction.")
+flags.DEFINE_string("xseg_model", "", "A trained XSeg run (facejax train --config=xseg) whose "
+                    "masks the Merge page offers (mask xseg and xseg_x_learned).")
 flags.DEFINE_string("host", "127.0.0.1", "Address to serve on; anything but this machine's "
                     "own is reachable by others (a warning is printed).")
 flags.DEFINE_integer("port", 8765, "Port to serve on (0: any free one).", lower_bound=0,
@@ -31,5 +33,5 @@ def main(argv):
     if not FLAGS.faces:
         raise UserError("--faces: give at least one extraction folder")
     studio = server.open_studio(FLAGS.faces, FLAGS.workdir, FLAGS.video, FLAGS.settings,
-                                FLAGS.direction)
+                                FLAGS.direction, FLAGS.xseg_model)
     server.serve(studio, FLAGS.host, FLAGS.port)

@@ -121,13 +121,26 @@ def options_from(values: dict, base=None):
     return opts
 
 
+def _check_segmentation_run(workdir: str) -> None:
+    """Raises UserError (naming --xseg_model) unless `workdir` is a run of a family that
+    segments faces; reads its config only (the model loads on the first render)."""
+    from facejax import runs, tasks
+    config = runs.load_config(workdir, flag="--xseg_model")
+    if tasks.get(config.task).segment is None:
+        raise UserError(f"--xseg_model={workdir}: its task {config.task} predicts no face mask; "
+                        "give an XSeg run (facejax train --config=xseg)")
+
+
 class MergeView:
     """The run `workdir`'s model on `clip`; settings saved to `settings_path`."""
 
     def __init__(self, workdir: str, clip: str, settings_path: str | None = None,
-                 direction: str = "b2a", flag: str = "--video"):
+                 direction: str = "b2a", flag: str = "--video", xseg_model: str = ""):
         if not os.path.isfile(clip):
             raise UserError(f"{flag} {clip}: no such file")
+        if xseg_model:
+            _check_segmentation_run(xseg_model)
+        self.xseg_model = os.path.abspath(xseg_model) if xseg_model else ""
         self.workdir, self.clip = os.path.abspath(workdir), os.path.abspath(clip)
         self.settings_path = os.path.abspath(
             settings_path or os.path.join(self.workdir, SETTINGS_FILE))
@@ -149,7 +162,8 @@ class MergeView:
     def options(self, values: dict):
         """options_from(values) in this view's swap direction."""
         from facejax import convert
-        return options_from(values, convert.ConvertOptions(direction=self.direction))
+        return options_from(values, convert.ConvertOptions(direction=self.direction,
+                                                           xseg_model=self.xseg_model))
 
     def info(self) -> dict:
         from facejax import convert
@@ -157,7 +171,10 @@ class MergeView:
         saved = None
         if os.path.isfile(self.settings_path):
             saved = dataclasses.asdict(convert.load_settings(self.settings_path))
+        from facejax.faces import compose
+        masks = [m for m in compose.MASKS if self.xseg_model or m not in compose.XSEG]
         return {"clip": self.clip, "frame_count": int(self.preview().frame_count),
+                "masks": masks, "xseg_model": self.xseg_model,
                 "defaults": {k: defaults[k] for k in FIELDS},
                 "saved": {k: saved[k] for k in FIELDS} if saved else None,
                 "settings_path": self.settings_path}

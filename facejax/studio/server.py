@@ -15,12 +15,13 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 
 
 def open_studio(faces: list[str], workdir: str | None = None, video: str | None = None,
-                settings: str | None = None, direction: str = "b2a"):
+                settings: str | None = None, direction: str = "b2a", xseg_model: str = ""):
     """The Studio for these folders, each checked.
 
     Raises:
       UserError: a folder that is not an extraction folder, a workdir that is not a run, a
-        clip that does not exist, or --video without --workdir.
+        clip that does not exist, --video without --workdir, or --xseg_model without --video
+        or not a segmentation run.
     """
     from facejax.studio.app import Studio
     from facejax.studio.face_set import FaceSet
@@ -31,7 +32,10 @@ def open_studio(faces: list[str], workdir: str | None = None, video: str | None 
     run = RunView(workdir) if workdir else None
     if video and not workdir:
         raise UserError("--video: the merge page needs --workdir too (the run whose model swaps)")
-    preview = MergeView(workdir, video, settings, direction) if video else None
+    if xseg_model and not video:
+        raise UserError("--xseg_model: its masks are the merge page's; give --video too")
+    preview = MergeView(workdir, video, settings, direction, xseg_model=xseg_model) \
+        if video else None
     return Studio(face_sets, run, preview)
 
 

@@ -134,3 +134,35 @@ def test_the_merge_page_frame_follows_erode_and_matches_convert(browser, studio_
     near = np.abs(written.astype(int) - eroded.astype(int))[changed].mean()
     far = np.abs(written.astype(int) - plain.astype(int))[changed].mean()
     assert near < far / 2, (near, far)
+
+
+@pytest.mark.slow  # a clip walked twice, the swap and XSeg models compiled
+def test_the_merge_page_offers_xseg_masks_with_an_xseg_run(studio_run, xseg_run, faces_dir,
+                                                          tmp_path):
+    """With --xseg_model the Merge page lists xseg and xseg_x_learned, renders the frame
+    FramePreview renders with that run's masks, and saves the run in the settings; without it
+    those masks are not offered and asking for one is refused; a run that segments nothing and
+    --xseg_model without --video are one-line errors."""
+    from facejax.errors import UserError
+    from facejax.frame_preview import FramePreview
+    from facejax.studio import server
+    settings = str(tmp_path / "settings.json")
+    view = server.open_studio([faces_dir], studio_run, CLIP, settings,
+                              xseg_model=xseg_run).preview
+    assert view.info()["masks"][-2:] == ["xseg", "xseg_x_learned"]
+    shown = view.render(FRAME, {"mask": "xseg", "erode": 0})
+    want = FramePreview(studio_run, CLIP).render(
+        FRAME, convert.ConvertOptions(mask="xseg", xseg_model=xseg_run))
+    np.testing.assert_array_equal(shown, want)
+    assert (view.render(FRAME, {"mask": "hull"}) != shown).any()
+    view.save({"mask": "xseg"})
+    assert convert.load_settings(settings).xseg_model == os.path.abspath(xseg_run)
+    plain = server.open_studio([faces_dir], studio_run, CLIP, settings).preview
+    assert "xseg" not in plain.info()["masks"]
+    with pytest.raises(UserError, match=r"^--mask=xseg needs --xseg_model=RUN"):
+        plain.render(FRAME, {"mask": "xseg"})
+    with pytest.raises(UserError, match=rf"^--xseg_model={studio_run}: its task autoencoder "
+                                        "predicts no face mask"):
+        server.open_studio([faces_dir], studio_run, CLIP, xseg_model=studio_run)
+    with pytest.raises(UserError, match=r"^--xseg_model: its masks are the merge page's"):
+        server.open_studio([faces_dir], studio_run, xseg_model=xseg_run)

@@ -48,7 +48,14 @@ async function init() {
   try {
     const info = await studio.get("/api/merge/info");
     $("frame").max = info.frame_count - 1;
-    const start = info.saved || info.defaults;
+    for (const mask of info.masks) {  // xseg and xseg_x_learned where the studio has --xseg_model
+      const option = document.createElement("option");
+      option.textContent = mask;
+      $("mask").appendChild(option);
+    }
+    const start = Object.assign({}, info.saved || info.defaults);
+    // Settings saved with an XSeg mask, opened in a studio without --xseg_model.
+    if (!info.masks.includes(start.mask)) start.mask = info.defaults.mask;
     for (const name of OPTIONS) $(name).value = start[name];
     $("clip").textContent = info.clip + " (" + info.frame_count + " frames); settings file: " +
       info.settings_path;
