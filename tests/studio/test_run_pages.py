@@ -136,7 +136,7 @@ def test_the_merge_page_frame_follows_erode_and_matches_convert(browser, studio_
     assert near < far / 2, (near, far)
 
 
-@pytest.mark.slow  # a clip walked twice, the swap and XSeg models compiled
+@pytest.mark.slow  # a clip walked, the swap and XSeg models compiled
 def test_the_merge_page_offers_xseg_masks_with_an_xseg_run(studio_run, xseg_run, faces_dir,
                                                           tmp_path):
     """With --xseg_model the Merge page lists xseg and xseg_x_learned, renders the frame
@@ -144,15 +144,16 @@ def test_the_merge_page_offers_xseg_masks_with_an_xseg_run(studio_run, xseg_run,
     those masks are not offered and asking for one is refused; a run that segments nothing and
     --xseg_model without --video are one-line errors."""
     from facejax.errors import UserError
-    from facejax.frame_preview import FramePreview
     from facejax.studio import server
     settings = str(tmp_path / "settings.json")
     view = server.open_studio([faces_dir], studio_run, CLIP, settings,
                               xseg_model=xseg_run).preview
     assert view.info()["masks"][-2:] == ["xseg", "xseg_x_learned"]
     shown = view.render(FRAME, {"mask": "xseg", "erode": 0})
-    want = FramePreview(studio_run, CLIP).render(
-        FRAME, convert.ConvertOptions(mask="xseg", xseg_model=xseg_run))
+    # The page's values and --xseg_model make conversion's options (the frame is then
+    # conversion's: test_frame_preview).
+    want = view.preview().render(FRAME, convert.ConvertOptions(mask="xseg",
+                                                               xseg_model=xseg_run))
     np.testing.assert_array_equal(shown, want)
     assert (view.render(FRAME, {"mask": "hull"}) != shown).any()
     view.save({"mask": "xseg"})
