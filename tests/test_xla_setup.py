@@ -44,6 +44,9 @@ def test_inference_tools_read_the_runs_family(monkeypatch, tmp_path):
         src = open(os.path.join(ROOT, "facejax", "commands", f"{tool}.py")).read()
         assert -1 < src.index("configure_xla(FLAGS.model)") < src.index(
             f"from facejax import {tool}")
+    src = open(os.path.join(ROOT, "facejax", "commands", "studio.py")).read()
+    assert -1 < src.index("configure_xla(FLAGS.workdir)") < src.index(
+        "from facejax.studio import server")  # the Merge page's model
 
 
 def test_the_flag_is_accepted_by_this_jaxlib():

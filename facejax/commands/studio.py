@@ -29,9 +29,12 @@ flags.DEFINE_integer("port", 8765, "Port to serve on (0: any free one).", lower_
 def main(argv):
     del argv
     from facejax.errors import UserError
-    from facejax.studio import server
     if not FLAGS.faces:
         raise UserError("--faces: give at least one extraction folder")
+    if FLAGS.workdir:  # the Merge page runs the model: with the run's XLA settings, as convert
+        from facejax import inference
+        inference.configure_xla(FLAGS.workdir)
+    from facejax.studio import server
     studio = server.open_studio(FLAGS.faces, FLAGS.workdir, FLAGS.video, FLAGS.settings,
                                 FLAGS.direction, FLAGS.xseg_model)
     server.serve(studio, FLAGS.host, FLAGS.port)
