@@ -12,6 +12,7 @@ import ast
 import importlib.util
 import os
 import sys
+import warnings
 from typing import Callable
 
 from facejax.errors import RunError, UserError, one_line
@@ -149,6 +150,11 @@ def run_main(main: Callable, argv: list[str] | None = None, doc: str = "",
     from facejax import xla_setup
     xla_setup.use_huge_pages()
     set_started_jax(xla_setup.use_compilation_cache())
+    # A cache entry JAX cannot write or read (another process sharing the cache evicted it
+    # meanwhile, a full disk) costs a compilation, nothing else; JAX says so in a multi-line
+    # warning per entry that buries a tool's own lines.
+    warnings.filterwarnings("ignore", message="Error (reading|writing) persistent compilation "
+                            "cache entry", category=UserWarning)
 
     # Parse first, so a misspelt or ill-typed flag (config_flags raises plain AttributeError,
     # KeyError, TypeError or ValueError for `--config.key=value`) is one line, not a traceback;

@@ -177,3 +177,30 @@ def test_a_users_cache_folder_wins_and_the_benchmarks_turn_it_off():
     assert xla_setup.no_compilation_cache(env) == {"jax_enable_compilation_cache": False}
     assert "JAX_COMPILATION_CACHE_DIR" not in env and xla_setup.compilation_cache_dir(env) is None
     assert xla_setup.use_compilation_cache(env) == {}
+
+
+def test_a_cache_entry_jax_cannot_use_adds_no_lines_to_a_tool(tmp_path):
+    """JAX warns, several lines per entry, where it cannot read or write a cache entry (here the
+    cache folder is under a file); a facejax tool prints its own lines only (the entry costs a
+    compilation, nothing else)."""
+    script = tmp_path / "tool.py"
+    script.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {ROOT!r})\n"
+        "from facejax import cli\n"
+        "def main(argv):\n"
+        "    import jax\n"
+        "    print(float(jax.jit(lambda x: x * 3 + 1)(2.0)))\n"
+        "if sys.argv[1:] == ['bare']:\n"
+        "    main([])\n"
+        "else:\n"
+        "    cli.run_main(main)\n")
+    (tmp_path / "file").write_text("")
+    env = dict(os.environ, JAX_COMPILATION_CACHE_DIR=str(tmp_path / "file" / "cache"),
+               JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    runs = {how: subprocess.run([sys.executable, str(script), *extra], env=env, text=True,
+                                capture_output=True, timeout=300)
+            for how, extra in (("bare", ["bare"]), ("tool", []))}
+    assert "Error reading persistent compilation cache entry" in runs["bare"].stderr
+    assert runs["tool"].returncode == 0 and runs["tool"].stdout.strip() == "7.0"
+    assert "persistent compilation cache" not in runs["tool"].stderr, runs["tool"].stderr
