@@ -21,6 +21,12 @@ class Stopped(BaseException):
     TFDS's, ours) turns it into an error."""
 
 
+# The signals a start-up stop handler raised Stopped for. Python prints and drops an exception
+# raised where it cannot propagate (a garbage-collection callback, a __del__), and the run would
+# go on; train.train looks here once it takes the signals over, and stops then.
+STOPS_RAISED: list[int] = []
+
+
 def stopped_before_training(signum: int) -> Stopped:
     return Stopped(f"stopped before training started (signal {signum}); nothing new was "
                    "saved: rerun to go on")

@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 
 from facejax import checkpoint as ckpt_lib
-from facejax import config_check, parallel, run_info, runs, summaries, tasks, trees
+from facejax import config_check, errors, parallel, run_info, runs, summaries, tasks, trees
 from facejax.data import pipeline
 from facejax.errors import RunError, UserError, stopped_before_training, warn, write_failed
 from facejax.lock import FolderLock
@@ -183,6 +183,8 @@ def train(config, workdir: str) -> dict:
     stop, old = _Stop(), {}
     try:
         old = {s: signal.signal(s, stop) for s in (signal.SIGTERM, signal.SIGINT)}
+        if errors.STOPS_RAISED:  # a start-up stop whose exception Python dropped
+            raise stopped_before_training(errors.STOPS_RAISED[-1])
         return _train(config, workdir, task, stop)
     except OSError as e:  # a summary, preview or record that could not be written
         raise write_failed(e, workdir, "the checkpoints written so far")

@@ -14,6 +14,7 @@ import sys
 from absl import flags, logging
 from ml_collections import config_flags
 
+from facejax import errors
 from facejax.errors import Stopped, UserError, stopped_before_training
 
 FLAGS = flags.FLAGS
@@ -44,6 +45,7 @@ def main(argv):
     # Until train() takes the signals over (JAX, TensorFlow and the model load first: seconds),
     # a stop ends the run with one line too, not a silent exit 143.
     old = {s: signal.signal(s, _stop_at_start) for s in (signal.SIGTERM, signal.SIGINT)}
+    hook, sys.unraisablehook = sys.unraisablehook, _quiet_dropped_stop(sys.unraisablehook)
     try:
         metrics = _train()
     except Stopped as e:  # before training or during dataset preparation: nothing to save
@@ -52,12 +54,24 @@ def main(argv):
     finally:
         for s, h in old.items():
             signal.signal(s, h)
+        sys.unraisablehook = hook
+        errors.STOPS_RAISED.clear()
     print("final " + " ".join(f"{k} {v:.5g}" for k, v in sorted(metrics.items())))
 
 
 def _stop_at_start(signum, frame):
     del frame
+    errors.STOPS_RAISED.append(signum)  # train.train stops then if this raise is dropped
     raise stopped_before_training(signum)
+
+
+def _quiet_dropped_stop(hook):
+    """sys.unraisablehook that says nothing of a dropped Stopped (train.train reports it, on
+    one line) and passes everything else to `hook`."""
+    def unraisable(info):
+        if not isinstance(info.exc_value, Stopped):
+            hook(info)
+    return unraisable
 
 
 def _train() -> dict:

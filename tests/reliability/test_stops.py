@@ -11,6 +11,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from facejax import checkpoint
 from tests.helpers import ROOT
 
@@ -166,3 +168,42 @@ def test_sigterm_before_training_starts_is_one_line_and_exit_0(grid_faces, tmp_p
                                         "new was saved: rerun to go on"], out[-3000:]
     assert not os.path.isdir(wd) or checkpoint.Checkpointer(wd, read_only=True).latest_step() \
         is None
+
+
+def test_a_start_up_stop_that_python_dropped_still_stops_before_training(grid_faces, tmp_path):
+    """Python prints and drops an exception raised where it cannot propagate (a signal handled
+    inside a garbage-collection callback or a __del__): the start-up handler's Stopped is kept,
+    train.train stops before any training, and the dropped exception prints nothing, while
+    other dropped exceptions still reach Python's hook."""
+    import gc
+    from facejax import errors, train
+    from facejax.commands import train as train_command
+    from facejax.experiments import deepfakes_original
+    c = deepfakes_original.get_config("tiny")
+    c.data.a, c.data.b = grid_faces["a"], grid_faces["b"]
+    errors.STOPS_RAISED.append(15)
+    try:
+        with pytest.raises(errors.Stopped, match=r"^stopped before training started \(signal "
+                                                 r"15\)"):
+            train.train(c, str(tmp_path / "run"))
+    finally:
+        errors.STOPS_RAISED.clear()
+    assert not os.path.isdir(tmp_path / "run" / "checkpoints")
+
+    class Dropper:
+        def __init__(self, error):
+            self.error = error
+
+        def __del__(self):
+            raise self.error
+
+    seen, hook = [], sys.unraisablehook
+    sys.unraisablehook = train_command._quiet_dropped_stop(lambda info: seen.append(
+        info.exc_value))
+    try:
+        Dropper(errors.stopped_before_training(15))
+        Dropper(ValueError("not a stop"))
+        gc.collect()
+    finally:
+        sys.unraisablehook = hook
+    assert [type(e) for e in seen] == [ValueError]
