@@ -127,6 +127,20 @@ def load_swap_model(workdir: str, direction: str, batch: int,
     return swap_model(load_swapper(workdir, step), direction, batch, with_mask)
 
 
+def segmentation_task(workdir: str, flag: str = "--model") -> tasks.Task:
+    """The task of run `workdir`, read from its config alone (no weights).
+
+    Raises:
+      UserError: not a run, or a run of a family that segments no faces (named as `flag`).
+    """
+    config = runs.load_config(workdir, flag=flag)
+    task = tasks.get(config.task)
+    if task.segment is None:
+        raise UserError(f"{flag}={workdir}: its task {config.task} predicts no face mask; give "
+                        "an XSeg run (facejax train --config=xseg)")
+    return task
+
+
 def load_segmenter(workdir: str, batch: int, step: int | None = None,
                    flag: str = "--model") -> Callable:
     """The mask function of a trained segmentation run (`Task.segment`, its latest or given
@@ -137,11 +151,7 @@ def load_segmenter(workdir: str, batch: int, step: int | None = None,
       UserError: the run is not a segmentation model, or cannot be loaded (the message names
         it as `flag`).
     """
-    config = runs.load_config(workdir, flag=flag)
-    task = tasks.get(config.task)
-    if task.segment is None:
-        raise UserError(f"{flag}={workdir}: its task {config.task} predicts no face mask; give "
-                        "an XSeg run (facejax train --config=xseg)")
+    task = segmentation_task(workdir, flag)
     run = load_run(workdir, step, flag)
     config, size = task.inference_config(run.config), run.size
     fn = jax.jit(lambda s, x: task.segment(s, x.astype(np.float32) / 255.0, config))

@@ -19,7 +19,7 @@ from facejax import images, inference
 from facejax.errors import UserError
 from facejax.faces import mask_labels, video
 
-INPUTS, FACES, MASKS = "inputs", "faces", mask_labels.APPLIED_FOLDER
+INPUTS, FACES = "inputs", "faces"
 
 
 @dataclasses.dataclass
@@ -33,8 +33,9 @@ class Counts:
 
 
 def mask_path(extraction_dir: str, key: str, crop_name: str) -> str:
-    """Where the mask of inputs/<key>/faces/<crop_name> goes."""
-    return os.path.join(extraction_dir, INPUTS, key, MASKS, crop_name)
+    """Where the mask of inputs/<key>/faces/<crop_name> goes (crops are named NNNNNN.png by
+    frame)."""
+    return mask_labels.applied_path(extraction_dir, key, int(crop_name.removesuffix(".png")))
 
 
 def pending(extraction_dir: str) -> tuple[list[tuple[str, str]], int]:

@@ -154,6 +154,9 @@ class FaceSource:
             raise UserError(f"--config.data.data_dir={data_dir}: holds the dataset of one "
                             "extraction folder; leave it empty to train on several")
         self.size, self.weights = size, None if weights is None else list(weights)
+        if mask not in ("",) + MASK_KINDS:
+            raise UserError(f"--config.data.mask={mask}: expected one of "
+                            f"{', '.join(MASK_KINDS)}")
         self.face_type, self.mask = face_type, mask
         self.parts: list[_Part] = []
         landmarks, frames, identities, affines = [], [], [], []
@@ -315,8 +318,6 @@ def _metadata(part: _Part):
 def _check_applied(part: _Part, split: str, mask: str, applied: int) -> None:
     """With mask "xseg", every face needs its applied mask (a face without one would train
     inside the hull unnoticed); with "hull", says once where applied masks go unused."""
-    if mask not in ("",) + MASK_KINDS:
-        raise UserError(f"--config.data.mask={mask}: expected one of {', '.join(MASK_KINDS)}")
     n = len(part.index)
     if mask == APPLIED and applied < n:
         raise UserError(f"--config.data.mask={mask}: {part.folder}: {n - applied} of {n} faces "

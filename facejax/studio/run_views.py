@@ -121,16 +121,6 @@ def options_from(values: dict, base=None):
     return opts
 
 
-def _check_segmentation_run(workdir: str) -> None:
-    """Raises UserError (naming --xseg_model) unless `workdir` is a run of a family that
-    segments faces; reads its config only (the model loads on the first render)."""
-    from facejax import runs, tasks
-    config = runs.load_config(workdir, flag="--xseg_model")
-    if tasks.get(config.task).segment is None:
-        raise UserError(f"--xseg_model={workdir}: its task {config.task} predicts no face mask; "
-                        "give an XSeg run (facejax train --config=xseg)")
-
-
 class MergeView:
     """The run `workdir`'s model on `clip`; settings saved to `settings_path`."""
 
@@ -138,8 +128,9 @@ class MergeView:
                  direction: str = "b2a", flag: str = "--video", xseg_model: str = ""):
         if not os.path.isfile(clip):
             raise UserError(f"{flag} {clip}: no such file")
-        if xseg_model:
-            _check_segmentation_run(xseg_model)
+        if xseg_model:  # its config only: the model loads on the first render
+            from facejax import inference
+            inference.segmentation_task(xseg_model, flag="--xseg_model")
         self.xseg_model = os.path.abspath(xseg_model) if xseg_model else ""
         self.workdir, self.clip = os.path.abspath(workdir), os.path.abspath(clip)
         self.settings_path = os.path.abspath(
