@@ -54,6 +54,21 @@ def test_usage_and_unknown_commands():
         " (facejax --help)"]
 
 
+def test_convert_flags_default_to_the_libraries_options():
+    # The command, the studio's merge page and library callers start from the same options.
+    check = ("import dataclasses, json\n"
+             "from absl import flags\n"
+             "from facejax.commands import convert as command\n"
+             "from facejax import convert\n"
+             "print(json.dumps([(f.name, flags.FLAGS[f.name].default, f.default)\n"
+             "                  for f in dataclasses.fields(convert.ConvertOptions)]))\n")
+    proc = _run(["-c", check])
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    fields = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert len(fields) == 13 and ["blur", 8, 8] in fields
+    assert [name for name, flag, option in fields if flag != option] == []
+
+
 def test_experiments_by_name_or_path(tmp_path):
     shipped = os.path.join(ROOT, "experiments", "saehd.py")
     assert cli.experiment_path("saehd") == shipped

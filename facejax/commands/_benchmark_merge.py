@@ -30,7 +30,7 @@ def _median(times: list[tuple[float, float]]) -> dict:
 def bench_merge(model_dir: str, clip: str, batch: int = 8) -> dict:
     """The merge preview's figures on `clip` with the run in `model_dir` (see the module)."""
     from facejax import convert, frame_preview
-    base = convert.ConvertOptions(blur=8, batch=batch)  # the tool's defaults
+    base = convert.ConvertOptions(batch=batch)
     preview = None
 
     def open_preview():

@@ -190,7 +190,7 @@ def bench_convert():
     model = inference.SwapModel(fn, run.size, run.framing)
     src = FrameSource(FLAGS.clip)
     frames = [f for _, f in src.frames()][:300]
-    opts = convert.ConvertOptions(batch=batch, blur=8)  # the tool's defaults
+    opts = convert.ConvertOptions(batch=batch)
     t = time.perf_counter()
     counts, _ = convert.process_frames(enumerate(frames), model, opts, lambda i, f: None,
                                        fps=src.info.fps)

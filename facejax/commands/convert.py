@@ -23,19 +23,22 @@ flags.DEFINE_string("model", None, "Workdir of a trained run (its config and las
 flags.DEFINE_string("input", None, "Video, image or folder of images.")
 flags.DEFINE_string("output", None, "Output video, image, or folder.")
 flags.DEFINE_enum("direction", "b2a", ["b2a", "a2b"], "Swap direction.")
-flags.DEFINE_enum("mask", "hull", list(compose.MASKS),
+# The paste options' defaults are compose.PasteOptions' (the studio's and the library's too);
+# the other options' defaults equal convert.ConvertOptions' (tests/test_cli.py checks them).
+PASTE_DEFAULTS = compose.PasteOptions()
+flags.DEFINE_enum("mask", PASTE_DEFAULTS.mask, list(compose.MASKS),
                   "Blend mask: landmark hull, whole crop, the model's learned mask (SAEHD), "
                   "the learned mask inside the hull, the --xseg_model run's mask of the "
                   "frame's face (an occluder in front of it stays in front), or that times the "
                   "learned mask (SAEHD).")
 flags.DEFINE_string("xseg_model", "", "Workdir of a trained segmentation run (facejax train "
                     "--config=xseg; its latest checkpoint) for --mask=xseg and xseg_x_learned.")
-flags.DEFINE_integer("erode", 0, "Shrink (>0) or grow (<0) the mask, in frame pixels.",
+flags.DEFINE_integer("erode", PASTE_DEFAULTS.erode, "Shrink (>0) or grow (<0) the mask, in frame pixels.",
                      lower_bound=-512, upper_bound=512)
-flags.DEFINE_integer("blur", 8, "Feathering radius of the mask edge, in frame pixels.",
+flags.DEFINE_integer("blur", PASTE_DEFAULTS.blur, "Feathering radius of the mask edge, in frame pixels.",
                      lower_bound=0, upper_bound=512)
-flags.DEFINE_enum("color", "rct", ["none", "rct", "hist"], "Colour matching.")
-flags.DEFINE_enum("blend", "alpha", ["alpha", "seamless"], "Blending.")
+flags.DEFINE_enum("color", PASTE_DEFAULTS.color, list(compose.COLOR), "Colour matching.")
+flags.DEFINE_enum("blend", PASTE_DEFAULTS.blend, list(compose.BLENDS), "Blending.")
 flags.DEFINE_float("smooth", 1.0, "Landmark smoothing over video frames: the One Euro filter's "
                    "minimum cutoff in Hz (lower: steadier; fast motion is followed; 0: off).",
                    lower_bound=0.0)

@@ -31,7 +31,7 @@ class PasteOptions:
                                 # "xseg" (XSeg's mask of the frame's face: what hides it is
                                 # left out) or "xseg_x_learned" (XSeg's times the learned)
     erode: int = 0              # pixels in the frame; negative grows the mask
-    blur: int = 0               # feathering radius in frame pixels; 0 = hard edge
+    blur: int = 8               # feathering radius in frame pixels; 0 = hard edge
     color: str = "rct"          # "none", "rct" (LAB mean/std), "hist" (histogram matching)
     blend: str = "alpha"        # "alpha" or "seamless" (OpenCV seamless clone)
 
