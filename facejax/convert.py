@@ -9,7 +9,7 @@ page: one frame, re-rendered as the paste options change) calls too, so a previe
 the frame conversion writes: found_faces (detect and track, the predictor's own landmarks),
 smoothed (the One Euro filter over them), face_crop (the model's crop), model_faces (the
 model's output as faces and learned masks), xseg_convert.crop_masks (with --mask=xseg: the
-segmentation run's mask of the same crop) and paste_frame (compose.paste, side by side with
+segmentation run's mask of the same square of the frame, at its side) and paste_frame (compose.paste, side by side with
 --preview). The paste options can be saved to a settings file (save_settings, load_settings)
 that `facejax convert --settings` reads.
 """
@@ -243,7 +243,8 @@ class _Pastes:
         # JAX dispatch is asynchronous: the model runs while the previous batch is pasted and
         # the next one detected, so device and host work overlap.
         result = model.fn(np.stack([crop for _, _, crop in crops]))
-        xseg = xseg_convert.crop_masks(self.segment, [crop for _, _, crop in crops])
+        xseg = xseg_convert.crop_masks(self.segment, [frame for _, frame, _ in items],
+                                       [m for m, _, _ in crops], model.size)
         self.flush()
         self.inflight.append((items, [(m, pts, x) for (m, pts, _), x in zip(crops, xseg)],
                               result))

@@ -164,7 +164,8 @@ class FramePreview:
             model, segment = self._model(with_mask, opts.batch), self._segmenter(opts)
             crops = [convert.face_crop(model, self.frame(i), points) for i, _, points in group]
             faces, learned = convert.model_faces(model.fn(np.stack([c for _, _, c in crops])))
-            xseg = xseg_convert.crop_masks(segment, [c for _, _, c in crops])
+            xseg = xseg_convert.crop_masks(segment, [self.frame(i) for i, _, _ in group],
+                                           [m for m, _, _ in crops], model.size)
             for key, (affine, crop_points, _), face, mask, xmask in zip(keys, crops, faces,
                                                                         learned, xseg):
                 self._swaps[key] = (affine, crop_points, face, mask, xmask)

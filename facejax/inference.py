@@ -145,7 +145,8 @@ def load_segmenter(workdir: str, batch: int, step: int | None = None,
                    flag: str = "--model") -> Callable:
     """The mask function of a trained segmentation run (`Task.segment`, its latest or given
     checkpoint): uint8 crops [n, L, L, 3] of any side L -> uint8 masks [n, L, L] (0..255), the
-    crops resized to the model's side and the masks back, one compiled batch.
+    crops resized to the model's side and the masks back, one compiled batch. The function's
+    `side` attribute is the model's side.
 
     Raises:
       UserError: the run is not a segmentation model, or cannot be loaded (the message names
@@ -163,6 +164,7 @@ def load_segmenter(workdir: str, batch: int, step: int | None = None,
         masks = np.asarray(model(x))[..., 0]
         out = masks if side == size else np.stack([_resize(m, side) for m in masks])
         return np.clip(np.round(out * 255), 0, 255).astype(np.uint8)
+    segment.side = size
     return segment
 
 

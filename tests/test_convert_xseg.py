@@ -62,21 +62,21 @@ def _convert(frames, model, opts, segment=None):
 
 class VisibleFace:
     """A segmentation function that knows the answer: for the crops conversion gives it (in
-    frame order, each checked to be the crop of its frame), the landmark hull minus the
-    occluder, both in the crop. What a perfect XSeg returns."""
+    frame order, each checked to be its frame's square in the swap model's framing at `side`),
+    the landmark hull minus the occluder, both in the crop. What a perfect XSeg returns."""
 
-    def __init__(self, frames, discs, track, model):
+    def __init__(self, frames, discs, track, model, side):
         self.frames, self.discs, self.track, self.model = frames, discs, track, model
-        self.next = 0
+        self.side, self.next = side, 0
 
     def __call__(self, crops):
         out = []
         for crop in crops:
             i, points = self.next, self.track[self.next]
             self.next += 1
-            m = self.model.framing.matrix(points, self.model.size)
-            np.testing.assert_array_equal(crop, align.crop(self.frames[i], m, self.model.size))
-            disc = align.crop(self.discs[i].astype(np.float32), m, self.model.size) > 0.5
+            m = self.model.framing.matrix(points, self.side)
+            np.testing.assert_array_equal(crop, align.crop(self.frames[i], m, self.side))
+            disc = align.crop(self.discs[i].astype(np.float32), m, self.side) > 0.5
             hull = masks.face_hull(align.transform_points(m, points), crop.shape[:2]) >= 128
             out.append((hull & ~disc).astype(np.float32))
         return np.stack(out)
@@ -92,18 +92,21 @@ def test_a_perfect_xseg_keeps_the_occluder_and_the_hull_paints_it_over(occluded,
     opts = convert.ConvertOptions(mask="hull", blur=0, color="none")
     hull_outs, track = _convert(frames, swap_model, opts)
     xseg_opts = convert.ConvertOptions(mask="xseg", blur=0, color="none", xseg_model="oracle")
-    segment = VisibleFace(frames, discs, track, swap_model)
-    xseg_outs, again = _convert(frames, swap_model, xseg_opts, segment)
+    segment = VisibleFace(frames, discs, track, swap_model, 4 * swap_model.size)
+    xseg_outs, again = _convert(frames, swap_model, xseg_opts,
+                                xseg_convert.Segmenter(segment, segment.side))
     assert segment.next == FRAMES  # every face segmented once, in order
     assert all((a == b).all() for a, b in zip(track, again))
     # The mask's edge is resampled bicubic (a soft mask, as DeepFaceLab's merger pastes it), so
-    # the swap may touch the occluder's outermost 2 frame pixels; inside those it must not.
+    # the swap may touch the occluder's outermost 2 frame pixels; inside those it must not. The
+    # mask is cut at 4x the swap crop's side, so its edge is finer than the swap's grid and
+    # the whole disc, edge included, comes through far above the 35 dB the issue asks.
     inner = [masks.feather(d.astype(np.float32), 2, 0) > 0.999 for d in discs]
     xseg_db, hull_db = psnr_inside(xseg_outs, frames, inner), psnr_inside(hull_outs, frames, inner)
     whole = psnr_inside(xseg_outs, frames, discs)
     print(f"PSNR inside the occluder: xseg {xseg_db:.1f} dB (whole disc {whole:.1f}), "
           f"hull {hull_db:.1f} dB")
-    assert whole >= 35.0 and xseg_db >= 35.0 and hull_db < 25.0
+    assert whole >= 42.0 and xseg_db >= 35.0 and hull_db < 25.0
     # The rest of the face is swapped as with the hull.
     face = [masks.face_hull(p, f.shape[:2]) >= 128 for p, f in zip(track, frames)]
     rest = [fc & ~d for fc, d in zip(face, discs)]

@@ -130,6 +130,31 @@ def uncrop_mask(crop_mask: np.ndarray, roi: np.ndarray, shape: tuple[int, int],
     return out
 
 
+def on_grid(mask: np.ndarray | None, size: int) -> np.ndarray | None:
+    """A square float mask [L, L] on the size×size grid of the same square (area average
+    going down; None stays None)."""
+    if mask is None or mask.shape[0] == size:
+        return mask
+    return cv2.resize(np.asarray(mask, np.float32), (size, size), interpolation=cv2.INTER_AREA)
+
+
+def region_mask(kind: str, crop_mask: np.ndarray, roi: np.ndarray, shape: tuple[int, int],
+                learned: np.ndarray | None, xseg: np.ndarray | None) -> np.ndarray:
+    """float32 [h, w]: the blend mask in the frame region (uncrop_mask). An XSeg mask finer
+    than the crop (cut at the segmentation model's side in the crop's framing,
+    xseg_convert.crop_masks) goes in from its own grid, the crop's affine `roi` scaled by the
+    sides' ratio (the framings are linear in the side), times the learned mask for
+    xseg_x_learned; every other mask from the crop's grid."""
+    size = crop_mask.shape[0]
+    if kind not in XSEG or xseg is None or xseg.shape[0] == size:
+        return uncrop_mask(crop_mask, roi, shape, kind in SOFT)
+    fine = roi * (xseg.shape[0] / size)
+    out = uncrop_mask(np.clip(np.asarray(xseg, np.float32), 0, 1), fine, shape, True)
+    if kind != SEGMENTED:
+        out *= uncrop_mask(_soft(learned, size), roi, shape, True)
+    return out
+
+
 def paste(frame: np.ndarray, face: np.ndarray, affine: np.ndarray, crop_points: np.ndarray,
           opts: PasteOptions, on_fallback=None,
           learned: np.ndarray | None = None,
@@ -141,12 +166,13 @@ def paste(frame: np.ndarray, face: np.ndarray, affine: np.ndarray, crop_points: 
     Where OpenCV's seamless clone fails (tiny or degenerate masks), the face is alpha-blended
     and `on_fallback(error)` is called. `learned`: the model's own mask of the crop, float
     [S, S] in [0, 1], for the "learned" masks; `xseg`: a segmentation model's mask of the
-    frame's crop (the same crop `affine` cuts), float [S, S] in [0, 1], for the "xseg" masks.
+    frame's square (the one `affine` cuts), float [L, L] in [0, 1] at any side L >= S (a
+    finer one goes into the frame from its own grid: region_mask), for the "xseg" masks.
     """
     size = face.shape[0]
     h, w = frame.shape[:2]
     original = align.crop(frame, affine, size)
-    crop_mask = crop_mask_of(opts.mask, crop_points, size, learned, xseg)
+    crop_mask = crop_mask_of(opts.mask, crop_points, size, learned, on_grid(xseg, size))
     face = COLOR[opts.color](face, original, crop_mask)
     corners = align.transform_points(align.invert(affine),
                                      np.array([[0, 0], [size, 0], [0, size], [size, size]]))
@@ -162,7 +188,8 @@ def paste(frame: np.ndarray, face: np.ndarray, affine: np.ndarray, crop_points: 
     shape = (y1 - y0, x1 - x0)
     warped = uncrop_face(face, roi, shape)
     soft = opts.mask in SOFT
-    a = masks.feather(uncrop_mask(crop_mask, roi, shape, soft), opts.erode, opts.blur)
+    a = masks.feather(region_mask(opts.mask, crop_mask, roi, shape, learned, xseg), opts.erode,
+                      opts.blur)
     if soft:
         a[a < np.float32(1 / 255)] = 0  # the feathered edge's tail, cut as above
     alpha[y0:y1, x0:x1] = a

