@@ -9,9 +9,9 @@ page: one frame, re-rendered as the paste options change) calls too, so a previe
 the frame conversion writes: found_faces (detect and track, the predictor's own landmarks),
 smoothed (the One Euro filter over them), face_crop (the model's crop), model_faces (the
 model's output as faces and learned masks), xseg_convert.crop_masks (with --mask=xseg: the
-segmentation run's mask of the same square of the frame, at its side) and paste_frame (compose.paste, side by side with
---preview). The paste options can be saved to a settings file (save_settings, load_settings)
-that `facejax convert --settings` reads.
+segmentation run's mask of the same square of the frame, at its side) and paste_frame
+(compose.paste, side by side with --preview). The paste options can be saved to a settings
+file (save_settings, load_settings) that `facejax convert --settings` reads.
 """
 
 from __future__ import annotations

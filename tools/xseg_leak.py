@@ -37,6 +37,8 @@ flags.DEFINE_integer("steps", 300, "Training steps of each run.", lower_bound=1)
 flags.DEFINE_float("share", 0.5, "Share of A's training faces occluded.", lower_bound=0,
                    upper_bound=1)
 flags.DEFINE_multi_string("set", [], "More --config.KEY=VALUE settings for both runs.")
+flags.DEFINE_list("cores", [], "Two CPU cores (e.g. 0,1): the two runs train at once, each "
+                  "pinned to its core with taskset; default: one after the other, unpinned.")
 flags.mark_flags_as_required(["faces_a", "faces_b", "donor", "out"])
 
 MASKS = ("hull", "xseg")
@@ -73,18 +75,33 @@ def occluded_copy(src: str, dst: str, donor: np.ndarray, share: float) -> dict:
     return counts
 
 
-def train(faces_a: str, faces_b: str, mask: str) -> str:
-    """Trains FLAGS.config inside `mask`; returns the workdir."""
+def train_command(faces_a: str, faces_b: str, mask: str, core: str | None) -> list[str]:
+    """The command that trains FLAGS.config inside `mask` (pinned to `core` if given) into
+    FLAGS.out/runs/MASK, that folder emptied first."""
     workdir = os.path.join(FLAGS.out, "runs", mask)
     shutil.rmtree(workdir, ignore_errors=True)
-    cmd = [sys.executable, "-m", "facejax", "train", f"--config={FLAGS.config}",
-           f"--workdir={workdir}", f"--config.data.a={faces_a}",
-           f"--config.data.b={faces_b}", f"--config.data.mask={mask}",
-           f"--config.num_steps={FLAGS.steps}", "--config.checkpoint_every=100000",
-           *[f"--config.{s}" for s in FLAGS.set]]
-    if subprocess.run(cmd).returncode:
-        raise SystemExit(f"error: training inside the {mask} masks failed (its lines above)")
-    return workdir
+    pin = ["taskset", "-c", core] if core is not None else []
+    return [*pin, sys.executable, "-m", "facejax", "train", f"--config={FLAGS.config}",
+            f"--workdir={workdir}", f"--config.data.a={faces_a}",
+            f"--config.data.b={faces_b}", f"--config.data.mask={mask}",
+            f"--config.num_steps={FLAGS.steps}", "--config.checkpoint_every=100000",
+            *[f"--config.{s}" for s in FLAGS.set]]
+
+
+def train_all(faces_a: str, faces_b: str) -> None:
+    """Trains both runs: at once on FLAGS.cores (two), or one after the other."""
+    if FLAGS.cores and len(FLAGS.cores) != len(MASKS):
+        raise SystemExit(f"error: --cores: give {len(MASKS)} cores, one per run")
+    if FLAGS.cores:
+        procs = [subprocess.Popen(train_command(faces_a, faces_b, mask, core))
+                 for mask, core in zip(MASKS, FLAGS.cores)]
+        codes = [p.wait() for p in procs]
+    else:
+        codes = [subprocess.run(train_command(faces_a, faces_b, mask, None)).returncode
+                 for mask in MASKS]
+    for mask, code in zip(MASKS, codes):
+        if code:
+            raise SystemExit(f"error: training inside the {mask} masks failed (its lines above)")
 
 
 def held_out(workdir: str, faces_a: str, donor: np.ndarray):
@@ -128,8 +145,10 @@ def main(argv):
     occluded_copy(FLAGS.faces_b, faces_b, donor, 0.0)
     result = {"config": FLAGS.config, "steps": FLAGS.steps, "share": FLAGS.share, **counts}
     grid = []
+    train_all(faces_a, faces_b)
     for mask in MASKS:
-        recon, views, discs, hulls = held_out(train(faces_a, faces_b, mask), faces_a, donor)
+        workdir = os.path.join(FLAGS.out, "runs", mask)
+        recon, views, discs, hulls = held_out(workdir, faces_a, donor)
         result[mask] = {"psnr_in_disc": psnr(recon, views, discs),
                         "psnr_in_hull": psnr(recon, views, hulls),
                         "held_out_faces": len(views)}

@@ -33,9 +33,11 @@ flags.DEFINE_enum("mask", PASTE_DEFAULTS.mask, list(compose.MASKS),
                   "learned mask (SAEHD).")
 flags.DEFINE_string("xseg_model", "", "Workdir of a trained segmentation run (facejax train "
                     "--config=xseg; its latest checkpoint) for --mask=xseg and xseg_x_learned.")
-flags.DEFINE_integer("erode", PASTE_DEFAULTS.erode, "Shrink (>0) or grow (<0) the mask, in frame pixels.",
+flags.DEFINE_integer("erode", PASTE_DEFAULTS.erode,
+                     "Shrink (>0) or grow (<0) the mask, in frame pixels.",
                      lower_bound=-512, upper_bound=512)
-flags.DEFINE_integer("blur", PASTE_DEFAULTS.blur, "Feathering radius of the mask edge, in frame pixels.",
+flags.DEFINE_integer("blur", PASTE_DEFAULTS.blur,
+                     "Feathering radius of the mask edge, in frame pixels.",
                      lower_bound=0, upper_bound=512)
 flags.DEFINE_enum("color", PASTE_DEFAULTS.color, list(compose.COLOR), "Colour matching.")
 flags.DEFINE_enum("blend", PASTE_DEFAULTS.blend, list(compose.BLENDS), "Blending.")
