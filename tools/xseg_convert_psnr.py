@@ -61,13 +61,11 @@ def psnr_inside(outs, frames, regions) -> float:
                         np.concatenate([f[r] for f, r in zip(frames, regions)]), 255.0)
 
 
-def reencoded(clip: str, path: str) -> list[np.ndarray]:
-    """The frames of `clip` written unchanged to `path` by conversion's writer, read back."""
+def reencoded(frames: list[np.ndarray], fps: float, path: str) -> list[np.ndarray]:
+    """`frames` written unchanged to `path` by conversion's writer, read back."""
     from facejax.faces import video, video_writer
-    source = video.FrameSource(clip)
-    frames = [f for _, f in source.frames()]
     h, w = frames[0].shape[:2]
-    with video_writer.VideoWriter(path, source.info.fps, (w, h)) as writer:
+    with video_writer.VideoWriter(path, fps, (w, h)) as writer:
         for frame in frames:
             writer.write(frame)
     return [f for _, f in video.FrameSource(path).frames()]
@@ -88,7 +86,8 @@ def main(argv):
     os.makedirs(FLAGS.out, exist_ok=True)
     clip = os.path.join(FLAGS.out, "occluded.mp4")
     discs = occluded_clip(clip)
-    frames = [f for _, f in video.FrameSource(clip).frames()]
+    source = video.FrameSource(clip)
+    frames = [f for _, f in source.frames()]
     result = {"frames": len(frames), "disc_share": round(float(np.mean(discs)), 4)}
     for mask in ("xseg", "hull"):
         opts = convert.ConvertOptions(mask=mask, direction=FLAGS.direction,
@@ -99,7 +98,7 @@ def main(argv):
         convert.convert(model, clip, out, opts, verbose=False)
         outs = [f for _, f in video.FrameSource(out).frames()]
         result[f"psnr_in_occluder_{mask}"] = round(psnr_inside(outs, frames, discs), 2)
-    again = reencoded(clip, os.path.join(FLAGS.out, "reencoded.mp4"))
+    again = reencoded(frames, source.info.fps, os.path.join(FLAGS.out, "reencoded.mp4"))
     result["psnr_in_occluder_reencoded"] = round(psnr_inside(again, frames, discs), 2)
     result.update(paste_options())
     print(json.dumps(result))
