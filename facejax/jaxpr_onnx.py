@@ -4,8 +4,8 @@
 and writes each primitive as ONNX operators (opset 18); the arrays `fn` closes over become
 initializers. It covers the primitives facejax's inference models lower to with plain
 convolutions (`ops.conv.plain_forms`): convolutions, matrix products, elementwise arithmetic
-and comparisons, selects, reshapes, transposes, broadcasts, slices, pads, reductions and
-nested jit calls; anything else is refused by name.
+and comparisons, selects, reshapes, transposes, broadcasts, stacks, slices, pads, reductions,
+nested jit calls and scans (written out step by step); anything else is refused by name.
 
 Why not a converter package: jax2onnx pins orbax-checkpoint below 0.11.37 (facejax needs 0.12),
 and jax2tf + tf2onnx needs jax2tf's graph mode, which JAX 0.10 no longer has (its native
@@ -162,6 +162,10 @@ def _emit(g: _Graph, eqn, ins: list[str]) -> list[str]:
         return [g.node("Expand", [x, g.shape(shape)])]
     if name == "concatenate":
         return [g.node("Concat", ins, axis=int(p["dimension"]))]
+    if name == "stack":
+        axis = g.const([int(p["axis"])], np.int64)
+        return [g.node("Concat", [g.node("Unsqueeze", [x, axis]) for x in ins],
+                       axis=int(p["axis"]))]
     if name == "pad":
         config = p["padding_config"]
         if any(lo < 0 or hi < 0 or interior for lo, hi, interior in config):
@@ -195,6 +199,26 @@ def _emit(g: _Graph, eqn, ins: list[str]) -> list[str]:
     raise NotImplementedError(f"the JAX primitive {name!r}")
 
 
+def _scan(g: _Graph, eqn, ins: list[str]) -> list[str]:
+    """A `lax.scan` written out: its body once per step, on each step's slice of the scanned
+    inputs, the per-step outputs stacked, so the graph holds only the operators the rest of
+    this translator writes (no ONNX Loop and its subgraph)."""
+    p = eqn.params
+    n_consts, n_carry, body = p["num_consts"], p["num_carry"], p["jaxpr"]
+    consts, carry, xs = ins[:n_consts], ins[n_consts:n_consts + n_carry], ins[n_consts + n_carry:]
+    steps = range(p["length"] - 1, -1, -1) if p["reverse"] else range(p["length"])
+    ys = {}
+    for i in steps:
+        x_i = [g.node("Gather", [x, g.const(i, np.int64)], axis=0) for x in xs]
+        outs = _walk(g, body.jaxpr, body.consts, consts + carry + x_i)
+        carry, ys[i] = outs[:n_carry], outs[n_carry:]
+    axis = g.const([0], np.int64)
+    stacked = [g.node("Concat", [g.node("Unsqueeze", [ys[i][k], axis])
+                                 for i in range(p["length"])], axis=0)
+               for k in range(len(eqn.outvars) - n_carry)]
+    return carry + stacked
+
+
 def _walk(g: _Graph, jaxpr, consts, inputs: list[str]) -> list[str]:
     for var, value in zip(jaxpr.constvars, consts):
         g.names[var] = g.const(np.asarray(value))
@@ -208,6 +232,8 @@ def _walk(g: _Graph, jaxpr, consts, inputs: list[str]) -> list[str]:
             closed = sub if hasattr(sub, "consts") else None
             inner = closed.jaxpr if closed is not None else sub
             outs = _walk(g, inner, closed.consts if closed is not None else (), ins)
+        elif eqn.primitive.name == "scan":
+            outs = _scan(g, eqn, ins)
         else:
             outs = _emit(g, eqn, ins)
         for var, name in zip(eqn.outvars, outs):

@@ -107,15 +107,48 @@ class Upscale(nn.Module):
         return pixel_shuffle(x, 2)
 
 
+def _image_mean(x: jax.Array) -> jax.Array:
+    """[B, 1, 1, C]: each image's mean over H and W, as a [1, HW] × [HW, C] product per image.
+    XLA:CPU computes a reduction over an image as a tree of windowed partial sums, several times
+    slower than the matrix library's product (docs/benchmarks.md)."""
+    b, h, w, c = x.shape
+    weights = jnp.full((b, 1, h * w), 1 / (h * w), x.dtype)
+    return jnp.matmul(weights, x.reshape(b, h * w, c),
+                      precision=jax.lax.Precision.HIGHEST).reshape(b, 1, 1, c)
+
+
+@jax.custom_vjp
+def instance_norm(x: jax.Array) -> jax.Array:
+    """Instance norm of [B, H, W, C] without scale or bias, as pytorch-CycleGAN-and-pix2pix's
+    default: (x - mean) / sqrt(var + 1e-5) per image and channel, the variance taken in two
+    passes, statistics in float32; its gradient written out, so that both directions take the
+    image means as products (`_image_mean`)."""
+    return _instance_norm_forward(x)[0]
+
+
+def _instance_norm_forward(x):
+    xf = x.astype(jnp.float32)
+    centred = xf - _image_mean(xf)
+    inv_std = jax.lax.rsqrt(_image_mean(centred * centred) + 1e-5)
+    y = centred * inv_std
+    return y.astype(x.dtype), (y, inv_std)
+
+
+def _instance_norm_backward(residuals, g):
+    y, inv_std = residuals
+    gf = g.astype(jnp.float32)
+    return ((inv_std * (gf - _image_mean(gf) - y * _image_mean(gf * y))).astype(g.dtype),)
+
+
+instance_norm.defvjp(_instance_norm_forward, _instance_norm_backward)
+
+
 def norm_layer(kind: str, train: bool):
     """A normalisation constructor: "batch" (running statistics at inference), "instance", "none"."""
     if kind == "batch":
         return lambda: nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5)
     if kind == "instance":
-        # No scale or bias, as pytorch-CycleGAN-and-pix2pix's default instance norm; its
-        # epsilon; the two-pass variance (flax's "fast" one loses digits where the mean is large).
-        return lambda: nn.InstanceNorm(epsilon=1e-5, use_scale=False, use_bias=False,
-                                       use_fast_variance=False)
+        return lambda: instance_norm  # no parameters
     if kind == "none":
         return lambda: (lambda x: x)
     raise ValueError(f"unknown norm {kind!r}; expected batch, instance or none")

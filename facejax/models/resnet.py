@@ -11,8 +11,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from facejax.models.layers import Conv, StridedConv, UpConv, norm_layer
-from facejax.ops import conv
+from facejax.models.layers import Conv, StridedConv, UpConv, instance_norm, norm_layer
+from facejax.ops import conv, loops
 
 
 def reflect(x: jax.Array, p: int) -> jax.Array:
@@ -32,6 +32,9 @@ class ResnetGenerator(nn.Module):
     up_impl: str | None = None  # None: follows conv_impl
     conv1_impl: str | None = None  # the residual 3×3s; None: XLA's (see below)
     dtype: jnp.dtype | None = None
+    # The residual blocks as one scan over their stacked parameters (`_scanned_blocks`); False
+    # writes each block out (same parameters, same values).
+    scan_blocks: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -55,12 +58,15 @@ class ResnetGenerator(nn.Module):
         # make the step's compile several times longer and its memory much larger, for no gain
         # (docs/benchmarks.md).
         conv1 = self.conv1_impl or "xla"
-        res_conv = lambda: Conv(width, 3, impl=conv1, max_tile=3,
-                                padding=((0, 0), (0, 0)), use_bias=bias, dtype=self.dtype)
-        for _ in range(self.n_blocks):
-            h = nn.relu(norm()(res_conv()(reflect(x, 1))))
-            h = norm()(res_conv()(reflect(h, 1)))
-            x = x + h
+        res_convs = [Conv(width, 3, impl=conv1, max_tile=3, padding=((0, 0), (0, 0)),
+                          use_bias=bias, dtype=self.dtype) for _ in range(2 * self.n_blocks)]
+        if (self.is_initializing() or not self.scan_blocks or self.norm == "batch"
+                or not res_convs):
+            for first, second in zip(res_convs[::2], res_convs[1::2]):
+                h = nn.relu(norm()(first(reflect(x, 1))))
+                x = x + norm()(second(reflect(h, 1)))
+        else:
+            x = self._scanned_blocks(x, [c.name for c in res_convs], conv1, bias)
         up_impl = conv.transposed_for(self.up_impl, self.conv_impl)
         for mult in (2, 1):
             x = UpConv(self.base * mult, use_bias=bias, impl=up_impl, dtype=self.dtype,
@@ -68,3 +74,25 @@ class ResnetGenerator(nn.Module):
             x = nn.relu(norm()(x))
         x = conv7(self.out_channels, True)(reflect(x, 3))
         return jnp.tanh(x.astype(jnp.float32))
+
+    def _scanned_blocks(self, x: jax.Array, names: list[str], impl: str, bias: bool):
+        """x through the residual blocks as one `lax.scan` over their stacked parameters (the
+        `Conv_k` modules `names`, two per block): the same computation as the blocks written
+        out, compiled once instead of once per block, which is what keeps CycleGAN's step
+        from compiling for minutes (docs/benchmarks.md)."""
+        params = self.variables["params"]
+        stacked = {key: jnp.stack([jnp.stack([params[n][key] for n in pair])
+                                   for pair in zip(names[::2], names[1::2])])
+                   for key in (("kernel", "bias") if bias else ("kernel",))}
+        dtype = self.dtype or x.dtype
+        norm = instance_norm if self.norm == "instance" else (lambda h: h)
+
+        def layer(h, block, j):
+            y = conv.convolve("stride1", reflect(h, 1).astype(dtype),
+                              block["kernel"][j].astype(dtype), ((0, 0), (0, 0)), impl, 3)
+            return norm(y + block["bias"][j].astype(y.dtype) if bias else y)
+
+        def one_block(x, block):
+            return (x + layer(nn.relu(layer(x, block, 0)), block, 1)).astype(x.dtype), None
+
+        return loops.scan(one_block, x.astype(dtype), stacked)[0]

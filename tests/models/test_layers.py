@@ -47,3 +47,37 @@ def test_impls_outside_the_registry_and_kernels_outside_the_forms_are_refused():
         layers.Conv(5, 3, impl="s2d").init(jax.random.key(1), x)
     with pytest.raises(ValueError, match="kernels 3 and 4"):
         layers.UpConv(5, kernel_size=5).init(jax.random.key(1), x)
+
+
+def test_instance_norm_is_pytorch_cyclegans_in_value_and_gradient(grid_faces):
+    """`layers.instance_norm` (image means as products, its gradient written out) against flax's
+    InstanceNorm with pytorch-CycleGAN-and-pix2pix's settings and a float64 reference, on real
+    faces spread over 16 channels at a large offset (where a one-pass variance loses digits)."""
+    from tests.helpers import faces_of
+    faces = faces_of(grid_faces["a"], 32, 3)
+    mix = np.random.default_rng(0).normal(size=(3, 16)).astype(np.float32)
+    x = jnp.asarray(faces @ mix * 4 + 50)
+    cot = jax.random.normal(jax.random.key(0), x.shape)
+    flax_norm = nn.InstanceNorm(epsilon=1e-5, use_scale=False, use_bias=False,
+                                use_fast_variance=False, parent=None)
+    ref = lambda v: flax_norm.apply({}, v)
+    x64 = np.asarray(x, np.float64)
+    centred = x64 - x64.mean((1, 2), keepdims=True)
+    want = centred / np.sqrt((centred ** 2).mean((1, 2), keepdims=True) + 1e-5)
+    got = jax.jit(layers.instance_norm)(x)
+    np.testing.assert_allclose(got, want, atol=2e-4, rtol=0)
+    np.testing.assert_allclose(got, ref(x), atol=2e-4, rtol=0)
+    grad = lambda f: jax.jit(jax.grad(lambda v: (f(v) * cot).sum()))(x)
+    g_ours, g_flax = grad(layers.instance_norm), grad(ref)
+    np.testing.assert_allclose(g_ours, g_flax, atol=1e-3 * float(jnp.abs(g_flax).max()))
+    assert float(jnp.abs(g_ours).max()) > 0.01  # not a vanishing gradient compared with itself
+    # bfloat16 in, bfloat16 out (statistics in float32), and its gradient too
+    xb = x.astype(jnp.bfloat16)
+    assert layers.instance_norm(xb).dtype == jnp.bfloat16
+    assert jax.grad(lambda v: layers.instance_norm(v).astype(jnp.float32).sum())(xb).dtype \
+        == jnp.bfloat16
+    xb64 = np.asarray(xb.astype(jnp.float32), np.float64)  # the input bfloat16 holds
+    centred = xb64 - xb64.mean((1, 2), keepdims=True)
+    want_b = centred / np.sqrt((centred ** 2).mean((1, 2), keepdims=True) + 1e-5)
+    np.testing.assert_allclose(layers.instance_norm(xb).astype(jnp.float32), want_b,
+                               atol=0.02 * np.abs(want_b).max())

@@ -45,7 +45,9 @@ def test_resnet_winograd_blocks_equal_plain_convolutions():
     assert rules.choose("stride1", rules.Shape(3, 64, 64, 18 * 18, 16)) == "winograd4"
     jaxpr = str(jax.make_jaxpr(fast.apply)(v, jnp.zeros((16,) + x.shape[1:])))
     assert rules.choose("stride1", rules.Shape(7, 3, 16, 70 * 70, 16)) == "im2col"  # the first 7×7
-    assert jaxpr.count("dot_general") == 2 * 25 + 1
+    # 25 Winograd products in each of the two 3×3s, the 7×7's im2col product, and two image
+    # means (layers.instance_norm) in each of the 7 instance norms.
+    assert jaxpr.count("dot_general") == 2 * 25 + 1 + 2 * 7
 
 
 def test_inference_keeps_the_fast_transposed_form_while_strided_convs_use_xla():
@@ -61,3 +63,36 @@ def test_inference_keeps_the_fast_transposed_form_while_strided_convs_use_xla():
         counts[up] = str(jax.make_jaxpr(lambda v, x: g.apply(v, x))(v, x)).count(
             "lhs_dilation=(2, 2)")
     assert counts == {None: 2, "auto": 0}
+
+
+def test_scanned_residual_blocks_are_the_written_out_blocks(grid_faces):
+    """The residual blocks run as one scan over their stacked parameters: on real faces the
+    same output and parameter gradient as the blocks written out, the same parameter tree, one
+    loop in the program; inside `loops.unrolled()` XLA counts every block's FLOPs (outside it,
+    the loop's body once)."""
+    from facejax.ops import loops
+    from facejax.ops.conv import plain_forms
+    from tests.helpers import faces_of
+    x = jnp.asarray(faces_of(grid_faces["a"], 32, 2) * 2 - 1)
+    cot = jax.random.normal(jax.random.key(1), x.shape)
+    written = resnet.ResnetGenerator(base=8, n_blocks=3, conv1_impl="auto", scan_blocks=False)
+    scanned = resnet.ResnetGenerator(base=8, n_blocks=3, conv1_impl="auto")
+    v = written.init(jax.random.key(2), x)
+    assert jax.tree.map(jnp.shape, scanned.init(jax.random.key(2), x)) == \
+        jax.tree.map(jnp.shape, v)
+    np.testing.assert_allclose(jax.jit(scanned.apply)(v, x), jax.jit(written.apply)(v, x),
+                               atol=1e-6)
+    loss = lambda g: lambda v: (g.apply(v, x) * cot).sum()
+    want = jax.jit(jax.grad(loss(written)))(v)
+    got = jax.jit(jax.grad(loss(scanned)))(v)
+    for a, b in zip(jax.tree.leaves(got), jax.tree.leaves(want)):
+        np.testing.assert_allclose(a, b, atol=1e-5 * float(jnp.abs(b).max()) + 1e-7)
+    assert str(jax.make_jaxpr(scanned.apply)(v, x)).count("scan[") == 1
+
+    def gflop(g):
+        with plain_forms():
+            cost = jax.jit(g.apply).lower(v, x).cost_analysis()
+        return float(cost["flops"])
+    with loops.unrolled():
+        assert gflop(scanned) == pytest.approx(gflop(written), rel=1e-3)
+    assert gflop(scanned) < 0.8 * gflop(written)
