@@ -54,9 +54,8 @@ class ResnetGenerator(nn.Module):
         width = self.base * 4
         # The residual 3×3 convolutions (most of the model's multiply-adds): layers.Conv, with
         # the same parameters as nn.Conv (named Conv_k). cyclegan_faces sets "auto", which stops
-        # at F(3×3) Winograd tiles here (max_tile): F(4×4)'s 36 products in each of 36 layers
-        # make the step's compile several times longer and its memory much larger, for no gain
-        # (docs/benchmarks.md).
+        # at F(3×3) Winograd tiles here (max_tile): in the step both F(4×4) and F(2×2) tiles
+        # run slower, and F(4×4) compiles longer and holds more memory (docs/benchmarks.md).
         conv1 = self.conv1_impl or "xla"
         res_convs = [Conv(width, 3, impl=conv1, max_tile=3, padding=((0, 0), (0, 0)),
                           use_bias=bias, dtype=self.dtype) for _ in range(2 * self.n_blocks)]
