@@ -28,8 +28,9 @@ run count fewer: `executed_gflop_per_step`; both counted with loops written out,
 `ops.loops.unrolled`), achieved GFLOP/s (model GFLOP ÷ step time), and that as a fraction of a
 2048² fp32 matmul peak measured in the same run (`fraction_of_peak`; right before and right
 after the timed steps, which run back to back after --warmup untimed ones, as the references
-time theirs), and the executed GFLOP's (`executed_fraction_of_peak`); the input pipeline's images/s streaming real faces (--faces, or --clip
-extracted at the load size) through the Grain loader with the run's worker processes
+time theirs), and the executed GFLOP's (`executed_fraction_of_peak`); the input pipeline's
+images/s streaming real faces (--faces, or --clip extracted at the load size) through the
+Grain loader with the run's worker processes
 (`pipeline_workers`, --config.data.workers) and its ratio to what the step consumes
 (`pipeline_over_step`); peak RSS; `loop_step_ms`, the median step fed by the loader as in
 training (with --config.augment.placement=host the augmentation runs there, in the input
