@@ -118,6 +118,13 @@ def finder_for(opts, references=None) -> find.FaceFinder:
     return find.FaceFinder(det, opts.min_face, target, select=opts.select, smooth=opts.smooth)
 
 
+def _count(counters, i: int) -> None:
+    """Adds one to the shared counter `i` under its lock: `+=` on a shared array is a read and a
+    write, so two workers could lose one of their counts (a progress line ended at 1082/1083)."""
+    with counters.get_lock():
+        counters[i] += 1
+
+
 def init_worker(opts, references, counters) -> None:
     _WORKER.update(opts=opts, finder=finder_for(opts, references), counters=counters)
 
@@ -174,7 +181,7 @@ def extract_span(span: Span, out_dir: str) -> list[dict]:
                 chunk = start_chunk(k)
             s = chunk.summary
             s["frames_read"] += 1
-            counters[0] += 1
+            _count(counters, 0)
             if report:
                 report()
             if frame is None:
@@ -198,7 +205,7 @@ def extract_span(span: Span, out_dir: str) -> list[dict]:
                 "size": opts.size, "frame_size": [frame.shape[1], frame.shape[0]],
             })
             s["faces_kept"] += 1
-            counters[1] += 1
+            _count(counters, 1)
         # The chunks left (past the end of a video shorter than its frame count said) are empty.
         while True:
             done.append(chunk.finish())
