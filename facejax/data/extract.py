@@ -213,7 +213,7 @@ def _extract(paths, out_dir: str, opts: ExtractOptions, verbose: bool) -> dict:
 
     workers = max(1, min(workers, len(spans)))
     if workers == 1:
-        counters = [0, 0]
+        counters = multiprocessing.Array("l", 2)  # the same counters the workers share
         work.init_worker(opts, references, counters)
         work._WORKER["report"] = ((lambda: progress.update(counters[0], faces=counters[1]))
                                   if progress else None)
