@@ -6,6 +6,7 @@ facejax/commands/benchmark.py."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -165,6 +166,38 @@ def timed_steps(step, state, batch, key, steps: int, warmup: int,
     return state, times, peaks
 
 
+@dataclasses.dataclass
+class PreparedStep:
+    """A family's train step compiled for one batch of real faces, ready to time."""
+    task: object
+    batches: object  # the input path (input_batches)
+    data_sharding: object
+    batch: dict
+    key: object
+    state: dict
+    step: dict  # compiled_step's
+
+
+@contextlib.contextmanager
+def prepared_step(config, face_folder: Callable[[int], str]):
+    """The PreparedStep of `config` on the faces of `face_folder(load size)`, inside the mesh
+    of every device, under the family's XLA:CPU settings (as facejax train runs it)."""
+    from facejax import tasks
+    task = tasks.get(config.task)
+    xla_setup.configure(task.cpu_convolutions)
+    import jax
+    from facejax import parallel
+    mesh = parallel.make_mesh()
+    rep, ds = parallel.replicated(mesh), parallel.batch_sharding(mesh)
+    batches = input_batches(config, task, face_folder(config.data.load_size))
+    with jax.set_mesh(mesh):
+        batch = jax.device_put(batches(0), ds)
+        key = jax.random.key(0)
+        state = jax.jit(functools.partial(task.init, config=config), out_shardings=rep)(key)
+        step = compiled_step(task, config, state, batch, key, rep, ds)
+        yield PreparedStep(task, batches, ds, batch, key, state, step)
+
+
 def bench_train(config, face_folder: Callable[[int], str], steps: int, warmup: int,
                 reference: Optional[ReferenceRun]) -> dict:
     """The train benchmark's figures for `config`, on the faces of `face_folder(load size)`."""
@@ -172,13 +205,7 @@ def bench_train(config, face_folder: Callable[[int], str], steps: int, warmup: i
     task = tasks.get(config.task)
     if reference is not None and task.reference is None:
         raise UserError(f"--reference_python: the task {config.task} has no PyTorch reference")
-    xla_setup.configure(task.cpu_convolutions)  # the family's XLA:CPU settings, as facejax train
-    import jax
-    from facejax import parallel
     from facejax.training import inputs
-    mesh = parallel.make_mesh()
-    rep, ds = parallel.replicated(mesh), parallel.batch_sharding(mesh)
-    batches = input_batches(config, task, face_folder(config.data.load_size))
     workers = inputs.data_workers(config)
     reference_ms = []
 
@@ -186,15 +213,13 @@ def bench_train(config, face_folder: Callable[[int], str], steps: int, warmup: i
         if reference is not None:
             reference_ms.append(reference_step_ms(task, config, reference))
 
-    with jax.set_mesh(mesh):
-        batch = jax.device_put(batches(0), ds)
-        key = jax.random.key(0)
-        state = jax.jit(functools.partial(task.init, config=config), out_shardings=rep)(key)
-        step = compiled_step(task, config, state, batch, key, rep, ds)
-        state, times, peaks = timed_steps(step["step"], state, batch, key, steps, warmup,
+    with prepared_step(config, face_folder) as p:
+        batches, ds, step = p.batches, p.data_sharding, p.step
+        state, times, peaks = timed_steps(step["step"], p.state, p.batch, p.key, steps, warmup,
                                           run_reference)
-        state, loop_ms = loop_step_ms(step["step"], state, key, batches, ds, steps, workers)
+        state, loop_ms = loop_step_ms(step["step"], state, p.key, batches, ds, steps, workers)
     run_reference()
+    import jax
     step_s = statistics.median(times)
     images = config.batch_size * len(task.identities)
     pipe = pipeline_images_per_s(config, task, batches, ds, workers)

@@ -3,6 +3,7 @@ r"""Throughput benchmarks; each prints one JSON line.
     facejax benchmark extract [--clip=PATH]
     facejax benchmark train --config=deepfakes_original[:VARIANT] \
         [--config.batch_size=16] [--steps=5] [--faces=EXTRACTION_DIR]
+    facejax benchmark profile --config=saehd:df128 [--steps=2] [--top=25] [--faces=DIR]
     facejax benchmark convert [--clip=PATH]
     facejax benchmark merge --model=RUN [--clip=PATH]
     facejax benchmark conv --layer=stride1:16x32x32x128:3:256[:same|valid|pad1]
@@ -17,6 +18,11 @@ r"""Throughput benchmarks; each prints one JSON line.
 
 extract: frames/s of decode + detect + landmarks + align + write on a clip (default
 driving_d6.mp4), and examples/s of the input pipeline reading the result.
+profile: where the train step's time goes: --steps steps (after --warmup) traced with
+jax.profiler, each XLA operation's time summed and grouped by the model layer its HLO metadata
+names, forward and backward apart (`layers`: the --top largest, with their largest operation
+kinds) and by operation kind (`kinds`); prints the JSON line, then the record's tables; see
+facejax/commands/_benchmark_profile.py.
 convert: frames/s swapping faces in the first 300 frames of a clip (default driving_d6.mp4,
 480×480) with the 64 px autoencoder: detect/track, landmarks, align, model, paste.
 merge: the studio's merge preview of --clip with the run in --model: opening, first render,
@@ -90,12 +96,14 @@ flags.DEFINE_string("model", None, "merge: the workdir of a trained run.")
 flags.DEFINE_list("records", ["1000", "20000"], "memory: dataset sizes, in records.")
 flags.DEFINE_string("memory_config", "face2face_pix2pix", "memory: the experiment trained.")
 flags.DEFINE_list("memory_flags", ["--config.batch_size=4"], "memory: more flags of the run.")
-flags.DEFINE_integer("steps", 5, "Timed steps (train).",
+flags.DEFINE_integer("steps", 5, "Timed steps (train, profile).",
+                     lower_bound=1)
+flags.DEFINE_integer("top", 25, "profile: the layers and operation kinds listed.",
                      lower_bound=1)
 flags.DEFINE_integer("gpu_devices", 1, "gpu_compile: the H100s the step is compiled for.",
                      lower_bound=1)
-flags.DEFINE_integer("warmup", 2, "train: untimed steps before the timed ones (after the first).",
-                     lower_bound=0)
+flags.DEFINE_integer("warmup", 2, "train, profile: untimed steps before the timed ones (after "
+                     "the first).", lower_bound=0)
 flags.DEFINE_string("reference_python", None, "train: a Python with torch installed; also time "
                     "the family's PyTorch reference step (A B A) and report the speedup.")
 flags.DEFINE_bool("reference_huge_pages", True, "train: run the reference under the huge-page "
@@ -234,6 +242,12 @@ def bench_train():
                                        reference)
 
 
+def bench_profile():
+    from facejax.commands import _benchmark_profile
+    return _benchmark_profile.bench_profile(FLAGS.config, face_folder, FLAGS.steps, FLAGS.warmup,
+                                            FLAGS.top)
+
+
 def parse_layer(text: str):
     """(kind, input shape, kernel size, output channels, padding) of --layer."""
     from facejax.ops.conv import rules
@@ -354,10 +368,10 @@ def main(argv):
     commands = {"extract": bench_extract, "train": bench_train, "convert": bench_convert,
                 "conv": bench_conv, "landmarks": bench_landmarks, "memory": bench_memory,
                 "quality": bench_quality, "gpu_compile": bench_gpu_compile,
-                "merge": bench_merge}
+                "merge": bench_merge, "profile": bench_profile}
     if len(argv) != 2 or argv[1] not in commands:
         raise UserError(f"usage: benchmark.py {'|'.join(commands)} [flags]")
-    if argv[1] in ("train", "gpu_compile") and FLAGS.config is None:
+    if argv[1] in ("train", "gpu_compile", "profile") and FLAGS.config is None:
         raise UserError(f"--config: {argv[1]} needs --config=NAME[:VARIANT] (an experiment)")
     result = commands[argv[1]]()
     print(json.dumps(result))
@@ -366,6 +380,9 @@ def main(argv):
                        f"{', '.join(result['cpu_form_sources'])}")
     if argv[1] == "landmarks":
         print(landmarks_table(result))
+    if argv[1] == "profile":
+        from facejax.commands import _benchmark_profile
+        print(_benchmark_profile.profile_table(result))
     if argv[1] == "quality":
         with open(result["table"]) as f:
             print(f.read(), end="")

@@ -71,10 +71,60 @@ def test_merge_reports_its_figures(tiny_ae_run):
         assert r[key]["wall"] > 0 and r[key]["cpu"] > 0, key
 
 
+def test_profile_splits_the_step_by_layer_and_pass():
+    r = _bench("profile", "--config=experiments/deepfakes_original.py:tiny", "--steps=2",
+               "--warmup=0", f"--clip={CLIP}", "--top=200")
+    assert r["task"] == "autoencoder" and r["step_ms"] > 0 and r["op_ms_per_step"] > 0
+    layers = {(row["layer"], row["pass"]): row for row in r["layers"]}
+    # Every convolution of the autoencoder (models/autoencoder.py), forward and backward.
+    for layer in ("Encoder/StridedConv_0", "Encoder/StridedConv_3", "Decoder/Upscale_0",
+                  "Decoder/Conv_0"):
+        assert (layer, "fwd") in layers and (layer, "bwd") in layers, layer
+    assert sum(row["share"] for row in r["layers"]) == pytest.approx(1.0, abs=2e-3)
+    assert sum(row["ms"] for row in r["layers"]) == pytest.approx(r["op_ms_per_step"], rel=1e-2)
+    # The operations XLA leaves unnamed are traced back to a layer, nearly all of them.
+    assert layers.get(("(no metadata)", "fwd"), {"share": 0})["share"] < 0.05
+    assert sum(k["share"] for k in r["kinds"]) == pytest.approx(1.0, abs=2e-3)
+
+
+def test_profile_names_layers_from_the_metadata():
+    from facejax.commands._benchmark_profile import instruction_op_names, op_layer
+    # op_names as the compiled CycleGAN and autoencoder steps carry them.
+    assert op_layer("jit(train_step)/transpose(jvp(ResnetGenerator))/ResnetGenerator._scanned_"
+                    "blocks/while/body/closed_call/dot_general") == (
+        "ResnetGenerator/ResnetGenerator._scanned_blocks", "bwd")
+    assert op_layer("jit(train_step)/jvp(Decoder)/Upscale_1/conv_general_dilated") == (
+        "Decoder/Upscale_1", "fwd")
+    assert op_layer("jit(train_step)/jvp(PatchGAN)/add") == ("PatchGAN (add)", "fwd")
+    assert op_layer("jit(train_step)/transpose(jvp(Decoder))/Conv_0/jvp(_pad)/pad") == (
+        "Decoder/Conv_0", "bwd")  # a jitted helper is not a model
+    assert op_layer("jit(train_step)/cbrt") == ("- cbrt", "fwd")
+    assert op_layer("") == ("(no metadata)", "fwd")
+    hlo = """HloModule m
+%fused_computation.1 (p: f32[4]) -> f32[4] {
+  %p = f32[4]{0} parameter(0)
+  ROOT %n = f32[4]{0} negate(%p), metadata={op_name="jit(f)/jvp(Enc)/Conv_0/neg"}
+}
+ENTRY %main (a: f32[4], g: f32[4]) -> f32[4] {
+  %a = f32[4]{0} parameter(0)
+  %g = f32[4]{0} parameter(1), metadata={op_name="jit(f)/transpose(jvp(Enc))/Conv_0/mul"}
+  %fusion.1 = f32[4]{0} fusion(%a), kind=kLoop, calls=%fused_computation.1
+  %copy.2 = f32[4]{0} copy(%fusion.1)
+  %ynn_fusion.3 = f32[4]{0} add(%copy.2, %g)
+  ROOT %t = f32[4]{0} add(%a, %a), metadata={op_name="jit(f)/add"}
+}"""
+    names = instruction_op_names(hlo)
+    assert names["fusion.1"] == "jit(f)/jvp(Enc)/Conv_0/neg"  # from the computation it calls
+    assert names["copy.2"] == names["fusion.1"]  # from its operand
+    assert names["ynn_fusion.3"] == names["g"]  # a backward operand first
+    assert names["a"] == "" and names["t"] == "jit(f)/add"
+
+
 def test_bad_commands_are_one_line():
     for args, message in ((["nope"], "usage: benchmark.py extract|train|convert|conv"),
                           (["train"], "--config: train needs"),
                           (["gpu_compile"], "--config: gpu_compile needs"),
+                          (["profile"], "--config: profile needs"),
                           (["merge"], "--model: merge needs --model=RUN"),
                           (["conv", "--layer=stride2:1x8x8x4:3:4"], "--layer=stride2:1x8x8x4:3:4")):
         proc = run_tool("tools/benchmark.py", *args)
