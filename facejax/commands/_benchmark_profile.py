@@ -13,8 +13,10 @@ import tempfile
 import time
 
 # A path component naming a model (a Flax module: a class name) as JAX's transformations
-# wrap it: jvp(PatchGAN), transpose(jvp(ResnetGenerator)); not a jitted function, jvp(_pad).
-_WRAPPED_MODEL = re.compile(r"^(?:[\w-]+\()+([A-Z]\w*)\)+$")
+# wrap it: jvp(PatchGAN), transpose(jvp(SAEHD.decode)); not a jitted function, jvp(_pad).
+_WRAPPED_MODEL = re.compile(r"^(?:[\w-]+\()+([A-Z][\w.]*)\)+$")
+# Path components that name control flow, not a layer.
+_NOT_LAYERS = {"while", "body", "cond", "closed_call", "checkpoint", "remat"}
 # An HLO instruction's line in the compiled program's text, and its metadata's op_name.
 _INSTRUCTION = re.compile(r"^\s*(?:ROOT )?%?([\w.\-]+) = (.*)$")
 _OP_NAME = re.compile(r'op_name="([^"]*)"')
@@ -26,9 +28,10 @@ _COMPUTATION = re.compile(r"^(?:ENTRY )?%?([\w.\-]+) .*\{$")
 
 def op_layer(op_name: str) -> tuple[str, str]:
     """(layer, pass) of an HLO operation from its metadata's op_name: the layer is the model
-    and its submodule (`ResnetGenerator/UpConv_1`), or the model and the primitive when the
-    operation is the model's own (`PatchGAN (add)`), or `- primitive` outside every model (the
-    losses, the optimizer); the pass is "bwd" inside a transpose (the gradients), else "fwd"."""
+    and up to two levels of its submodules (`ResnetGenerator/UpConv_1`,
+    `SAEHD.decode/decoder_b/Upscale_5`), or the model and the primitive when the operation is
+    the model's own (`PatchGAN (add)`), or `- primitive` outside every model (the losses, the
+    optimizer); the pass is "bwd" inside a transpose (the gradients), else "fwd"."""
     if not op_name:
         return "(no metadata)", "fwd"
     stage = "bwd" if "transpose(" in op_name else "fwd"
@@ -38,8 +41,9 @@ def op_layer(op_name: str) -> tuple[str, str]:
         return f"- {parts[-1] if parts else op_name}", stage
     i = models[-1]
     model = _WRAPPED_MODEL.match(parts[i]).group(1)
-    if i + 2 < len(parts):
-        return f"{model}/{parts[i + 1]}", stage
+    modules = [p for p in parts[i + 1:-1] if p not in _NOT_LAYERS and "(" not in p][:2]
+    if modules:
+        return "/".join([model, *modules]), stage
     return f"{model} ({parts[-1] if i + 1 < len(parts) else 'call'})", stage
 
 

@@ -96,6 +96,8 @@ def test_profile_names_layers_from_the_metadata():
     assert op_layer("jit(train_step)/jvp(Decoder)/Upscale_1/conv_general_dilated") == (
         "Decoder/Upscale_1", "fwd")
     assert op_layer("jit(train_step)/jvp(PatchGAN)/add") == ("PatchGAN (add)", "fwd")
+    assert op_layer("jit(train_step)/transpose(jvp(SAEHD.decode))/decoder_b/Upscale_5/Conv_0/"
+                    "add") == ("SAEHD.decode/decoder_b/Upscale_5", "bwd")
     assert op_layer("jit(train_step)/transpose(jvp(Decoder))/Conv_0/jvp(_pad)/pad") == (
         "Decoder/Conv_0", "bwd")  # a jitted helper is not a model
     assert op_layer("jit(train_step)/cbrt") == ("- cbrt", "fwd")
