@@ -6,6 +6,7 @@ from __future__ import annotations
 import chex
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 
 def l1(pred: jax.Array, target: jax.Array) -> jax.Array:
@@ -77,36 +78,57 @@ def gan_generator(fake: jax.Array, mode: str) -> jax.Array:
 
 # ---- structural terms (DeepFaceLab's SAEHD) ----------------------------------------------------
 
-def _depthwise(x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
-    """x [B, H, W, C] filtered per channel by `kernel` [k, k]."""
-    c = x.shape[-1]
-    k = jnp.broadcast_to(kernel[:, :, None, None], kernel.shape + (1, c)).astype(x.dtype)
-    return jax.lax.conv_general_dilated(x, k, (1, 1), padding, feature_group_count=c,
-                                        dimension_numbers=("NHWC", "HWIO", "NHWC"))
+def _band(taps: np.ndarray, n: int, pad: tuple[int, int]) -> np.ndarray:
+    """The [n_out, n] matrix of a correlation with `taps` along an axis of n samples zero-padded
+    by `pad` (before, after)."""
+    k, (before, after) = len(taps), pad
+    out = np.arange(n + before + after - k + 1)[:, None]
+    tap = np.arange(n)[None, :] - out + before  # the tap sample j meets at output i
+    return np.where((tap >= 0) & (tap < k), taps[np.clip(tap, 0, k - 1)], 0.0)
+
+
+def _separable(x: jax.Array, taps: np.ndarray, padding) -> jax.Array:
+    """x [B, H, W, C] filtered per channel by the window outer(taps, taps), with explicit
+    ((top, bottom), (left, right)) zero padding: a product with a banded matrix along H, then
+    one along W. (XLA:CPU runs a per-channel convolution at a small fraction of a product's
+    speed; docs/benchmarks.md.)"""
+    along_h = jnp.asarray(_band(taps, x.shape[1], padding[0]), x.dtype)
+    along_w = jnp.asarray(_band(taps, x.shape[2], padding[1]), x.dtype)
+    y = jnp.einsum("ih,bhwc->biwc", along_h, x)
+    return jnp.einsum("jw,biwc->bijc", along_w, y)
+
+
+def _gaussian_taps(sigma: float) -> np.ndarray:
+    k = max(3, int(4 * sigma))
+    k += 1 - k % 2
+    g = np.exp(-(np.arange(k) - k // 2) ** 2 / (2 * sigma ** 2))
+    return g / g.sum()
 
 
 def gaussian_kernel(sigma: float) -> jax.Array:
-    """DeepFaceLab's blur kernel: size max(3, int(4σ)) made odd, normalised."""
-    k = max(3, int(4 * sigma))
-    k += 1 - k % 2
-    d = jnp.arange(k, dtype=jnp.float32) - k // 2
-    g = jnp.exp(-d ** 2 / (2 * sigma ** 2))
-    g2 = g[:, None] * g[None, :]
-    return g2 / g2.sum()
+    """DeepFaceLab's blur kernel: size max(3, int(4σ)) made odd, normalised (separable)."""
+    taps = _gaussian_taps(sigma)
+    return jnp.asarray(np.outer(taps, taps), jnp.float32)
 
 
 def gaussian_blur(x: jax.Array, sigma: float) -> jax.Array:
     """x [B, H, W, C] blurred per channel, zero padding, same size (DeepFaceLab's)."""
-    kernel = gaussian_kernel(sigma)
-    p = kernel.shape[0] // 2
-    return _depthwise(x, kernel, ((p, p), (p, p)))
+    taps = _gaussian_taps(sigma)
+    p = len(taps) // 2
+    return _separable(x, taps, ((p, p), (p, p)))
+
+
+def _ssim_taps(size: int, sigma: float) -> np.ndarray:
+    d = (np.arange(max(1, size)) - (max(1, size) - 1) / 2.0) ** 2 * (-0.5 / sigma ** 2)
+    e = np.exp(d - d.max())
+    return e / e.sum()
 
 
 def ssim_kernel(size: int, sigma: float = 1.5) -> jax.Array:
-    """DeepFaceLab's DSSIM window: a softmax of -d²/(2σ²) over the size×size grid."""
-    size = max(1, size)
-    d = (jnp.arange(size, dtype=jnp.float32) - (size - 1) / 2.0) ** 2 * (-0.5 / sigma ** 2)
-    return jax.nn.softmax((d[None, :] + d[:, None]).reshape(-1)).reshape(size, size)
+    """DeepFaceLab's DSSIM window: a softmax of -d²/(2σ²) over the size×size grid, which is
+    the outer product of the softmax along one axis with itself."""
+    taps = _ssim_taps(size, sigma)
+    return jnp.asarray(np.outer(taps, taps), jnp.float32)
 
 
 def dssim(a: jax.Array, b: jax.Array, filter_size: int, sigma: float = 1.5,
@@ -117,8 +139,8 @@ def dssim(a: jax.Array, b: jax.Array, filter_size: int, sigma: float = 1.5,
     over the positions (Wang et al. 2004, K1 0.01, K2 0.03).
     """
     chex.assert_equal_shape([a, b])
-    kernel = ssim_kernel(filter_size, sigma)
-    red = lambda x: _depthwise(x, kernel, ((0, 0), (0, 0)))
+    taps = _ssim_taps(filter_size, sigma)
+    red = lambda x: _separable(x, taps, ((0, 0), (0, 0)))
     c1, c2 = (0.01 * max_val) ** 2, (0.03 * max_val) ** 2
     mean0, mean1 = red(a), red(b)
     num0 = mean0 * mean1 * 2.0

@@ -94,6 +94,26 @@ def test_dssim_against_numpy_and_its_gradients():
                 order=1, modes=["rev"], eps=1e-3, atol=2e-2, rtol=2e-2)
 
 
+def test_separable_window_equals_the_per_channel_convolution():
+    """The banded-matrix products give what XLA's per-channel convolution with the outer-product
+    window gives, value and gradient, at SAEHD's sizes (same and valid padding)."""
+    rng = np.random.default_rng(1)
+    x = jnp.asarray(rng.uniform(size=(2, 128, 96, 3)), jnp.float32)
+    for taps, pad in ((losses._ssim_taps(11, 1.5), (0, 0)), (losses._gaussian_taps(4.0), (8, 8)),
+                      (losses._gaussian_taps(1.0), (1, 1))):
+        window = np.outer(taps, taps)
+        kernel = jnp.asarray(np.broadcast_to(window[:, :, None, None], window.shape + (1, 3)),
+                             jnp.float32)
+        conv = lambda v: jax.lax.conv_general_dilated(
+            v, kernel, (1, 1), (pad, pad), feature_group_count=3,
+            dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        mine = lambda v: losses._separable(v, taps, (pad, pad))
+        np.testing.assert_allclose(mine(x), conv(x), atol=2e-6)
+        g = jnp.asarray(rng.normal(size=conv(x).shape), jnp.float32)
+        np.testing.assert_allclose(jax.vjp(mine, x)[1](g)[0], jax.vjp(conv, x)[1](g)[0],
+                                   atol=2e-5)
+
+
 def test_gaussian_blur_kernel_and_mask_blur():
     k = np.asarray(losses.gaussian_kernel(4.0))
     assert k.shape == (17, 17) and abs(k.sum() - 1) < 1e-6

@@ -114,11 +114,12 @@ def test_sharded_step_equals_single_device_step(grid_faces):
     assert norm([x - y for x, y in zip(a, b)]) < 1e-2 * norm(a)
     # Leaf by leaf, each is held to its own sensitivity to rounding, measured: the most its
     # single-device gradient moves when the input faces move by 1e-6 of themselves (8 float32
-    # ulps; three draws). A fixed share of each leaf cannot be the bound: the FRN layers' eps
-    # leaves (one number each, a sum over every pixel and channel of x·(ν² + ε)^-1.5 whose
-    # terms cancel) moved by 6.4% of themselves between one device and two in two full-suite
-    # runs, and by 3.7% under this perturbation in isolation (Block_0's), where the sharded
-    # step moved them by 2e-5 of themselves; the other leaves stay within 5% of their largest.
+    # ulps; three draws). A fixed share of each leaf cannot be the bound: a one-number leaf (an
+    # FRN layer's eps, a sum over every pixel and channel of x·(ν² + ε)^-1.5, or the last
+    # layer's bias; sums whose terms cancel) moved by 6.4% of itself between one device and
+    # two in two full-suite runs; in isolation Block_0's eps moved by 3.7% under this
+    # perturbation and by 2e-5 of itself between one device and two. The other leaves stay
+    # within 5% of their largest.
     moved = [jax.tree.leaves(_gradients_on(jax.devices()[:1], config, _nudged(batches(0), s)))
              for s in range(3)]
     for i, (x, y) in enumerate(zip(a, b)):
