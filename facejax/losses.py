@@ -98,48 +98,40 @@ def _separable(x: jax.Array, taps: np.ndarray, padding) -> jax.Array:
     return jnp.einsum("jw,biwc->bijc", along_w, y)
 
 
-def _gaussian_taps(sigma: float) -> np.ndarray:
+def gaussian_taps(sigma: float) -> np.ndarray:
+    """One axis of DeepFaceLab's blur kernel, whose window is outer(taps, taps): size
+    max(3, int(4σ)) made odd, normalised."""
     k = max(3, int(4 * sigma))
     k += 1 - k % 2
     g = np.exp(-(np.arange(k) - k // 2) ** 2 / (2 * sigma ** 2))
     return g / g.sum()
 
 
-def gaussian_kernel(sigma: float) -> jax.Array:
-    """DeepFaceLab's blur kernel: size max(3, int(4σ)) made odd, normalised (separable)."""
-    taps = _gaussian_taps(sigma)
-    return jnp.asarray(np.outer(taps, taps), jnp.float32)
-
-
 def gaussian_blur(x: jax.Array, sigma: float) -> jax.Array:
     """x [B, H, W, C] blurred per channel, zero padding, same size (DeepFaceLab's)."""
-    taps = _gaussian_taps(sigma)
+    taps = gaussian_taps(sigma)
     p = len(taps) // 2
     return _separable(x, taps, ((p, p), (p, p)))
 
 
-def _ssim_taps(size: int, sigma: float) -> np.ndarray:
-    d = (np.arange(max(1, size)) - (max(1, size) - 1) / 2.0) ** 2 * (-0.5 / sigma ** 2)
+def ssim_taps(size: int, sigma: float = 1.5) -> np.ndarray:
+    """One axis of DeepFaceLab's DSSIM window, a softmax of -d²/(2σ²) over the size×size grid:
+    that softmax is outer(taps, taps) with taps the softmax along one axis."""
+    size = max(1, size)
+    d = (np.arange(size) - (size - 1) / 2.0) ** 2 * (-0.5 / sigma ** 2)
     e = np.exp(d - d.max())
     return e / e.sum()
-
-
-def ssim_kernel(size: int, sigma: float = 1.5) -> jax.Array:
-    """DeepFaceLab's DSSIM window: a softmax of -d²/(2σ²) over the size×size grid, which is
-    the outer product of the softmax along one axis with itself."""
-    taps = _ssim_taps(size, sigma)
-    return jnp.asarray(np.outer(taps, taps), jnp.float32)
 
 
 def dssim(a: jax.Array, b: jax.Array, filter_size: int, sigma: float = 1.5,
           max_val: float = 1.0) -> jax.Array:
     """Structural dissimilarity (1 - SSIM) / 2 per image and channel: [B, H, W, C] -> [B, C].
 
-    DeepFaceLab's form: the Gaussian window of `ssim_kernel`, VALID filtering, SSIM averaged
+    DeepFaceLab's form: the Gaussian window of `ssim_taps`, VALID filtering, SSIM averaged
     over the positions (Wang et al. 2004, K1 0.01, K2 0.03).
     """
     chex.assert_equal_shape([a, b])
-    taps = _ssim_taps(filter_size, sigma)
+    taps = ssim_taps(filter_size, sigma)
     red = lambda x: _separable(x, taps, ((0, 0), (0, 0)))
     c1, c2 = (0.01 * max_val) ** 2, (0.03 * max_val) ** 2
     mean0, mean1 = red(a), red(b)

@@ -77,7 +77,7 @@ def test_dssim_against_numpy_and_its_gradients():
     d = (np.arange(size) - (size - 1) / 2.0) ** 2 * (-0.5 / 1.5 ** 2)
     k = np.exp(d[None] + d[:, None])
     k /= k.sum()
-    np.testing.assert_allclose(losses.ssim_kernel(size), k, rtol=1e-5)
+    np.testing.assert_allclose(np.outer(*[losses.ssim_taps(size)] * 2), k, rtol=1e-5)
     red = lambda x: _np_depthwise_valid(x, k)
     c1, c2 = 0.01 ** 2, 0.03 ** 2
     m0, m1 = red(a), red(b)
@@ -99,8 +99,8 @@ def test_separable_window_equals_the_per_channel_convolution():
     window gives, value and gradient, at SAEHD's sizes (same and valid padding)."""
     rng = np.random.default_rng(1)
     x = jnp.asarray(rng.uniform(size=(2, 128, 96, 3)), jnp.float32)
-    for taps, pad in ((losses._ssim_taps(11, 1.5), (0, 0)), (losses._gaussian_taps(4.0), (8, 8)),
-                      (losses._gaussian_taps(1.0), (1, 1))):
+    for taps, pad in ((losses.ssim_taps(11), (0, 0)), (losses.gaussian_taps(4.0), (8, 8)),
+                      (losses.gaussian_taps(1.0), (1, 1))):
         window = np.outer(taps, taps)
         kernel = jnp.asarray(np.broadcast_to(window[:, :, None, None], window.shape + (1, 3)),
                              jnp.float32)
@@ -115,11 +115,11 @@ def test_separable_window_equals_the_per_channel_convolution():
 
 
 def test_gaussian_blur_kernel_and_mask_blur():
-    k = np.asarray(losses.gaussian_kernel(4.0))
+    k = np.outer(losses.gaussian_taps(4.0), losses.gaussian_taps(4.0))
     assert k.shape == (17, 17) and abs(k.sum() - 1) < 1e-6
     np.testing.assert_allclose(k, k.T)
     assert np.unravel_index(k.argmax(), k.shape) == (8, 8)
-    assert losses.gaussian_kernel(0.5).shape == (3, 3)  # at least 3 taps, odd
+    assert losses.gaussian_taps(0.5).shape == (3,)  # at least 3 taps, odd
     x = np.zeros((1, 21, 21, 1), np.float32)
     x[0, 10, 10, 0] = 1.0
     np.testing.assert_allclose(losses.gaussian_blur(jnp.asarray(x), 4.0)[0, 2:19, 2:19, 0], k,

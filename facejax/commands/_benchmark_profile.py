@@ -9,6 +9,7 @@ import collections
 import glob
 import os
 import re
+import statistics
 import tempfile
 import time
 
@@ -146,7 +147,7 @@ def profile_step(step, state, batch, key, steps: int, warmup: int,
                 times.append((time.perf_counter() - t) * 1e3)
         finally:
             jax.profiler.stop_trace()
-        return traced_op_ms(trace_dir, instructions), sorted(times)[len(times) // 2]
+        return traced_op_ms(trace_dir, instructions), statistics.median(times)
 
 
 def bench_profile(config, face_folder, steps: int, warmup: int, top: int) -> dict:

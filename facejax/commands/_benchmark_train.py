@@ -205,6 +205,7 @@ def bench_train(config, face_folder: Callable[[int], str], steps: int, warmup: i
     task = tasks.get(config.task)
     if reference is not None and task.reference is None:
         raise UserError(f"--reference_python: the task {config.task} has no PyTorch reference")
+    import jax
     from facejax.training import inputs
     workers = inputs.data_workers(config)
     reference_ms = []
@@ -219,7 +220,6 @@ def bench_train(config, face_folder: Callable[[int], str], steps: int, warmup: i
                                           run_reference)
         state, loop_ms = loop_step_ms(step["step"], state, p.key, batches, ds, steps, workers)
     run_reference()
-    import jax
     step_s = statistics.median(times)
     images = config.batch_size * len(task.identities)
     pipe = pipeline_images_per_s(config, task, batches, ds, workers)

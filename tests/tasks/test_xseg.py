@@ -78,8 +78,9 @@ def test_loss_is_the_sigmoid_cross_entropy(faces, grid_faces):
     assert float(metrics["iou"]) == pytest.approx(np.mean(ious), rel=1e-5)
 
 
-def _gradients_on(devices, config, batch) -> dict:
-    """The loss's gradient at the initial weights for `batch`, sharded over `devices`."""
+def _gradients_on(devices, config, *batches) -> list[dict]:
+    """The loss's gradients at the initial weights for each of `batches`, sharded over
+    `devices` (one compilation for all)."""
     from facejax import parallel
     mesh = parallel.make_mesh(devices)
     rep, ds = parallel.replicated(mesh), parallel.batch_sharding(mesh)
@@ -88,7 +89,7 @@ def _gradients_on(devices, config, batch) -> dict:
             jax.random.key(0))["params"]
         grad = jax.jit(jax.grad(lambda p, b: xseg.loss_fn(p, b, config)[0]),
                        in_shardings=(rep, ds), out_shardings=rep)
-        return jax.device_get(grad(params, pipeline.to_global(batch, ds)))
+        return [jax.device_get(grad(params, pipeline.to_global(b, ds))) for b in batches]
 
 
 def test_sharded_step_equals_single_device_step(grid_faces):
@@ -107,8 +108,11 @@ def test_sharded_step_equals_single_device_step(grid_faces):
     # weights of one kernel). The gradients agree to the sums' rounding: over the whole tree
     # to 1.7e-6 of its norm (measured). A wrong reduction (a missing sum over devices, a mean
     # taken twice) is off by half or more on every leaf; the tree's norm sees that.
-    one, many = (_gradients_on(d, config, batches(0)) for d in (jax.devices()[:1],
-                                                                 jax.devices()))
+    # The single-device gradient, then the same under three nudges of the faces (below).
+    batch = batches(0)
+    one, *nudged = _gradients_on(jax.devices()[:1], config, batch,
+                                 *(_nudged(batch, s) for s in range(3)))
+    [many] = _gradients_on(jax.devices(), config, batch)
     a, b = jax.tree.leaves(one), jax.tree.leaves(many)
     norm = lambda leaves: np.sqrt(sum(float(np.sum(np.square(x))) for x in leaves))
     assert norm([x - y for x, y in zip(a, b)]) < 1e-2 * norm(a)
@@ -122,8 +126,7 @@ def test_sharded_step_equals_single_device_step(grid_faces):
     # within 5% of their largest.
     floor = 1e-4 * norm(a)
     assert floor < 0.01 * max(float(np.abs(x).max()) for x in a)  # far below the large leaves
-    moved = [jax.tree.leaves(_gradients_on(jax.devices()[:1], config, _nudged(batches(0), s)))
-             for s in range(3)]
+    moved = [jax.tree.leaves(g) for g in nudged]
     for i, (x, y) in enumerate(zip(a, b)):
         sensitivity = max(float(np.abs(m[i] - x).max()) for m in moved)
         bound = max(0.05 * float(np.abs(x).max()), sensitivity, floor) + 1e-12
