@@ -30,6 +30,7 @@ def _same(shape, k, stride):
 CASES = {
     "strided": [((1, 9, 8, 4), 5, 5, None), ((2, 8, 8, 6), 4, 5, None),
                 ((1, 4, 4, 8), 3, 5, None),
+                ((1, 8, 9, 6), 3, 5, ((1, 1), (1, 1))),  # CycleGAN's down layers
                 ((2, 8, 8, 6), 4, 5, ((1, 1), (1, 1)))],  # PyTorch-style, pix2pix and CycleGAN
     # The last case takes the tap form's wide-kernel branch (input broadcast over taps).
     "transposed": [((2, 4, 4, 3), 4, 5, None), ((1, 5, 7, 8), 4, 5, None),
@@ -38,6 +39,7 @@ CASES = {
                 ((2, 9, 7, 6), 4, 1, ((1, 1), (1, 1))),   # the PatchGAN's logits
                 ((2, 9, 7, 24), 4, 1, ((1, 1), (1, 1))),  # thin's other orientation
                 ((1, 14, 13, 6), 7, 3, ((0, 0), (0, 0))),  # unpadded: the conv_valid route
+                ((1, 10, 11, 12), 7, 3, ((3, 2), (1, 4))),  # thin's crop of uneven padding
                 ((2, 9, 8, 3), 3, 5, ((2, 0), (1, 3)))],
 }
 def _tested(kind, name, case) -> bool:
