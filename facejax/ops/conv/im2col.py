@@ -16,7 +16,10 @@ def patches(x, k, stride, ho, wo):
     cropped)."""
     n, h, w, c = x.shape
     if stride == 1:
-        views = [x[:, dy:dy + ho, dx:dx + wo] for dy in range(k) for dx in range(k)]
+        # In two passes, the k column views and then k row views of those: one pass of k·k
+        # views of C channels each copies in pieces too narrow for the first layers' 3.
+        rows = jnp.concatenate([x[:, :, dx:dx + wo] for dx in range(k)], axis=-1)
+        views = [rows[:, dy:dy + ho] for dy in range(k)]
     else:
         h2, w2 = (k - 1) // 2 + ho, (k - 1) // 2 + wo
         x = jnp.pad(x, ((0, 0), (0, max(2 * h2 - h, 0)), (0, max(2 * w2 - w, 0)), (0, 0)))

@@ -186,20 +186,21 @@ def _phases_fwd(x, kernel, zero_first, xla_forward):
 
 def _phases_bwd(zero_first, xla_forward, res, dy):
     x, kernel = res
-    if zero_first:  # the forward never reads kernel row 0 and column 0
-        kernel = kernel.at[0].set(0).at[:, 0].set(0)
     n, h, w, c = x.shape
     o = kernel.shape[3]
     # x[i] reaches dy[2i + 2 - t] through tap t: with dy padded by one, the window 2i + u
-    # (u = 3 - t) of a stride-2 4×4 correlation.
-    views = im2col.patches(jnp.pad(dy, ((0, 0), (1, 1), (1, 1), (0, 0))), 4, 2, h, w)
-    flipped = kernel[::-1, ::-1].transpose(0, 1, 3, 2).reshape(16 * o, c)   # [(u, v, o), c]
+    # (u = 3 - t) of a stride-2 4×4 correlation. With zero_first the forward never reads tap
+    # t = 0 (u = 3), so the window is the 3×3 one: 9 views and products of 9 taps, not 16.
+    taps = kernel[1:, 1:] if zero_first else kernel
+    k = taps.shape[0]
+    views = im2col.patches(jnp.pad(dy, ((0, 0), (1, 1), (1, 1), (0, 0))), k, 2, h, w)
+    flipped = taps[::-1, ::-1].transpose(0, 1, 3, 2).reshape(k * k * o, c)   # [(u, v, o), c]
     dx = (views @ flipped).reshape(n, h, w, c)
-    dk = (x.reshape(n * h * w, c).T @ views).reshape(c, 4, 4, o)
+    dk = (x.reshape(n * h * w, c).T @ views).reshape(c, k, k, o)
     dk = dk.transpose(1, 2, 0, 3)[::-1, ::-1]
     if zero_first:
-        dk = dk.at[0].set(0).at[:, 0].set(0)
-    return dx, dk
+        dk = jnp.pad(dk, ((1, 0), (1, 0), (0, 0), (0, 0)))
+    return dx, dk.astype(kernel.dtype)
 
 
 _phases.defvjp(_phases_fwd, _phases_bwd)
