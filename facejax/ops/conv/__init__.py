@@ -8,7 +8,8 @@ XLA's own convolution. All forms of a kind are equal in value and both gradients
   kind        forms
   strided     xla, s2d (space-to-depth), winograd (space-to-depth in Winograd tiles), im2col
   transposed  xla, subpixel, taps, phases, mixed (XLA's value, phases' gradients), winograd
-  stride1     xla, im2col, thin (one-product weight gradient), winograd2/3/4 (F(m×m) tiles)
+  stride1     xla, im2col, thin (few outputs: products over the padded input), winograd2/3/4
+              (F(m×m) tiles)
 
 The CPU-specific convolution code lives here only; docs/architecture.md says how a form is chosen.
 """

@@ -72,6 +72,11 @@ RULES = {
         Rule("winograd", "4×4 and 5×5 kernels on 1024+ output pixels in the batch: Winograd "
              "tiles of the space-to-depth form; below that the kernel transforms dominate",
              in_channels=WIDE, kernel=(4, 5), batch_pixels=(1024, None)),
+        Rule("winograd", "3×3 kernels on 4096+ output pixels in the batch (the CycleGAN "
+             "ResNet's down layers): Winograd tiles of the space-to-depth form",
+             in_channels=WIDE, kernel=(3, 3), batch_pixels=(4096, None)),
+        Rule("im2col", "3×3 kernels on fewer output pixels, while the patch matrix stays small",
+             in_channels=WIDE, kernel=(3, 3), patch_entries=(None, 6_000_000)),
         Rule("im2col", "wide 5×5+ kernels: the weights outweigh the map",
              in_channels=WIDE, kernel=(5, None)),
         Rule("im2col", "wide layers on maps of at most 16×16: the weights outweigh the map",
@@ -103,7 +108,7 @@ RULES = {
              batch_pixels=(256, None)),
         Rule("winograd3", "wide 4×4 layers (the PatchGAN's) on maps of 16×16+: F(3×3) tiles",
              in_channels=WIDE, out_channels=WIDE, kernel=(4, 4), pixels=(256, None)),
-        Rule("thin", "at most 4 outputs from wide inputs: XLA's weight gradient is slow there",
+        Rule("thin", "at most 4 outputs from wide inputs: XLA:CPU's convolutions run far below the products there",
              in_channels=WIDE, out_channels=(None, 4)),
         Rule("im2col", "wide layers on maps of at most 8×8: YNNPACK's convolution is slowest",
              in_channels=WIDE, pixels=(None, 64)),
