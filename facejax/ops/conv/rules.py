@@ -108,7 +108,8 @@ RULES = {
              batch_pixels=(256, None)),
         Rule("winograd3", "wide 4×4 layers (the PatchGAN's) on maps of 16×16+: F(3×3) tiles",
              in_channels=WIDE, out_channels=WIDE, kernel=(4, 4), pixels=(256, None)),
-        Rule("thin", "at most 4 outputs from wide inputs: XLA:CPU's convolutions run far below the products there",
+        Rule("thin", "at most 4 outputs from wide inputs: XLA:CPU's convolutions run far "
+             "below the products there",
              in_channels=WIDE, out_channels=(None, 4)),
         Rule("im2col", "wide layers on maps of at most 8×8: YNNPACK's convolution is slowest",
              in_channels=WIDE, pixels=(None, 64)),
