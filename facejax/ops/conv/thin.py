@@ -37,30 +37,25 @@ def conv_thin(x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
     return _fwd(x, kernel, padding)[0]
 
 
-def _pad(x, padding):
-    return jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
-
-
 def _fwd(x, kernel, padding):
     kh, kw, _, o = kernel.shape
-    xp = _pad(x, padding)
+    xp = jnp.pad(x, ((0, 0), tuple(padding[0]), tuple(padding[1]), (0, 0)))
     n, hp, wp, _ = xp.shape
     h, w = hp - kh + 1, wp - kw + 1
     z = jnp.dot(xp, _kernel_matrix(kernel), preferred_element_type=jnp.float32)
     z = z.reshape(n, hp, wp, kh * kw, o)
     y = sum(z[:, i:i + h, j:j + w, i * kw + j] for i in range(kh) for j in range(kw))
-    return y.astype(x.dtype), (x, kernel)
+    return y.astype(x.dtype), (xp, kernel)  # the padded input, which the gradients read
 
 
 def _bwd(padding, res, g):
-    x, kernel = res
+    xp, kernel = res
     kh, kw, c, o = kernel.shape
-    xp = _pad(x, padding)
     n, hp, wp, _ = xp.shape
     s = _shifted(g, hp, wp, kh, kw)                                   # [N, Hp, Wp, taps·O]
     dxp = jnp.dot(s, _kernel_matrix(kernel).T, preferred_element_type=jnp.float32)
-    (top, _), (left, _) = padding
-    dx = dxp[:, top:top + x.shape[1], left:left + x.shape[2]]
+    (top, bottom), (left, right) = padding
+    dx = dxp[:, top:hp - bottom, left:wp - right]
     s, xp = s.reshape(n * hp * wp, kh * kw * o), xp.reshape(n * hp * wp, c)
     over_positions = (((0,), (0,)), ((), ()))
     if c > kh * kw * o:  # the wider operand's columns lead the product's rows
@@ -69,7 +64,7 @@ def _bwd(padding, res, g):
     else:
         dk = jax.lax.dot_general(xp, s, over_positions, preferred_element_type=jnp.float32)
         dk = dk.reshape(c, kh, kw, o).transpose(1, 2, 0, 3)               # from [C, taps·O]
-    return dx.astype(x.dtype), dk.astype(kernel.dtype)
+    return dx.astype(xp.dtype), dk.astype(kernel.dtype)
 
 
 conv_thin.defvjp(_fwd, _bwd)
