@@ -112,15 +112,20 @@ def cubic_weights(t, xp=np):
 
 
 @functools.lru_cache(maxsize=32)
-def interp_matrix(n: int, out: int, kernel: str = "linear") -> np.ndarray:
+def interp_matrix(n: int, out: int, kernel: str = "linear",
+                  antialias: bool = False) -> np.ndarray:
     """[out, n] weights of resampling from n to out samples (pixel centres, edges clamped):
-    "linear" is jax.image.resize's "linear" when upsampling and cv2.INTER_LINEAR's; "cubic" is
-    cv2.INTER_CUBIC's (neither antialiases when downsampling). Rows sum to 1. Cached (the host
-    path asks for the same few per image), so read-only."""
+    "linear" is cv2.INTER_LINEAR's and, when upsampling, jax.image.resize's "linear"; "cubic" is
+    cv2.INTER_CUBIC's. Neither antialiases when downsampling unless `antialias` (linear only):
+    then the triangle widens to n/out input pixels, as jax.image.resize's "linear" does. Rows
+    sum to 1. Cached (the host path asks for the same few per image), so read-only."""
     x = (np.arange(out) + 0.5) * n / out - 0.5
     rows = np.arange(out)
     m = np.zeros((out, n), np.float32)
-    if kernel == "linear":
+    if kernel == "linear" and antialias and out < n:
+        m[:] = np.maximum(0.0, 1.0 - np.abs(x[:, None] - np.arange(n)) * (out / n))
+        m /= m.sum(axis=1, keepdims=True)
+    elif kernel == "linear":
         x = np.clip(x, 0, n - 1)
         x0 = np.floor(x).astype(int)
         w = x - x0
@@ -374,19 +379,25 @@ def jitter_params_np(rng: np.random.Generator, big: int, size: int, flip: float)
 
 
 def jitter_image(p: dict, image: jax.Array, big: int, size: int) -> jax.Array:
-    """float [S0, S0, C] -> resized to big × big (linear), cropped at (oy, ox), maybe mirrored.
-    Stays linear: the cubic kernel replaced the face warp's sampling only (issue 31)."""
-    im = jax.image.resize(image, (big, big, image.shape[-1]), "linear")
-    im = jax.lax.dynamic_slice(im, (p["oy"], p["ox"], 0), (size, size, image.shape[-1]))
-    return jnp.where(p["flip"], im[:, ::-1], im)
+    """float [S0, S0, C] -> resized to big × big as jax.image.resize's "linear" does
+    (antialiased when downsampling), cropped at (oy, ox), maybe mirrored. Only the crop's rows
+    and columns are interpolated, as two products with `interp_matrix`'s rows. Stays linear:
+    the cubic kernel replaced the face warp's sampling only (issue 31)."""
+    m = jnp.asarray(interp_matrix(image.shape[0], big, antialias=True))
+    ry = jax.lax.dynamic_slice_in_dim(m, p["oy"], size)
+    rx = jax.lax.dynamic_slice_in_dim(m, p["ox"], size)
+    rx = jnp.where(p["flip"], rx[::-1], rx)
+    # Default precision: on a GPU the products may run in TF32, an error far below one grey
+    # level; jax.image.resize's HIGHEST-precision product found no Triton tiling when compiled
+    # for an H100 without one (docs/benchmarks.md, issue 35).
+    rows = jnp.einsum("yn,nmc->ymc", ry, image)
+    return jnp.einsum("xm,ymc->yxc", rx, rows)
 
 
 def jitter_image_np(p: dict, image: np.ndarray, big: int, size: int) -> np.ndarray:
-    """The host path of `jitter_image`: only the crop's rows and columns are interpolated.
-    Equal to it when upsampling (load size at most `big`, as in every shipped config); when
-    downsampling, jax.image.resize also antialiases and this does not."""
+    """The host path of `jitter_image`, equal to it."""
     n = image.shape[0]
-    m = interp_matrix(n, big)
+    m = interp_matrix(n, big, antialias=True)
     ry, rx = m[p["oy"]:p["oy"] + size], m[p["ox"]:p["ox"] + size]
     if p["flip"]:
         rx = rx[::-1]

@@ -31,6 +31,14 @@ def test_interp_matrix_is_linear_resize():
         np.testing.assert_allclose(mine, jax.image.resize(x, (out, out, 3), "linear"), atol=1e-4)
         np.testing.assert_allclose(mine, cv2.resize(x, (out, out), interpolation=cv2.INTER_LINEAR),
                                    atol=1e-4)
+    # Antialiased (downsampling): jax.image.resize's widened triangle; upsampling: unchanged.
+    for n, out in ((64, 40), (256, 100), (64, 72)):
+        x = rng.standard_normal((n, n, 3)).astype(np.float32)
+        m = augment.interp_matrix(n, out, antialias=True)
+        mine = np.matmul(m, np.matmul(m, x).transpose(1, 0, 2)).transpose(1, 0, 2)
+        np.testing.assert_allclose(mine, jax.image.resize(x, (out, out, 3), "linear"), atol=1e-4)
+    assert np.abs(augment.interp_matrix(64, 40) - augment.interp_matrix(64, 40, antialias=True)
+                  ).max() > 0.1
 
 
 def test_host_and_device_warp_agree_given_the_same_draw(grid_faces):
@@ -77,18 +85,26 @@ def test_host_and_device_draws_have_the_same_distribution():
     assert abs(host["scale"] - 1).max() <= cfg.zoom + 1e-6
 
 
-def test_host_jitter_equals_device_jitter(grid_faces):
+def test_jitter_is_a_resize_then_a_crop_on_host_and_device(grid_faces):
+    """pix2pix's jitter: jax.image.resize's "linear" to big (upsampling, and antialiased
+    downsampling), the crop at (oy, ox), the mirror; the device's products and the host's agree."""
     images = faces(grid_faces, 64, 2).astype(np.float32) / 127.5 - 1
     both = np.concatenate([images[0], images[1]], -1)  # 6 channels, as pix2pix's pair
-    big = 72
-    for p in ({"oy": 0, "ox": 0, "flip": False}, {"oy": 8, "ox": 8, "flip": True},
-              {"oy": 5, "ox": 2, "flip": True}):
-        host = augment.jitter_image_np(p, both, big, 64)
-        device = augment.jitter_image(p, jnp.asarray(both), big, 64)
-        assert host.shape == (64, 64, 6) and host.dtype == np.float32
-        np.testing.assert_allclose(host, device, atol=2e-5)
-    assert np.abs(augment.jitter_image_np({"oy": 8, "ox": 0, "flip": False}, both, big, 64)
-                  - augment.jitter_image_np({"oy": 0, "ox": 0, "flip": False}, both, big, 64)
+    device_jitter = jax.jit(augment.jitter_image, static_argnums=(2, 3))
+    for big, size in ((72, 64), (56, 48)):
+        resized = np.asarray(jax.image.resize(both, (big, big, 6), "linear"))
+        for p in ({"oy": 0, "ox": 0, "flip": False}, {"oy": 8, "ox": 8, "flip": True},
+                  {"oy": 5, "ox": 2, "flip": True}):
+            want = resized[p["oy"]:p["oy"] + size, p["ox"]:p["ox"] + size]
+            want = want[:, ::-1] if p["flip"] else want
+            host = augment.jitter_image_np(p, both, big, size)
+            device = device_jitter({k: jnp.asarray(v) for k, v in p.items()}, jnp.asarray(both),
+                                   big, size)
+            assert host.shape == (size, size, 6) and host.dtype == np.float32
+            np.testing.assert_allclose(host, want, atol=2e-5)
+            np.testing.assert_allclose(device, want, atol=2e-5)
+    assert np.abs(augment.jitter_image_np({"oy": 8, "ox": 0, "flip": False}, both, 72, 64)
+                  - augment.jitter_image_np({"oy": 0, "ox": 0, "flip": False}, both, 72, 64)
                   ).mean() > 0.01
 
 

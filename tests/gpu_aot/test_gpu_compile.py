@@ -5,7 +5,6 @@ need the plugin and are skipped without it (.ci/run installs it beside .venv and
 PYTHONPATH for them); the missing-plugin path runs without it."""
 
 import json
-import os
 
 import pytest
 
@@ -21,34 +20,18 @@ needs_plugin = pytest.mark.skipif(not PLUGIN, reason="JAX's CUDA plugin is not i
 FAMILIES = [("deepfakes_original:tiny", ()), ("face2face_pix2pix:tiny", ()),
             ("cyclegan_faces:tiny", ()),
             ("saehd:tiny", ("--config.loss.gan_power=0.1", "--config.loss.true_face_power=0.01"))]
-# XLA 0.10.2's GPU compiler, without a device to autotune on, finds no Triton tiling for the
-# f32 HIGHEST-precision product of jax.image.resize in pix2pix's jitter ("Couldn't find output
-# tile sizes"; it compiles with --xla_gpu_enable_triton_gemm=false): docs/benchmarks.md, issue
-# 35. Strict: the day it compiles, this test says so.
-KNOWN_FAILURES = {"face2face_pix2pix:tiny": "XLA's Triton GEMM tiling, deviceless (issue 35)"}
-CASES = [pytest.param(e, f, id=e, marks=[pytest.mark.xfail(strict=True, reason=KNOWN_FAILURES[e])]
-                      if e in KNOWN_FAILURES else []) for e, f in FAMILIES]
 
 
-def _gpu_compile(experiment, faces, *flags, env=None):
+def _gpu_compile(experiment, faces, *flags):
     return run_tool("tools/benchmark.py", "gpu_compile", f"--config={experiment}",
-                    f"--faces={faces}", *flags, timeout=900, env=env)
+                    f"--faces={faces}", *flags, timeout=900)
 
 
 @needs_plugin
-@pytest.mark.parametrize("experiment, flags", CASES)
+@pytest.mark.parametrize("experiment, flags", FAMILIES, ids=[e for e, _ in FAMILIES])
 def test_every_familys_step_compiles_for_an_h100_without_cpu_forms(experiment, flags,
                                                                    grid_faces):
     _check_compiled(_gpu_compile(experiment, grid_faces["a"], *flags))
-
-
-@needs_plugin
-def test_pix2pix_compiles_for_an_h100_with_its_products_on_cublas(grid_faces):
-    """The known failure above aside, pix2pix's step compiles, its convolutions on cuDNN and
-    no CPU form in it, with XLA's Triton GEMMs off (its products then go to cuBLAS)."""
-    flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_gpu_enable_triton_gemm=false"
-    proc = _gpu_compile("face2face_pix2pix:tiny", grid_faces["a"], env={"XLA_FLAGS": flags})
-    assert "__cublas$lt$matmul" in _check_compiled(proc)["custom_calls"]
 
 
 def _check_compiled(proc) -> dict:
