@@ -8,7 +8,7 @@
   view and the warp composed, by OpenCV's cubic kernel (Keys, a = -0.75), clipped to [0, 1];
   masks follow the target's view by linear sampling, as DeepFaceLab's do. Coordinates are
   pixel centres.
-- `jitter_pair`: pix2pix random jitter (upscale, random crop, mirror), the same for input and
+- `jitter_image`: pix2pix random jitter (upscale, random crop, mirror), the same for input and
   target.
 
 Each is a random draw of a few parameters followed by a deterministic function of them, written
@@ -115,10 +115,9 @@ def cubic_weights(t, xp=np):
 def interp_matrix(n: int, out: int, kernel: str = "linear",
                   antialias: bool = False) -> np.ndarray:
     """[out, n] weights of resampling from n to out samples (pixel centres, edges clamped):
-    "linear" is cv2.INTER_LINEAR's and, when upsampling, jax.image.resize's "linear"; "cubic" is
-    cv2.INTER_CUBIC's. Neither antialiases when downsampling unless `antialias` (linear only):
-    then the triangle widens to n/out input pixels, as jax.image.resize's "linear" does. Rows
-    sum to 1. Cached (the host path asks for the same few per image), so read-only."""
+    "linear" is cv2.INTER_LINEAR's and, upsampling or with `antialias`, jax.image.resize's;
+    "cubic" is cv2.INTER_CUBIC's (no antialiasing). Rows sum to 1. Cached (the host path asks
+    for the same few per image), so read-only."""
     x = (np.arange(out) + 0.5) * n / out - 0.5
     rows = np.arange(out)
     m = np.zeros((out, n), np.float32)
@@ -378,29 +377,17 @@ def jitter_params_np(rng: np.random.Generator, big: int, size: int, flip: float)
             "flip": bool(rng.uniform() < flip)}
 
 
-def jitter_image(p: dict, image: jax.Array, big: int, size: int) -> jax.Array:
-    """float [S0, S0, C] -> resized to big × big as jax.image.resize's "linear" does
-    (antialiased when downsampling), cropped at (oy, ox), maybe mirrored. Only the crop's rows
-    and columns are interpolated, as two products with `interp_matrix`'s rows. Stays linear:
-    the cubic kernel replaced the face warp's sampling only (issue 31)."""
-    m = jnp.asarray(interp_matrix(image.shape[0], big, antialias=True))
-    ry = jax.lax.dynamic_slice_in_dim(m, p["oy"], size)
-    rx = jax.lax.dynamic_slice_in_dim(m, p["ox"], size)
-    rx = jnp.where(p["flip"], rx[::-1], rx)
-    # Default precision: on a GPU the products may run in TF32, an error far below one grey
-    # level; jax.image.resize's HIGHEST-precision product found no Triton tiling when compiled
-    # for an H100 without one (docs/benchmarks.md, issue 35).
-    rows = jnp.einsum("yn,nmc->ymc", ry, image)
-    return jnp.einsum("xm,ymc->yxc", rx, rows)
-
-
-def jitter_image_np(p: dict, image: np.ndarray, big: int, size: int) -> np.ndarray:
-    """The host path of `jitter_image`, equal to it."""
+def jitter_image(p: dict, image, big: int, size: int, xp=jnp):
+    """float [S0, S0, C] -> resized to big × big as jax.image.resize's "linear" (antialiased
+    when downsampling), cropped at (oy, ox), maybe mirrored: two products with the crop's rows
+    of `interp_matrix`. Linear: the cubic kernel replaced the face warp's sampling only."""
     n = image.shape[0]
-    m = interp_matrix(n, big, antialias=True)
-    ry, rx = m[p["oy"]:p["oy"] + size], m[p["ox"]:p["ox"] + size]
-    if p["flip"]:
-        rx = rx[::-1]
-    flat = image.reshape(n, -1).astype(np.float32)
-    rows = (ry @ flat).reshape(size, n, -1)           # [size, n, C]
-    return np.matmul(rx, rows)                        # [size, size, C]
+    m = xp.asarray(interp_matrix(n, big, antialias=True))
+    crop = ((lambda o: jax.lax.dynamic_slice_in_dim(m, o, size)) if xp is jnp else
+            (lambda o: m[o:o + size]))
+    ry, rx = crop(p["oy"]), crop(p["ox"])
+    rx = xp.where(p["flip"], rx[::-1], rx)
+    # Default precision (TF32 on a GPU, far below a grey level): jax.image.resize's HIGHEST
+    # product found no Triton tiling compiled for an H100 without one (docs/benchmarks.md).
+    rows = (ry @ image.reshape(n, -1).astype(xp.float32)).reshape(size, n, -1)   # [size, n, C]
+    return xp.matmul(rx, rows)                                                    # [size, size, C]

@@ -82,8 +82,8 @@ def host_augment(batch: dict, rng: np.random.Generator, config) -> dict:
     a = batch["a"]
     both = np.concatenate([a["landmark_image"], a["image"]], -1).astype(np.float32)
     both = both / np.float32(127.5) - 1
-    out = np.stack([augment.jitter_image_np(
-        augment.jitter_params_np(rng, big, s, config.augment.flip), im, big, s) for im in both])
+    out = np.stack([augment.jitter_image(
+        augment.jitter_params_np(rng, big, s, config.augment.flip), im, big, s, np) for im in both])
     return {"a": {"input": out[..., :3], "target": out[..., 3:]}}
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from facejax.experiments import face2face_pix2pix
-from facejax import reenact, train
+from facejax import augment, reenact, train
 from facejax.training import run_files
 from facejax.data import pipeline
 from facejax.faces import align, video
@@ -28,6 +28,22 @@ def test_generator_loss_weights_l1_by_lambda(grid_faces):
     np.testing.assert_allclose(m1["loss"], m1["g_gan"] + 100 * m1["g_l1"], rtol=1e-5)
     np.testing.assert_allclose(m2["loss"], m2["g_gan"] + 10 * m2["g_l1"], rtol=1e-5)
     np.testing.assert_allclose(m1["g_l1"], m2["g_l1"], rtol=1e-6)
+
+
+def test_host_jitter_is_the_device_jitter_of_the_same_draw(grid_faces):
+    """augment.placement "host": pix2pix.host_augment draws with numpy and gives the pair the
+    device's jitter would for that draw (input from the landmark drawing, target from the face)."""
+    config = face2face_pix2pix.get_config("tiny")
+    batch = pipeline.FaceBatches({"a": pipeline.FaceSource([grid_faces["a"]], "train", 32)},
+                                 global_batch=3, seed=0, fields=pix2pix.FIELDS)(0)
+    host = pix2pix.host_augment(batch, np.random.default_rng(5), config)["a"]
+    rng, s, big = np.random.default_rng(5), config.model.size, pix2pix._big(config)
+    assert big > s and host["input"].shape == host["target"].shape == (3, s, s, 3)
+    for i in range(3):
+        p = augment.jitter_params_np(rng, big, s, config.augment.flip)
+        for field, name in (("input", "landmark_image"), ("target", "image")):
+            want = augment.jitter_image(p, pix2pix.to_unit(batch["a"][name][i]), big, s)
+            np.testing.assert_allclose(host[field][i], want, atol=2e-5)
 
 
 def test_discriminator_sees_the_concatenated_pair(grid_faces):
