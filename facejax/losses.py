@@ -8,6 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from facejax.ops import conv
+
 
 def l1(pred: jax.Array, target: jax.Array) -> jax.Array:
     """Elementwise |pred - target|."""
@@ -78,26 +80,6 @@ def gan_generator(fake: jax.Array, mode: str) -> jax.Array:
 
 # ---- structural terms (DeepFaceLab's SAEHD) ----------------------------------------------------
 
-def _band(taps: np.ndarray, n: int, pad: tuple[int, int]) -> np.ndarray:
-    """The [n_out, n] matrix of a correlation with `taps` along an axis of n samples zero-padded
-    by `pad` (before, after)."""
-    k, (before, after) = len(taps), pad
-    out = np.arange(n + before + after - k + 1)[:, None]
-    tap = np.arange(n)[None, :] - out + before  # the tap sample j meets at output i
-    return np.where((tap >= 0) & (tap < k), taps[np.clip(tap, 0, k - 1)], 0.0)
-
-
-def _separable(x: jax.Array, taps: np.ndarray, padding) -> jax.Array:
-    """x [B, H, W, C] filtered per channel by the window outer(taps, taps), with explicit
-    ((top, bottom), (left, right)) zero padding: a product with a banded matrix along H, then
-    one along W. (XLA:CPU runs a per-channel convolution at a small fraction of a product's
-    speed; docs/benchmarks.md.)"""
-    along_h = jnp.asarray(_band(taps, x.shape[1], padding[0]), x.dtype)
-    along_w = jnp.asarray(_band(taps, x.shape[2], padding[1]), x.dtype)
-    y = jnp.einsum("ih,bhwc->biwc", along_h, x)
-    return jnp.einsum("jw,biwc->bijc", along_w, y)
-
-
 def gaussian_taps(sigma: float) -> np.ndarray:
     """One axis of DeepFaceLab's blur kernel, whose window is outer(taps, taps): size
     max(3, int(4σ)) made odd, normalised."""
@@ -111,7 +93,7 @@ def gaussian_blur(x: jax.Array, sigma: float) -> jax.Array:
     """x [B, H, W, C] blurred per channel, zero padding, same size (DeepFaceLab's)."""
     taps = gaussian_taps(sigma)
     p = len(taps) // 2
-    return _separable(x, taps, ((p, p), (p, p)))
+    return conv.separable_filter(x, taps, ((p, p), (p, p)))
 
 
 def ssim_taps(size: int, sigma: float = 1.5) -> np.ndarray:
@@ -132,7 +114,7 @@ def dssim(a: jax.Array, b: jax.Array, filter_size: int, sigma: float = 1.5,
     """
     chex.assert_equal_shape([a, b])
     taps = ssim_taps(filter_size, sigma)
-    red = lambda x: _separable(x, taps, ((0, 0), (0, 0)))
+    red = lambda x: conv.separable_filter(x, taps, ((0, 0), (0, 0)))
     c1, c2 = (0.01 * max_val) ** 2, (0.03 * max_val) ** 2
     mean0, mean1 = red(a), red(b)
     num0 = mean0 * mean1 * 2.0

@@ -1,5 +1,7 @@
 """Loss terms (facejax/losses.py) against numpy, jitted, with check_grads."""
 
+import contextlib
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -7,6 +9,7 @@ import pytest
 from jax.test_util import check_grads
 
 from facejax import losses
+from facejax.ops import conv
 
 
 def test_l1_and_masked_mean_against_numpy():
@@ -95,23 +98,38 @@ def test_dssim_against_numpy_and_its_gradients():
 
 
 def test_separable_window_equals_the_per_channel_convolution():
-    """The banded-matrix products give what XLA's per-channel convolution with the outer-product
-    window gives, value and gradient, at SAEHD's sizes (same and valid padding)."""
+    """Both forms of `conv.separable_filter`, the CPU's banded-matrix products and the others'
+    two per-channel convolutions (inside plain_forms), give what XLA's per-channel convolution
+    with the outer-product window gives, value and gradient, at SAEHD's sizes (same and valid
+    padding, even and uneven)."""
     rng = np.random.default_rng(1)
     x = jnp.asarray(rng.uniform(size=(2, 128, 96, 3)), jnp.float32)
-    for taps, pad in ((losses.ssim_taps(11), (0, 0)), (losses.gaussian_taps(4.0), (8, 8)),
-                      (losses.gaussian_taps(1.0), (1, 1))):
+    for taps, pad in ((losses.ssim_taps(11), ((0, 0), (0, 0))),
+                      (losses.gaussian_taps(4.0), ((8, 8), (8, 8))),
+                      (losses.gaussian_taps(1.0), ((1, 1), (1, 1))),
+                      (losses.gaussian_taps(1.0), ((2, 0), (0, 1)))):
         window = np.outer(taps, taps)
         kernel = jnp.asarray(np.broadcast_to(window[:, :, None, None], window.shape + (1, 3)),
                              jnp.float32)
-        conv = lambda v: jax.lax.conv_general_dilated(
-            v, kernel, (1, 1), (pad, pad), feature_group_count=3,
+        conv_2d = lambda v: jax.lax.conv_general_dilated(
+            v, kernel, (1, 1), pad, feature_group_count=3,
             dimension_numbers=("NHWC", "HWIO", "NHWC"))
-        mine = lambda v: losses._separable(v, taps, (pad, pad))
-        np.testing.assert_allclose(mine(x), conv(x), atol=2e-6)
-        g = jnp.asarray(rng.normal(size=conv(x).shape), jnp.float32)
-        np.testing.assert_allclose(jax.vjp(mine, x)[1](g)[0], jax.vjp(conv, x)[1](g)[0],
-                                   atol=2e-5)
+        g = jnp.asarray(rng.normal(size=conv_2d(x).shape), jnp.float32)
+        want, want_grad = conv_2d(x), jax.vjp(conv_2d, x)[1](g)[0]
+        for plain in (False, True):
+            def mine(v):
+                with contextlib.ExitStack() as stack:
+                    if plain:
+                        stack.enter_context(conv.plain_forms())
+                    return conv.separable_filter(v, taps, pad)
+            np.testing.assert_allclose(mine(x), want, atol=2e-6)
+            np.testing.assert_allclose(jax.vjp(mine, x)[1](g)[0], want_grad, atol=2e-5)
+    # The CPU takes the products, elsewhere (and in plain_forms) the convolutions.
+    primitives = lambda: {e.primitive.name for e in jax.make_jaxpr(
+        lambda v: conv.separable_filter(v, taps, pad))(x).jaxpr.eqns}
+    assert "dot_general" in primitives() and "conv_general_dilated" not in primitives()
+    with conv.plain_forms():
+        assert "conv_general_dilated" in primitives() and "dot_general" not in primitives()
 
 
 def test_gaussian_blur_kernel_and_mask_blur():

@@ -11,6 +11,9 @@ XLA's own convolution. All forms of a kind are equal in value and both gradients
   stride1     xla, im2col, thin (few outputs: products over the padded input), winograd2/3/4
               (F(m×m) tiles)
 
+`separable_filter` filters each channel by a separable window (DSSIM's and the mask blur's):
+on the CPU as two banded-matrix products (`banded`), elsewhere as XLA's per-channel convolutions.
+
 The CPU-specific convolution code lives here only; docs/architecture.md says how a form is chosen.
 """
 
@@ -20,13 +23,14 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
-from facejax.ops.conv import backend, registry, rules
+from facejax.ops.conv import backend, banded, registry, rules
 from facejax.ops.conv.backend import plain_forms
 from facejax.ops.conv.xla import same_padding
 
 __all__ = ["convolve", "layer_shape", "resolve", "plain_forms", "same_padding",
-           "transposed_for"]
+           "separable_filter", "transposed_for"]
 
 
 def resolve(kind: str, impl: str, shape: rules.Shape, max_tile: int = 4) -> str:
@@ -103,3 +107,18 @@ def convolve(kind: str, x: jax.Array, kernel: jax.Array, padding=None, impl: str
         return registry.FORMS[kind][form](x, kernel, k == 3)
     form = resolve(kind, impl, shape, max_tile)
     return registry.FORMS[kind][form](x, kernel, _padding(kind, x.shape, k, padding))
+
+
+def separable_filter(x: jax.Array, taps: np.ndarray, padding) -> jax.Array:
+    """x [B, H, W, C] filtered per channel by the window outer(taps, taps) (a correlation), with
+    explicit ((top, bottom), (left, right)) zero padding. On the CPU two banded products
+    (`banded`); elsewhere, and inside `plain_forms()`, XLA's per-channel convolution along H,
+    then along W."""
+    if backend.cpu_forms():
+        return banded.filter_banded(x, taps, padding)
+    c, k = x.shape[-1], len(taps)
+    column = jnp.broadcast_to(jnp.asarray(taps, x.dtype).reshape(k, 1, 1, 1), (k, 1, 1, c))
+    per_channel = lambda v, kernel, pad: jax.lax.conv_general_dilated(
+        v, kernel, (1, 1), pad, feature_group_count=c, dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    y = per_channel(x, column, (tuple(padding[0]), (0, 0)))
+    return per_channel(y, column.reshape(1, k, 1, c), ((0, 0), tuple(padding[1])))

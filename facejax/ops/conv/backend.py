@@ -17,7 +17,8 @@ _plain = False
 
 # The modules of facejax/ops/conv that hold only CPU-specific forms: code from them in a program
 # compiled for another platform is a CPU form leaking into it (facejax/gpu_aot.py checks).
-CPU_FORM_MODULES = ("im2col", "space_to_depth", "thin", "transposed", "valid", "winograd")
+CPU_FORM_MODULES = ("banded", "im2col", "space_to_depth", "thin", "transposed", "valid",
+                    "winograd")
 
 
 @contextlib.contextmanager
