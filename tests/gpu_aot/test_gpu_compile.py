@@ -19,7 +19,8 @@ needs_plugin = pytest.mark.skipif(not PLUGIN, reason="JAX's CUDA plugin is not i
 # turns its two discriminators on, so saehd_gan's parts are compiled too.
 FAMILIES = [("deepfakes_original:tiny", ()), ("face2face_pix2pix:tiny", ()),
             ("cyclegan_faces:tiny", ()),
-            ("saehd:tiny", ("--config.loss.gan_power=0.1", "--config.loss.true_face_power=0.01"))]
+            ("saehd:tiny", ("--config.loss.gan_power=0.1", "--config.loss.true_face_power=0.01")),
+            ("xseg:tiny", ())]
 
 
 def _gpu_compile(experiment, faces, *flags):
