@@ -5,8 +5,8 @@ XLA:CPU runs a per-channel (depthwise) convolution at a small fraction of a prod
 CPU a window outer(taps, taps) is applied as a product with an [H_out, H] band matrix along H,
 then one with a [W_out, W] band along W. Elsewhere `separable_filter` takes XLA's own
 per-channel convolutions: a band matrix is O(H²) work and memory where the window is O(k·H),
-and XLA's GPU compiler found no Triton tiling for some of its products (f32[3072,481] in SAEHD
-df256) when compiling for an H100 without one.
+and XLA's GPU compiler found no Triton tiling for some of these products when compiling for an
+H100 without one (docs/benchmarks.md, "Issue 35: pix2pix's step compiles for an H100").
 """
 
 from __future__ import annotations
