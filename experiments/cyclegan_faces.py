@@ -21,7 +21,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     c.seed = 0
     c.model = ml_collections.ConfigDict(dict(
         size=128, g_base=64, d_base=64, max_width=512, d_layers=3, n_blocks=0,  # 0: by size
-        conv_impl="auto", compute_dtype="float32",
+        conv_impl="auto", compute_dtype="auto",
         # The residual 3×3s: "auto" (at most F(3×3) Winograd tiles on CPU, XLA's own
         # elsewhere) or a stride-1 form of facejax/ops/conv/registry.py ("xla": shorter compile).
         conv1_impl="auto"))

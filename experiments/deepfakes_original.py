@@ -29,7 +29,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         code_channels=512,
         decoder_widths=(256, 128, 64),
         conv_impl="auto",          # strided form: "auto" or one of facejax/ops/conv/registry.py
-        compute_dtype="float32",   # or "bfloat16" (parameters and optimizer stay float32)
+        compute_dtype="auto",      # bfloat16 on a GPU, float32 on the CPU; params stay float32
     ))
     c.augment = augment.default_config()
     # The model sees augment.region of the crop; the original's loss takes the whole view.

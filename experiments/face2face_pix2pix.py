@@ -22,7 +22,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
     c.seed = 0
     c.model = ml_collections.ConfigDict(dict(
         size=256, g_base=64, d_base=64, max_width=512, d_layers=3, dropout=0.5,
-        g_norm="batch", d_norm="batch", conv_impl="auto", compute_dtype="float32"))
+        g_norm="batch", d_norm="batch", conv_impl="auto", compute_dtype="auto"))
     c.loss = ml_collections.ConfigDict(dict(gan_mode="vanilla", l1_weight=100.0))
     c.augment = ml_collections.ConfigDict(dict(
         jitter_scale=286 / 256, flip=0.5,

@@ -38,7 +38,7 @@ def get_config(variant: str = "df128") -> ml_collections.ConfigDict:
     c.model = ml_collections.ConfigDict(dict(
         archi="df", size=128, ae_dims=256, e_dims=64, d_dims=64, d_mask_dims=22,
         face_type="full",   # half, mid, full, whole or head, framed as DeepFaceLab frames them
-        conv_impl="auto", compute_dtype="float32",
+        conv_impl="auto", compute_dtype="auto",
         gan_dims=16,        # the U-Net PatchGAN's base width (DeepFaceLab: 16)
         gan_patch_size=0,   # its receptive field in pixels; 0: resolution / 8 (DeepFaceLab's)
         code_d_dims=256))   # the true-face code discriminator's base width (DeepFaceLab: 256)

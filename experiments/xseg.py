@@ -35,7 +35,7 @@ def get_config(variant: str = "default") -> ml_collections.ConfigDict:
         base=32,                   # DeepFaceLab's base width (widths B, 2B, 4B, 8B, 8B, 8B)
         dense=512,                 # the bottleneck's width
         conv_impl="auto",
-        compute_dtype="float32",
+        compute_dtype="auto",
     ))
     c.augment = augment.default_config("dfl")
     c.augment.update(dict(

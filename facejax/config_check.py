@@ -80,7 +80,7 @@ COMMON: Schema = {
     "optim.b2": FRACTION,
     "optim.decay_steps": integer(0),
     "model.size": integer(16, 4096),
-    "model.compute_dtype": ("float32", "bfloat16"),
+    "model.compute_dtype": ("auto", "float32", "bfloat16"),
     "data.yaw_bins": integer(0, 4096),
     "data.workers": integer(-1, 256),
     "data.load_size": integer(16, 4096),

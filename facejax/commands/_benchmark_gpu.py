@@ -150,6 +150,8 @@ def bench_gpu_compile(config, face_folder, devices: int = 1) -> dict:
             "compile_s": round(out["compile_s"], 1),
             "compile_cpu_s": round(out["compile_cpu_s"], 1),
             "cudnn_convolutions": sum(c.startswith("__cudnn$conv") for c in calls),
+            "bf16_convolutions": sum("bf16[" in line for line in out["text"].splitlines()
+                                     if 'custom_call_target="__cudnn$conv' in line),
             "other_convolutions": len(_CONVOLUTION.findall(out["text"])),
             "custom_calls": sorted(set(calls)),
             "cpu_form_sources": cpu_form_sources(out["lowered_text"])}

@@ -17,9 +17,14 @@ from facejax.ops.shuffle import pixel_shuffle
 
 
 def compute_dtype(model_config):
-    """The activation dtype of `model_config.compute_dtype` (None: float32); parameters and
-    optimizer state stay float32 either way."""
-    return jnp.bfloat16 if model_config.get("compute_dtype", "float32") == "bfloat16" else None
+    """The activation dtype of `model_config.compute_dtype` (None: float32): "float32",
+    "bfloat16", or "auto": bfloat16 when the program is traced for a GPU
+    (`ops.conv.backend.target_platform`), float32 elsewhere (XLA:CPU's bfloat16 steps run
+    slower; docs/benchmarks.md). Parameters and optimizer state stay float32 either way."""
+    name = model_config.get("compute_dtype", "float32")
+    if name == "auto":
+        name = "bfloat16" if conv.backend.target_platform() == "gpu" else "float32"
+    return jnp.bfloat16 if name == "bfloat16" else None
 
 
 def _conv_kernel(module: nn.Module, x: jax.Array, k: int):

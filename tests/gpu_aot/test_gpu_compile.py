@@ -32,7 +32,16 @@ def _gpu_compile(experiment, faces, *flags):
 @pytest.mark.parametrize("experiment, flags", FAMILIES, ids=[e for e, _ in FAMILIES])
 def test_every_familys_step_compiles_for_an_h100_without_cpu_forms(experiment, flags,
                                                                    grid_faces):
-    _check_compiled(_gpu_compile(experiment, grid_faces["a"], *flags))
+    """... and with its default compute dtype ("auto"), in bfloat16 convolutions."""
+    assert _check_compiled(_gpu_compile(experiment, grid_faces["a"], *flags))[
+        "bf16_convolutions"] > 0
+
+
+@needs_plugin
+def test_a_float32_step_compiled_for_an_h100_has_no_bfloat16_convolution(grid_faces):
+    result = _check_compiled(_gpu_compile("deepfakes_original:tiny", grid_faces["a"],
+                                          "--config.model.compute_dtype=float32"))
+    assert result["bf16_convolutions"] == 0
 
 
 def _check_compiled(proc) -> dict:

@@ -46,6 +46,24 @@ def test_bfloat16_compute_tracks_float32(experiment, grid_faces):
         assert losses["bfloat16"][k] == pytest.approx(v, rel=0.05, abs=0.02), k
 
 
+def test_auto_compute_dtype_is_bfloat16_for_a_gpu_and_float32_for_the_cpu(monkeypatch):
+    """compute_dtype="auto" (every experiment's default) follows the platform the step is
+    traced for; a named dtype is kept on both."""
+    from facejax.experiments import deepfakes_original
+    from facejax.models import layers
+    from facejax.ops.conv import backend
+
+    model = deepfakes_original.get_config("tiny").model
+    assert model.compute_dtype == "auto" and layers.compute_dtype(model) is None  # this CPU
+    monkeypatch.setattr(backend, "target_platform", lambda: "gpu")
+    assert layers.compute_dtype(model) == jnp.bfloat16
+    model.compute_dtype = "float32"
+    assert layers.compute_dtype(model) is None
+    model.compute_dtype = "bfloat16"
+    monkeypatch.setattr(backend, "target_platform", lambda: "cpu")
+    assert layers.compute_dtype(model) == jnp.bfloat16
+
+
 def test_finiteness_guard_flags_inf_nan_and_gradients_whose_square_overflows():
     from facejax.tasks import common
     check = jax.jit(common.all_finite)
