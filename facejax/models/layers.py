@@ -20,10 +20,12 @@ def compute_dtype(model_config):
     """The activation dtype of `model_config.compute_dtype` (None: float32): "float32",
     "bfloat16", or "auto": bfloat16 when the program is traced for a GPU
     (`ops.conv.backend.target_platform`), float32 elsewhere (XLA:CPU's bfloat16 steps run
-    slower; docs/benchmarks.md). Parameters and optimizer state stay float32 either way."""
+    slower; docs/benchmarks.md) and inside `plain_forms()` (the textbook model an ONNX export
+    writes). Parameters and optimizer state stay float32 either way."""
     name = model_config.get("compute_dtype", "float32")
     if name == "auto":
-        name = "bfloat16" if conv.backend.target_platform() == "gpu" else "float32"
+        gpu = conv.backend.target_platform() == "gpu" and not conv.backend.plain()
+        name = "bfloat16" if gpu else "float32"
     return jnp.bfloat16 if name == "bfloat16" else None
 
 

@@ -48,7 +48,7 @@ def test_bfloat16_compute_tracks_float32(experiment, grid_faces):
 
 def test_auto_compute_dtype_is_bfloat16_for_a_gpu_and_float32_for_the_cpu(monkeypatch):
     """compute_dtype="auto" (every experiment's default) follows the platform the step is
-    traced for; a named dtype is kept on both."""
+    traced for, float32 inside plain_forms; a named dtype is kept on both."""
     from facejax.experiments import deepfakes_original
     from facejax.models import layers
     from facejax.ops.conv import backend
@@ -57,6 +57,8 @@ def test_auto_compute_dtype_is_bfloat16_for_a_gpu_and_float32_for_the_cpu(monkey
     assert model.compute_dtype == "auto" and layers.compute_dtype(model) is None  # this CPU
     monkeypatch.setattr(backend, "target_platform", lambda: "gpu")
     assert layers.compute_dtype(model) == jnp.bfloat16
+    with backend.plain_forms():  # the textbook model (an ONNX export's) stays float32
+        assert layers.compute_dtype(model) is None
     model.compute_dtype = "float32"
     assert layers.compute_dtype(model) is None
     model.compute_dtype = "bfloat16"
