@@ -49,11 +49,12 @@ def reference_step_ms(task, config, how: ReferenceRun) -> float:
         raise UserError(f"--reference_python: {os.path.basename(script)} failed: {tail}")
 
 
-def matmul_gflops(n: int = 2048, reps: int = 5) -> float:
-    """GFLOP/s of the fastest of `reps` n×n fp32 matmuls: the machine's peak, as JAX reaches it."""
+def matmul_gflops(n: int = 2048, reps: int = 5, dtype: str = "float32") -> float:
+    """GFLOP/s of the fastest of `reps` n×n matmuls in `dtype`: the machine's peak, as JAX
+    reaches it."""
     import jax
     import jax.numpy as jnp
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    a = jax.random.normal(jax.random.key(0), (n, n), dtype)
     f = jax.jit(lambda x: x @ x)
     f(a).block_until_ready()
     times = []
@@ -145,10 +146,10 @@ def compiled_step(task, config, state, batch, key, replicated, data_sharding) ->
 
 
 def timed_steps(step, state, batch, key, steps: int, warmup: int,
-                reference: Callable[[], None]):
+                reference: Callable[[], None], dtype: str = "float32"):
     """(state, step seconds, matmul peaks) of `steps` steps back to back, as the references
     time theirs, after a first step, the `reference()` run and `warmup` untimed steps; the
-    matmul peak right before and right after them."""
+    matmul peak in `dtype` right before and right after them."""
     import jax
     state, m = step(state, batch, key)
     jax.block_until_ready(m)
@@ -156,13 +157,13 @@ def timed_steps(step, state, batch, key, steps: int, warmup: int,
     for _ in range(warmup):
         state, m = step(state, batch, key)
     jax.block_until_ready(m)
-    peaks, times = [matmul_gflops()], []
+    peaks, times = [matmul_gflops(dtype=dtype)], []
     for _ in range(steps):
         t = time.perf_counter()
         state, m = step(state, batch, key)
         jax.block_until_ready(m)
         times.append(time.perf_counter() - t)
-    peaks.append(matmul_gflops())
+    peaks.append(matmul_gflops(dtype=dtype))
     return state, times, peaks
 
 
@@ -206,6 +207,7 @@ def bench_train(config, face_folder: Callable[[int], str], steps: int, warmup: i
     if reference is not None and task.reference is None:
         raise UserError(f"--reference_python: the task {config.task} has no PyTorch reference")
     import jax
+    from facejax.models import layers
     from facejax.training import inputs
     workers = inputs.data_workers(config)
     reference_ms = []
@@ -214,10 +216,12 @@ def bench_train(config, face_folder: Callable[[int], str], steps: int, warmup: i
         if reference is not None:
             reference_ms.append(reference_step_ms(task, config, reference))
 
+    # The peak in the dtype the step computes in (compute_dtype "auto": bfloat16 on a GPU).
+    dtype = "bfloat16" if layers.compute_dtype(config.model) is not None else "float32"
     with prepared_step(config, face_folder) as p:
         batches, ds, step = p.batches, p.data_sharding, p.step
         state, times, peaks = timed_steps(step["step"], p.state, p.batch, p.key, steps, warmup,
-                                          run_reference)
+                                          run_reference, dtype)
         state, loop_ms = loop_step_ms(step["step"], state, p.key, batches, ds, steps, workers)
     run_reference()
     step_s = statistics.median(times)
@@ -234,7 +238,7 @@ def bench_train(config, face_folder: Callable[[int], str], steps: int, warmup: i
             "gflop_per_step": round(step["gflop"], 1),
             "executed_gflop_per_step": round(step["executed_gflop"], 1),
             "achieved_gflop_per_s": round(step["gflop"] / step_s, 1),
-            "matmul_peak_gflop_per_s": round(max(peaks), 1),
+            "compute_dtype": dtype, "matmul_peak_gflop_per_s": round(max(peaks), 1),
             "fraction_of_peak": round(step["gflop"] / step_s / max(peaks), 3),
             "executed_fraction_of_peak": round(step["executed_gflop"] / step_s / max(peaks), 3),
             "pipeline_workers": workers, "pipeline_images_per_s": round(pipe, 1),

@@ -32,7 +32,8 @@ train: median step time (on one batch of real faces), images/s, compile seconds,
 cost analysis of the model built of plain layers (`ops.conv.plain_forms`; the faster forms that
 run count fewer: `executed_gflop_per_step`; both counted with loops written out,
 `ops.loops.unrolled`), achieved GFLOP/s (model GFLOP ÷ step time), and that as a fraction of a
-2048² fp32 matmul peak measured in the same run (`fraction_of_peak`; right before and right
+2048² matmul peak in the step's compute dtype (`compute_dtype`: float32 on the CPU, bfloat16
+on a GPU by default) measured in the same run (`fraction_of_peak`; right before and right
 after the timed steps, which run back to back after --warmup untimed ones, as the references
 time theirs), and the executed GFLOP's (`executed_fraction_of_peak`); the input pipeline's
 images/s streaming real faces (--faces, or --clip extracted at the load size) through the

@@ -41,6 +41,7 @@ def test_train_and_conv_report_their_figures(tmp_path):
     assert (tmp_path / "torch_autoencoder.py.args").read_text().splitlines() == [
         "--batch 8 --size 32 --no-flops"] * 2
     assert r["step_ms"] > 0 and 0 < r["fraction_of_peak"] < 5
+    assert r["compute_dtype"] == "float32"  # "auto" on the CPU; the peak is float32's
     assert r["executed_gflop_per_step"] > 0 and r["gflop_per_step"] > 0
     assert r["pipeline_over_step"] > 0 and r["peak_rss_mb"] > 100
     assert r["pipeline_workers"] == 0  # as the tiny variant sets it
