@@ -118,9 +118,7 @@ def test_separable_window_equals_the_per_channel_convolution():
         want, want_grad = conv_2d(x), jax.vjp(conv_2d, x)[1](g)[0]
         for plain in (False, True):
             def mine(v):
-                with contextlib.ExitStack() as stack:
-                    if plain:
-                        stack.enter_context(conv.plain_forms())
+                with conv.plain_forms() if plain else contextlib.nullcontext():
                     return conv.separable_filter(v, taps, pad)
             np.testing.assert_allclose(mine(x), want, atol=2e-6)
             np.testing.assert_allclose(jax.vjp(mine, x)[1](g)[0], want_grad, atol=2e-5)

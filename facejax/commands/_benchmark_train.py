@@ -207,6 +207,7 @@ def bench_train(config, face_folder: Callable[[int], str], steps: int, warmup: i
     if reference is not None and task.reference is None:
         raise UserError(f"--reference_python: the task {config.task} has no PyTorch reference")
     import jax
+    import jax.numpy as jnp
     from facejax.models import layers
     from facejax.training import inputs
     workers = inputs.data_workers(config)
@@ -217,7 +218,7 @@ def bench_train(config, face_folder: Callable[[int], str], steps: int, warmup: i
             reference_ms.append(reference_step_ms(task, config, reference))
 
     # The peak in the dtype the step computes in (compute_dtype "auto": bfloat16 on a GPU).
-    dtype = "bfloat16" if layers.compute_dtype(config.model) is not None else "float32"
+    dtype = jnp.dtype(layers.compute_dtype(config.model) or jnp.float32).name
     with prepared_step(config, face_folder) as p:
         batches, ds, step = p.batches, p.data_sharding, p.step
         state, times, peaks = timed_steps(step["step"], p.state, p.batch, p.key, steps, warmup,

@@ -25,7 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from facejax.ops.conv import backend, banded, registry, rules
+from facejax.ops.conv import backend, banded, registry, rules, xla
 from facejax.ops.conv.backend import plain_forms
 from facejax.ops.conv.xla import same_padding
 
@@ -118,7 +118,5 @@ def separable_filter(x: jax.Array, taps: np.ndarray, padding) -> jax.Array:
         return banded.filter_banded(x, taps, padding)
     c, k = x.shape[-1], len(taps)
     column = jnp.broadcast_to(jnp.asarray(taps, x.dtype).reshape(k, 1, 1, 1), (k, 1, 1, c))
-    per_channel = lambda v, kernel, pad: jax.lax.conv_general_dilated(
-        v, kernel, (1, 1), pad, feature_group_count=c, dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    y = per_channel(x, column, (tuple(padding[0]), (0, 0)))
-    return per_channel(y, column.reshape(1, k, 1, c), ((0, 0), tuple(padding[1])))
+    y = xla.conv_per_channel(x, column, (tuple(padding[0]), (0, 0)))
+    return xla.conv_per_channel(y, column.reshape(1, k, 1, c), ((0, 0), tuple(padding[1])))

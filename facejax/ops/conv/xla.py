@@ -24,6 +24,13 @@ def conv(x: jax.Array, kernel: jax.Array, padding, stride: int = 1) -> jax.Array
                                         dimension_numbers=DIMS)
 
 
+def conv_per_channel(x: jax.Array, kernel: jax.Array, padding) -> jax.Array:
+    """XLA's stride-1 per-channel (depthwise) convolution: a [kh, kw, 1, C] kernel, explicit
+    padding ((top, bottom), (left, right))."""
+    return jax.lax.conv_general_dilated(x, kernel, (1, 1), padding, dimension_numbers=DIMS,
+                                        feature_group_count=x.shape[-1])
+
+
 def conv_transpose(x: jax.Array, kernel: jax.Array) -> jax.Array:
     """XLA's stride-2 'SAME' transposed convolution: [B, H, W, C] -> [B, 2H, 2W, O]."""
     return jax.lax.conv_transpose(x, kernel, (2, 2), "SAME", dimension_numbers=DIMS)
